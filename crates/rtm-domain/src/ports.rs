@@ -1,0 +1,374 @@
+//! Ports: the traits through which the domain reaches the world.
+//!
+//! Every port is `Send + Sync + 'static` and its methods return
+//! `impl Future + Send`, so services stay generic and runtime-agnostic (no
+//! tokio or driver type appears here). Each method documents its contract;
+//! adapters are tested against these contracts with the real services.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures_core::Stream;
+use time::OffsetDateTime;
+
+use crate::{
+    Commit, ContainerId, GameId, HealthEvent, HealthSnapshot, HealthStatus, ImageRef, LockError,
+    OpKind, OpSource, OperationEntry, Outcome, ProbeError, PublishError, RuntimeError,
+    RuntimeRecord, RuntimeStatus, StoreError,
+};
+
+// ---------------------------------------------------------------- storage
+
+/// Filter and keyset page for listing runtime records, ordered by `game_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    pub status: Option<RuntimeStatus>,
+    /// Only records whose `last_op_at` is strictly before this instant.
+    pub last_op_before: Option<OffsetDateTime>,
+    /// Keyset cursor: only games strictly after this id.
+    pub after: Option<GameId>,
+    pub limit: u32,
+}
+
+/// Filter and keyset page for the operation log, newest first
+/// (`started_at DESC, id DESC`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationQuery {
+    pub game_id: Option<GameId>,
+    pub kind: Option<OpKind>,
+    pub outcome: Option<Outcome>,
+    pub source: Option<OpSource>,
+    /// Only rows that started at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Keyset cursor: only rows with an `id` strictly below this one.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Filter and keyset page for health snapshots, ordered by `game_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthQuery {
+    pub status: Option<HealthStatus>,
+    pub after: Option<GameId>,
+    pub limit: u32,
+}
+
+/// `runtime_records` reads.
+pub trait RuntimeRecords: Send + Sync + 'static {
+    /// MUST return `Ok(None)` when the game has no record.
+    fn get_record(
+        &self,
+        game: &GameId,
+    ) -> impl Future<Output = Result<Option<RuntimeRecord>, StoreError>> + Send;
+
+    /// MUST apply every filter of `query` and return at most `query.limit`
+    /// records ordered by `game_id`.
+    fn list_records(
+        &self,
+        query: &RecordQuery,
+    ) -> impl Future<Output = Result<Vec<RuntimeRecord>, StoreError>> + Send;
+}
+
+/// `operation_log` reads.
+pub trait OperationLog: Send + Sync + 'static {
+    /// The finished row of `game` with this `(source, source_ref)`, if any.
+    /// `source_ref` is never empty here.
+    fn find_by_source_ref(
+        &self,
+        game: &GameId,
+        source: OpSource,
+        source_ref: &str,
+    ) -> impl Future<Output = Result<Option<OperationEntry>, StoreError>> + Send;
+
+    /// MUST return rows newest first (`started_at DESC, id DESC`), at most
+    /// `query.limit`, honouring every filter.
+    fn list_operations(
+        &self,
+        query: &OperationQuery,
+    ) -> impl Future<Output = Result<Vec<OperationEntry>, StoreError>> + Send;
+}
+
+/// `health_snapshots` reads.
+pub trait HealthSnapshots: Send + Sync + 'static {
+    fn get_health(
+        &self,
+        game: &GameId,
+    ) -> impl Future<Output = Result<Option<HealthSnapshot>, StoreError>> + Send;
+
+    fn list_health(
+        &self,
+        query: &HealthQuery,
+    ) -> impl Future<Output = Result<Vec<HealthSnapshot>, StoreError>> + Send;
+}
+
+/// The health-event outbox: changes committed with their snapshot and
+/// waiting to be published.
+pub trait HealthOutbox: Send + Sync + 'static {
+    /// Unpublished events in commit order (ascending id), at most `limit`.
+    fn pending_events(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<HealthEvent>, StoreError>> + Send;
+
+    /// Marks events published; they are never returned again.
+    fn mark_published(&self, ids: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many events wait to be published (for `/readyz` and metrics).
+    fn pending_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Atomic writes.
+pub trait UnitOfWork: Send + Sync + 'static {
+    /// Applies `commit` in one transaction: upsert the record, append the
+    /// operation row (returned), upsert the snapshot and, when
+    /// `publish`, queue its event in the outbox. All or nothing.
+    ///
+    /// MUST return `StoreError::AlreadyExists` when the operation's non-empty
+    /// `(game_id, source, source_ref)` already has a row (nothing is written).
+    fn commit(
+        &self,
+        commit: Commit,
+    ) -> impl Future<Output = Result<Option<OperationEntry>, StoreError>> + Send;
+
+    /// Cheap liveness check for `/readyz`.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Everything the services need from storage.
+pub trait Store: RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork {}
+impl<T: RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork> Store for T {}
+
+// ---------------------------------------------------------------- locks
+
+/// Per-game mutual exclusion that holds across RTM replicas.
+pub trait GameLocks: Send + Sync + 'static {
+    type Guard: GameLockGuard;
+
+    /// Waits at most `wait` for the game's lock.
+    ///
+    /// MUST return `LockError::Timeout` when another holder keeps it beyond
+    /// `wait`, and `LockError::Store(Unavailable)` when the lock service is
+    /// unreachable. Locks of different games never block each other.
+    fn acquire(
+        &self,
+        game: &GameId,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Self::Guard, LockError>> + Send;
+}
+
+/// A held game lock. Dropping it without [`release`](GameLockGuard::release)
+/// MUST still free the lock (e.g. by closing the session that holds it).
+pub trait GameLockGuard: Send + Sync + 'static {
+    fn release(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Leader election for singleton workers.
+pub trait LeaderElection: Send + Sync + 'static {
+    type Lease: LeaderLease;
+
+    /// Tries once to become the leader of `role`; `Ok(None)` when another
+    /// replica leads it.
+    fn try_acquire(
+        &self,
+        role: &str,
+    ) -> impl Future<Output = Result<Option<Self::Lease>, StoreError>> + Send;
+}
+
+/// Leadership of one role. Losing the underlying session loses it.
+pub trait LeaderLease: Send + Sync + 'static {
+    /// MUST return false once leadership may have been lost (connection
+    /// closed or failing); the worker then stops acting.
+    fn is_held(&self) -> impl Future<Output = bool> + Send;
+
+    fn release(self) -> impl Future<Output = ()> + Send;
+}
+
+// ---------------------------------------------------------------- runtime
+
+/// What the domain asks the container runtime to create.
+///
+/// The adapter adds its own labels (`rtm.managed`, `rtm.owner`) and those
+/// derived from here (`rtm.game_id`, `rtm.image_ref`, `rtm.state_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub game_id: GameId,
+    pub name: String,
+    pub image: ImageRef,
+    /// Host directory of the game's state; created (owned by `user`) if missing.
+    pub state_path: String,
+}
+
+/// Docker's own health check result, when the image defines one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerHealth {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// One RTM-owned container, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    pub id: ContainerId,
+    pub name: String,
+    /// From the `rtm.game_id` label; `None` if the label is not a valid id.
+    pub game_id: Option<GameId>,
+    /// The `rtm.image_ref` label.
+    pub image_ref: String,
+    pub state_path: String,
+    pub running: bool,
+    pub created_at: OffsetDateTime,
+}
+
+/// One RTM-owned container, as inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub summary: ContainerSummary,
+    /// Docker's `State.Status` (`running`, `exited`, `created`…).
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub health: Option<DockerHealth>,
+    /// Address on the engines' network.
+    pub ip: Option<IpAddr>,
+    pub started_at: Option<OffsetDateTime>,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// What happened to a container, from the runtime's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerEventKind {
+    Start,
+    Die { exit_code: Option<i64> },
+    Oom,
+    Destroy,
+    Health(DockerHealth),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub container_id: ContainerId,
+    pub game_id: Option<GameId>,
+    pub kind: ContainerEventKind,
+    /// When the runtime saw it (nanosecond precision where available).
+    pub at: OffsetDateTime,
+}
+
+/// The engine containers (Docker today, an orchestrator's services later).
+///
+/// The adapter owns the label scheme and its owner value: it MUST never
+/// list, inspect, stop, rename or remove a container that does not carry
+/// its owner label (such a container is reported as `NotFound`).
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Cheap liveness check for `/readyz`.
+    fn ping(&self) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Makes sure `image` is present locally, pulling it when absent.
+    /// MUST return `PullFailed` when the pull fails.
+    fn ensure_image(&self, image: &ImageRef)
+        -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Creates (does not start) a container: network (created if missing),
+    /// state directory bind mount, limits, hardening, labels, env.
+    /// MUST return `Conflict` when the name is taken.
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
+
+    /// Starts a created or stopped container. Starting a running one is Ok.
+    fn start(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// SIGTERM, then SIGKILL after `grace`; returns once it is stopped.
+    /// Stopping a stopped container is Ok; a missing one is `NotFound`.
+    fn stop(
+        &self,
+        id: &ContainerId,
+        grace: Duration,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes the container (forcefully). A missing one is `NotFound`.
+    fn remove(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Renames the container. `Conflict` when the name is taken.
+    fn rename(
+        &self,
+        id: &ContainerId,
+        name: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    fn inspect(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<ContainerInfo, RuntimeError>> + Send;
+
+    /// Every owned container (running or not), of one game when `game` is set.
+    fn list(
+        &self,
+        game: Option<&GameId>,
+    ) -> impl Future<Output = Result<Vec<ContainerSummary>, RuntimeError>> + Send;
+
+    /// Events of owned containers from `since` (or now) on. The stream ends
+    /// (or yields `Err`) when the connection breaks; the caller resubscribes
+    /// with `since` and drops replays it has already seen.
+    fn events(
+        &self,
+        since: Option<OffsetDateTime>,
+    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;
+}
+
+// ---------------------------------------------------------------- health
+
+/// Where to probe an engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// `http://rtm-<game>:<port>`, reachable inside the engines' network.
+    pub endpoint: String,
+    /// The container's address on that network, reachable from the host
+    /// too; preferred when known.
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+/// HTTP health probe of an engine.
+pub trait EngineProbe: Send + Sync + 'static {
+    /// `Ok` when the engine answered its health path with a 2xx within the
+    /// configured timeout; otherwise the reason.
+    fn probe(&self, target: &ProbeTarget) -> impl Future<Output = Result<(), ProbeError>> + Send;
+}
+
+/// Publishes health changes to `runtime:health_events`.
+pub trait HealthPublisher: Send + Sync + 'static {
+    /// MUST return `Err` unless the event is durably appended to the stream.
+    fn publish(&self, event: &HealthEvent) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+// ---------------------------------------------------------------- time
+
+/// Wall clock and timers, injected so tests control time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
+}
+
+// ---------------------------------------------------------------- telemetry
+
+/// Hooks for metrics; the binary implements them with Prometheus.
+/// Every method has a no-op default.
+pub trait Telemetry: Send + Sync + 'static {
+    fn operation_finished(
+        &self,
+        _kind: OpKind,
+        _source: OpSource,
+        _outcome: Outcome,
+        _elapsed: Duration,
+    ) {
+    }
+    fn health_observed(&self, _status: HealthStatus, _changed: bool) {}
+}
+
+/// Telemetry that records nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTelemetry;
+impl Telemetry for NoTelemetry {}

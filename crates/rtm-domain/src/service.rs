@@ -1,0 +1,123 @@
+//! The operations service: carries out SPEC §5's operations through the
+//! ports, under the per-game lock, with one operation-log row per
+//! operation written in the same transaction as the record change.
+
+mod operations;
+
+use std::time::Duration;
+
+pub use operations::RuntimeService;
+
+use crate::transition::Command;
+use crate::{ErrorCode, GameId, OpError, OpSource, OperationEntry, Outcome, RuntimeRecord, StoreError};
+
+/// Settings of the operations service (from `RTM_*`).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `RTM_IMAGE_ALLOWLIST`.
+    pub allowlist: crate::Allowlist,
+    /// `RTM_LOCK_WAIT`: how long an operation waits for the game's lock.
+    pub lock_wait: Duration,
+    /// `RTM_STOP_TIMEOUT`: default grace period of stop and restart.
+    pub stop_timeout: Duration,
+    /// `RTM_PATCH_HEALTH_TIMEOUT`: how long a patched engine has to answer
+    /// its health probe before the patch is rolled back.
+    pub patch_health_timeout: Duration,
+    /// How often the patch health gate probes while it waits.
+    pub patch_probe_interval: Duration,
+    /// `RTM_ENGINE_PORT`.
+    pub engine_port: u16,
+    /// `RTM_STATE_ROOT`: host directory holding `<game_id>/` state dirs.
+    pub state_root: String,
+    /// `RTM_DOCKER_NETWORK`.
+    pub network: String,
+}
+
+impl ServiceConfig {
+    /// `http://rtm-<game_id>:<port>`.
+    pub fn engine_endpoint(&self, game: &GameId) -> String {
+        format!("http://{}:{}", game.container_name(), self.engine_port)
+    }
+
+    /// `<state_root>/<game_id>`.
+    pub fn state_path(&self, game: &GameId) -> String {
+        format!("{}/{}", self.state_root.trim_end_matches('/'), game)
+    }
+}
+
+/// One operation to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRequest {
+    pub game_id: GameId,
+    pub command: Command,
+    pub source: OpSource,
+    /// Idempotency reference: the Lobby entry id or the REST
+    /// `Idempotency-Key`. A reference that already has a finished row for
+    /// this game and source returns that row's result without acting.
+    pub source_ref: Option<String>,
+    /// Grace period for stop/restart; `RTM_STOP_TIMEOUT` when `None`.
+    pub stop_timeout: Option<Duration>,
+    /// Patch only: skip the semantic-version rule (admin surface).
+    pub force: bool,
+    /// The caller's correlation id, copied into logs.
+    pub request_id: Option<String>,
+}
+
+impl OperationRequest {
+    /// A request with no reference, timeout, force or request id.
+    pub fn new(game_id: GameId, command: Command, source: OpSource) -> Self {
+        Self {
+            game_id,
+            command,
+            source,
+            source_ref: None,
+            stop_timeout: None,
+            force: false,
+            request_id: None,
+        }
+    }
+}
+
+/// The result of an operation that was recorded (or replayed): success or
+/// a failure with a stable code. Either way exactly one row exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationOutcome {
+    /// The operation-log row: the new one, or the earlier one on replay.
+    pub operation: OperationEntry,
+    /// The game's record after the operation (current on replay).
+    pub record: Option<RuntimeRecord>,
+    /// True when `source_ref` had already been processed.
+    pub replayed: bool,
+}
+
+impl OperationOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.operation.outcome == Outcome::Success
+    }
+
+    /// The recorded failure, if the operation failed.
+    pub fn error(&self) -> Option<&OpError> {
+        self.operation.error.as_ref()
+    }
+}
+
+/// An operation that could not even be recorded: nothing was done.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// Another operation holds the game's lock beyond `RTM_LOCK_WAIT`.
+    #[error("another operation on game {0} is in progress")]
+    InProgress(GameId),
+    /// PostgreSQL failed; nothing was done to the runtime, or what was
+    /// done is left for the reconciler (logged).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl OperationError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            OperationError::InProgress(_) => ErrorCode::OperationInProgress,
+            OperationError::Store(e) => e.code(),
+        }
+    }
+}
