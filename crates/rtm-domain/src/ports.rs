@@ -372,3 +372,47 @@ pub trait Telemetry: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoTelemetry;
 impl Telemetry for NoTelemetry {}
+
+// ---------------------------------------------------------------- bundle
+
+/// The set of adapter types a deployment wires together, so services (and
+/// the HTTP layer) are generic over one parameter instead of six.
+///
+/// Adapters are cheap handles (pools, clients) and so `Clone`.
+pub trait Ports: Send + Sync + 'static {
+    type Store: Store + Clone;
+    type Locks: GameLocks + Clone;
+    type Runtime: ContainerRuntime + Clone;
+    type Probe: EngineProbe + Clone;
+    type Clock: Clock + Clone;
+    type Telemetry: Telemetry + Clone;
+}
+
+/// The adapter instances of a [`Ports`] set.
+pub struct Adapters<P: Ports> {
+    pub store: P::Store,
+    pub locks: P::Locks,
+    pub runtime: P::Runtime,
+    pub probe: P::Probe,
+    pub clock: P::Clock,
+    pub telemetry: P::Telemetry,
+}
+
+impl<P: Ports> Clone for Adapters<P> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            locks: self.locks.clone(),
+            runtime: self.runtime.clone(),
+            probe: self.probe.clone(),
+            clock: self.clock.clone(),
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
+impl<P: Ports> std::fmt::Debug for Adapters<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Adapters { .. }")
+    }
+}
