@@ -1,2 +1,403 @@
-//! Placeholder; being built.
-fn main() {}
+//! `rtm-engine-stub`: a tiny game engine for tests and the demo.
+//!
+//! It behaves like the engines RTM manages, and lets a test drive every
+//! failure RTM must notice through files in its state directory:
+//!
+//! - serves `GET /healthz` on `ENGINE_PORT` (default 8080): `200` with
+//!   `{"game_id":"<GAME_ID>","version":"<ENGINE_VERSION>"}`, or `503` with
+//!   the same body plus `"status":"unhealthy"` while the control file
+//!   `unhealthy` exists; other paths answer `404`, other methods `405`.
+//!   HTTP/1.1, one request per connection (`Connection: close`).
+//! - on start appends `<version> <unix_ms>` to
+//!   `$ENGINE_STATE_DIR/starts.log` (default dir `/var/lib/engine`); when
+//!   that fails it exits with code 1, so a state directory the engine user
+//!   cannot write shows up as a crash, not as a silent success.
+//! - exits 0 promptly (within ~100 ms) on SIGTERM or SIGINT.
+//! - every 100 ms looks at control files in `$ENGINE_STATE_DIR`:
+//!   - `crash`: removes it, then exits with the code written in it (1 when
+//!     it holds no integer). One-shot, so the next start of the same
+//!     container (or of its successor on the same state dir) runs normally;
+//!   - `oom`: removes it, then allocates and touches memory until the
+//!     kernel OOM-kills the process (it stops growing at 4 GiB, a safety
+//!     net for running it without a memory limit);
+//!   - `unhealthy`: see `/healthz`; a state, not a one-shot.
+//! - `ENGINE_FAIL_AT_START=1` makes it exit with code 3 at once, before
+//!   anything else (the `broken` image).
+//!
+//! std only: it is linked statically and runs alone in a `FROM scratch`
+//! image (`cargo xtask engine-image`).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the control files and the termination flag are checked.
+const POLL: Duration = Duration::from_millis(100);
+/// Upper bound on a request head; anything longer is refused.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// A slow or silent client never pins a thread for long.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where `oom` stops growing when no memory limit kills it first.
+const OOM_CAP_BYTES: usize = 4 << 30;
+const OOM_CHUNK_BYTES: usize = 1 << 20;
+
+/// Set by the signal handler, read by the main loop.
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+/// What the engine knows about itself, from its environment.
+#[derive(Debug)]
+struct Engine {
+    game_id: String,
+    version: String,
+    state_dir: PathBuf,
+    port: u16,
+}
+
+fn main() -> ExitCode {
+    if std::env::var("ENGINE_FAIL_AT_START").as_deref() == Ok("1") {
+        eprintln!("rtm-engine-stub: ENGINE_FAIL_AT_START=1, exiting with 3");
+        return ExitCode::from(3);
+    }
+    signals::install_termination_handler();
+
+    let engine = match Engine::from_env() {
+        Ok(engine) => Arc::new(engine),
+        Err(msg) => {
+            eprintln!("rtm-engine-stub: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = engine.record_start() {
+        eprintln!(
+            "rtm-engine-stub: cannot append to {}: {e}",
+            engine.starts_log().display()
+        );
+        return ExitCode::from(1);
+    }
+    let listener = match TcpListener::bind(("0.0.0.0", engine.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "rtm-engine-stub: cannot listen on port {}: {e}",
+                engine.port
+            );
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "rtm-engine-stub {} for game {:?} listening on :{} (state {})",
+        engine.version,
+        engine.game_id,
+        engine.port,
+        engine.state_dir.display()
+    );
+
+    let server_engine = Arc::clone(&engine);
+    thread::spawn(move || serve(&listener, &server_engine));
+
+    control_loop(&engine)
+}
+
+impl Engine {
+    fn from_env() -> Result<Self, String> {
+        let port = match std::env::var("ENGINE_PORT") {
+            Ok(p) => p
+                .parse()
+                .map_err(|_| format!("ENGINE_PORT={p:?} is not a port number"))?,
+            Err(_) => 8080,
+        };
+        Ok(Self {
+            game_id: std::env::var("GAME_ID").unwrap_or_default(),
+            version: std::env::var("ENGINE_VERSION").unwrap_or_else(|_| "dev".to_owned()),
+            state_dir: std::env::var_os("ENGINE_STATE_DIR")
+                .map_or_else(|| PathBuf::from("/var/lib/engine"), PathBuf::from),
+            port,
+        })
+    }
+
+    fn starts_log(&self) -> PathBuf {
+        self.state_dir.join("starts.log")
+    }
+
+    fn control(&self, name: &str) -> PathBuf {
+        self.state_dir.join(name)
+    }
+
+    fn record_start(&self) -> io::Result<()> {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.starts_log())?;
+        // One write call per line, so concurrent appenders never interleave.
+        f.write_all(format!("{} {ms}\n", self.version).as_bytes())?;
+        f.sync_all()
+    }
+
+    fn health_body(&self, unhealthy: bool) -> String {
+        let mut body = format!(
+            "{{\"game_id\":\"{}\",\"version\":\"{}\"",
+            json_escape(&self.game_id),
+            json_escape(&self.version)
+        );
+        if unhealthy {
+            body.push_str(",\"status\":\"unhealthy\"");
+        }
+        body.push('}');
+        body
+    }
+}
+
+/// Polls the termination flag and the control files until one ends the
+/// process.
+fn control_loop(engine: &Engine) -> ExitCode {
+    loop {
+        if TERMINATE.load(Ordering::SeqCst) {
+            eprintln!("rtm-engine-stub: terminating on signal");
+            return ExitCode::SUCCESS;
+        }
+        let crash = engine.control("crash");
+        if let Ok(content) = fs::read_to_string(&crash) {
+            // Removed first: a crash is one-shot (see the module docs).
+            let _ = fs::remove_file(&crash);
+            let code = content.trim().parse::<u8>().unwrap_or(1);
+            eprintln!("rtm-engine-stub: crash file found, exiting with {code}");
+            return ExitCode::from(code);
+        }
+        let oom = engine.control("oom");
+        if oom.exists() {
+            let _ = fs::remove_file(&oom);
+            eprintln!("rtm-engine-stub: oom file found, allocating until killed");
+            eat_memory();
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Allocates and touches memory until the kernel kills the process; then
+/// (only without a memory limit) holds the memory until terminated.
+fn eat_memory() {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    while hoard.len() * OOM_CHUNK_BYTES < OOM_CAP_BYTES {
+        // A non-zero fill writes every page, so the memory is really
+        // resident (zeroed allocations may stay untouched).
+        hoard.push(std::hint::black_box(vec![0xA5; OOM_CHUNK_BYTES]));
+        if TERMINATE.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+    while !TERMINATE.load(Ordering::SeqCst) {
+        thread::sleep(POLL);
+    }
+    drop(std::hint::black_box(hoard));
+}
+
+/// Accepts connections forever, one short-lived thread each.
+fn serve(listener: &TcpListener, engine: &Arc<Engine>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let engine = Arc::clone(engine);
+        thread::spawn(move || {
+            if let Err(e) = handle(stream, &engine) {
+                eprintln!("rtm-engine-stub: connection error: {e}");
+            }
+        });
+    }
+}
+
+fn handle(mut stream: TcpStream, engine: &Engine) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let head = match read_head(&mut stream)? {
+        Some(head) => head,
+        None => {
+            return respond(
+                &mut stream,
+                400,
+                "Bad Request",
+                "text/plain",
+                "bad request\n",
+            )
+        }
+    };
+    let request_line = head.lines().next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+        return respond(
+            &mut stream,
+            400,
+            "Bad Request",
+            "text/plain",
+            "bad request\n",
+        );
+    };
+    if !version.starts_with("HTTP/1.") {
+        return respond(
+            &mut stream,
+            505,
+            "HTTP Version Not Supported",
+            "text/plain",
+            "HTTP/1.x only\n",
+        );
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    match (method, path) {
+        ("GET", "/healthz") => {
+            let unhealthy = engine.control("unhealthy").exists();
+            let body = engine.health_body(unhealthy);
+            if unhealthy {
+                respond(
+                    &mut stream,
+                    503,
+                    "Service Unavailable",
+                    "application/json",
+                    &body,
+                )
+            } else {
+                respond(&mut stream, 200, "OK", "application/json", &body)
+            }
+        }
+        (_, "/healthz") => respond(
+            &mut stream,
+            405,
+            "Method Not Allowed",
+            "text/plain",
+            "method not allowed\n",
+        ),
+        _ => respond(&mut stream, 404, "Not Found", "text/plain", "not found\n"),
+    }
+}
+
+/// Reads up to the blank line that ends the request head. `None` when the
+/// client closed early or the head is too long. A request body, if any, is
+/// ignored: the only route is a GET.
+fn read_head(stream: &mut TcpStream) -> io::Result<Option<String>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            return Ok(Some(String::from_utf8_lossy(&buf[..end]).into_owned()));
+        }
+        if buf.len() > MAX_REQUEST_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &str,
+) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.flush()?;
+    // Half-close so the client sees the end of the response before the
+    // socket goes away, even if it sent bytes we did not read.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The one place that needs `unsafe`: std cannot install a signal handler.
+mod signals {
+    use std::os::raw::c_int;
+    use std::sync::atomic::Ordering;
+
+    const SIGINT: c_int = 2;
+    const SIGTERM: c_int = 15;
+
+    extern "C" {
+        /// libc's `signal(2)`; glibc gives it BSD semantics (the handler
+        /// stays installed, interrupted syscalls restart).
+        fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
+    }
+
+    /// Only an atomic store: the one kind of work that is async-signal-safe.
+    extern "C" fn on_terminate(_signum: c_int) {
+        super::TERMINATE.store(true, Ordering::SeqCst);
+    }
+
+    /// Installs [`on_terminate`] for SIGTERM and SIGINT.
+    #[allow(unsafe_code)]
+    pub(super) fn install_termination_handler() {
+        // SAFETY: `signal` is called with valid signal numbers and a handler
+        // of the C ABI signature that only stores into an atomic, which is
+        // async-signal-safe. Nothing else in the process installs handlers
+        // for these signals, so there is no race over the previous one.
+        unsafe {
+            signal(SIGTERM, on_terminate);
+            signal(SIGINT, on_terminate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_json_strings() {
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+
+    #[test]
+    fn health_body_is_json() {
+        let e = Engine {
+            game_id: "g-1".into(),
+            version: "1.0.0".into(),
+            state_dir: PathBuf::from("/tmp"),
+            port: 1,
+        };
+        assert_eq!(
+            e.health_body(false),
+            r#"{"game_id":"g-1","version":"1.0.0"}"#
+        );
+        assert_eq!(
+            e.health_body(true),
+            r#"{"game_id":"g-1","version":"1.0.0","status":"unhealthy"}"#
+        );
+    }
+
+    #[test]
+    fn finds_the_end_of_the_head() {
+        assert_eq!(find(b"GET / HTTP/1.1\r\n\r\n", b"\r\n\r\n"), Some(14));
+        assert_eq!(find(b"GET", b"\r\n\r\n"), None);
+    }
+}
