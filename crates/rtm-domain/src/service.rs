@@ -2,14 +2,19 @@
 //! ports, under the per-game lock, with one operation-log row per
 //! operation written in the same transaction as the record change.
 
+mod cleanup;
 mod operations;
+mod reconcile;
 
 use std::time::Duration;
 
+pub use cleanup::CleanupSummary;
 pub use operations::RuntimeService;
 
 use crate::transition::Command;
-use crate::{ErrorCode, GameId, OpError, OpSource, OperationEntry, Outcome, RuntimeRecord, StoreError};
+use crate::{
+    ErrorCode, GameId, OpError, OpSource, OperationEntry, Outcome, RuntimeRecord, StoreError,
+};
 
 /// Settings of the operations service (from `RTM_*`).
 #[derive(Debug, Clone)]
@@ -111,6 +116,38 @@ pub enum OperationError {
     /// done is left for the reconciler (logged).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The container runtime could not be listed (reconcile only;
+    /// operations record runtime failures instead).
+    #[error(transparent)]
+    Runtime(crate::RuntimeError),
+}
+
+/// What one reconcile pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileSummary {
+    /// Games looked at.
+    pub games: u32,
+    /// Running containers adopted (`reconcile_adopt`).
+    pub adopted: u32,
+    /// Extra containers removed (`reconcile_dispose`).
+    pub disposed: u32,
+    /// Records moved to `removed` because their container vanished.
+    pub removed: u32,
+    /// Running records whose container had exited, moved to `stopped`.
+    pub observed_exits: u32,
+    /// Parked containers given their canonical name back.
+    pub renamed: u32,
+    /// Games skipped because an operation held them.
+    pub skipped_busy: u32,
+    /// Games whose repair failed (retried next pass).
+    pub errors: u32,
+}
+
+impl ReconcileSummary {
+    /// Whether the pass changed anything.
+    pub fn changed(&self) -> bool {
+        self.adopted + self.disposed + self.removed + self.observed_exits + self.renamed > 0
+    }
 }
 
 impl OperationError {
@@ -118,6 +155,7 @@ impl OperationError {
         match self {
             OperationError::InProgress(_) => ErrorCode::OperationInProgress,
             OperationError::Store(e) => e.code(),
+            OperationError::Runtime(_) => ErrorCode::DockerUnavailable,
         }
     }
 }

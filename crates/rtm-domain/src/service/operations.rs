@@ -1,14 +1,107 @@
-//! Being written: the implementation of [`RuntimeService`].
-use crate::ports::{Adapters, Ports};
+//! [`RuntimeService`]: SPEC §5's operations carried out through the ports.
+//!
+//! Every operation follows one shape: take the game's lock (bounded wait,
+//! else `operation_in_progress` and nothing happens), replay an earlier
+//! result when `source_ref` already has a row, plan with the pure
+//! [`transition::plan`], act on the container runtime, then commit the
+//! record change and exactly one operation-log row in one transaction. A
+//! refusal or a runtime failure is a *recorded* failure; only a lock
+//! timeout or a database failure leaves no row (and then nothing was done,
+//! or what was done is logged and left to the reconciler).
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::ports::{
+    Adapters, Clock, ContainerRuntime, ContainerSpec, EngineProbe, GameLockGuard, GameLocks,
+    OperationLog, Ports, ProbeTarget, RuntimeRecords, Telemetry, UnitOfWork,
+};
 use crate::service::{OperationError, OperationOutcome, OperationRequest, ServiceConfig};
+use crate::transition::{self, Action, Command, Refusal, Transition};
+use crate::{
+    check_patch, Commit, ContainerId, ErrorCode, GameId, ImageRef, LockError, NewOperation,
+    OpError, OpKind, Outcome, RuntimeError, RuntimeRecord, RuntimeStatus, StoreError,
+};
 
 /// Carries out operations (start, stop, restart, patch, cleanup) and
 /// reconcile passes through the ports.
 pub struct RuntimeService<P: Ports> {
-    #[allow(dead_code)]
-    adapters: Adapters<P>,
-    #[allow(dead_code)]
-    config: ServiceConfig,
+    pub(super) adapters: Adapters<P>,
+    pub(super) config: ServiceConfig,
+}
+
+impl<P: Ports> std::fmt::Debug for RuntimeService<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful action leaves behind.
+struct Acted {
+    record: RuntimeRecord,
+    container: Option<ContainerId>,
+}
+
+/// A failed action: the error to record and the record as it now stands
+/// (`None` when the action changed nothing the record describes).
+struct Failed {
+    error: OpError,
+    record: Option<RuntimeRecord>,
+    container: Option<ContainerId>,
+}
+
+impl Failed {
+    fn new(error: OpError) -> Self {
+        Self {
+            error,
+            record: None,
+            container: None,
+        }
+    }
+}
+
+impl From<OpError> for Failed {
+    fn from(error: OpError) -> Self {
+        Failed::new(error)
+    }
+}
+
+/// Maps a runtime error met during `step` to a recorded error.
+fn runtime_failure(step: &str, err: &RuntimeError) -> OpError {
+    let code = match err {
+        RuntimeError::Unavailable(_) => ErrorCode::DockerUnavailable,
+        RuntimeError::PullFailed(_) => ErrorCode::ImagePullFailed,
+        RuntimeError::NotFound(_) | RuntimeError::Conflict(_) | RuntimeError::Other(_) => {
+            if matches!(step, "create" | "start") {
+                ErrorCode::ContainerStartFailed
+            } else {
+                ErrorCode::Internal
+            }
+        }
+    };
+    OpError::new(code, format!("{step}: {err}"))
+}
+
+pub(super) fn op_kind(command: &Command) -> OpKind {
+    match command {
+        Command::Start { .. } => OpKind::Start,
+        Command::Stop => OpKind::Stop,
+        Command::Restart => OpKind::Restart,
+        Command::Patch { .. } => OpKind::Patch,
+        Command::Cleanup => OpKind::CleanupContainer,
+    }
+}
+
+fn refusal_error(refusal: Refusal) -> OpError {
+    let code = match refusal {
+        Refusal::NotFound => ErrorCode::NotFound,
+        Refusal::AlreadyRunning => ErrorCode::AlreadyRunning,
+        Refusal::Conflict(_) => ErrorCode::Conflict,
+    };
+    OpError::new(code, refusal.to_string())
 }
 
 impl<P: Ports> RuntimeService<P> {
@@ -16,16 +109,572 @@ impl<P: Ports> RuntimeService<P> {
         Self { adapters, config }
     }
 
-    /// Runs one operation: validate, lock the game, replay or plan, act,
-    /// record. A recorded failure is `Ok` with a failed outcome.
-    pub async fn execute(&self, req: OperationRequest) -> Result<OperationOutcome, OperationError> {
-        let _ = req;
-        Err(OperationError::InProgress(crate::GameId::parse("unimplemented").map_err(|_| OperationError::Store(crate::StoreError::Corrupt("unreachable".into())))?))
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
     }
-}
 
-impl<P: Ports> std::fmt::Debug for RuntimeService<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuntimeService").field("config", &self.config).finish_non_exhaustive()
+    /// Runs one operation: lock the game, replay or plan, act, record.
+    ///
+    /// A recorded failure is `Ok` with a failed outcome; `Err` means nothing
+    /// was recorded (lock timeout, database failure).
+    pub async fn execute(&self, req: OperationRequest) -> Result<OperationOutcome, OperationError> {
+        let clock = &self.adapters.clock;
+        let started_at = clock.now();
+        let kind = op_kind(&req.command);
+        let guard = match self
+            .adapters
+            .locks
+            .acquire(&req.game_id, self.config.lock_wait)
+            .await
+        {
+            Ok(guard) => guard,
+            Err(LockError::Timeout) => {
+                info!(game_id = %req.game_id, op = %kind, source = %req.source,
+                    request_id = req.request_id.as_deref().unwrap_or(""),
+                    "operation refused: another operation holds the game");
+                return Err(OperationError::InProgress(req.game_id));
+            }
+            Err(LockError::Store(e)) => return Err(e.into()),
+        };
+        let result = self.execute_locked(&req, started_at).await;
+        guard.release().await;
+
+        let elapsed = (clock.now() - started_at)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        match &result {
+            Ok(outcome) => {
+                let op = &outcome.operation;
+                if !outcome.replayed {
+                    self.adapters
+                        .telemetry
+                        .operation_finished(kind, req.source, op.outcome, elapsed);
+                }
+                info!(
+                    game_id = %req.game_id, op = %kind, source = %req.source,
+                    source_ref = req.source_ref.as_deref().unwrap_or(""),
+                    request_id = req.request_id.as_deref().unwrap_or(""),
+                    outcome = %op.outcome,
+                    error_code = op.error.as_ref().map_or("", |e| e.code.as_str()),
+                    error = op.error.as_ref().map_or("", |e| e.message.as_str()),
+                    replayed = outcome.replayed,
+                    duration_ms = elapsed.as_millis() as u64,
+                    "operation finished"
+                );
+            }
+            Err(e) => warn!(
+                game_id = %req.game_id, op = %kind, source = %req.source,
+                request_id = req.request_id.as_deref().unwrap_or(""),
+                error = %e, duration_ms = elapsed.as_millis() as u64,
+                "operation not recorded"
+            ),
+        }
+        result
+    }
+
+    async fn execute_locked(
+        &self,
+        req: &OperationRequest,
+        started_at: time::OffsetDateTime,
+    ) -> Result<OperationOutcome, OperationError> {
+        let store = &self.adapters.store;
+        let source_ref = req.source_ref.as_deref().filter(|r| !r.is_empty());
+        if let Some(r) = source_ref {
+            if let Some(earlier) = store
+                .find_by_source_ref(&req.game_id, req.source, r)
+                .await?
+            {
+                return self.replay(earlier).await;
+            }
+        }
+        let record = store.get_record(&req.game_id).await?;
+        let requested_image = match &req.command {
+            Command::Start { image } | Command::Patch { image } => Some(image),
+            _ => None,
+        };
+        let image_text = requested_image
+            .or(record.as_ref().and_then(|r| r.image_ref.as_ref()))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+
+        let result = match self.plan(req, record.as_ref()) {
+            Ok(transition) => self.act(req, record.as_ref(), transition).await,
+            Err(error) => Err(Failed::new(error)),
+        };
+        let finished_at = self.adapters.clock.now();
+        let (outcome, error, new_record, container) = match result {
+            Ok(acted) => (Outcome::Success, None, Some(acted.record), acted.container),
+            Err(failed) => (
+                Outcome::Failure,
+                Some(failed.error),
+                failed.record,
+                failed.container,
+            ),
+        };
+        let container_id = container
+            .or_else(|| record.as_ref().and_then(|r| r.container_id.clone()))
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let operation = NewOperation {
+            game_id: req.game_id.clone(),
+            kind: op_kind(&req.command),
+            source: req.source,
+            source_ref: source_ref.unwrap_or_default().to_owned(),
+            image_ref: image_text,
+            container_id,
+            outcome,
+            error,
+            started_at,
+            finished_at,
+        };
+        let commit = Commit {
+            record: new_record.clone(),
+            operation: Some(operation),
+            health: None,
+        };
+        match store.commit(commit).await {
+            Ok(Some(entry)) => Ok(OperationOutcome {
+                operation: entry,
+                record: new_record.or(record),
+                replayed: false,
+            }),
+            Ok(None) => Err(StoreError::Other("commit returned no operation row".into()).into()),
+            Err(StoreError::AlreadyExists(what)) => {
+                // Another replica recorded the same reference between our
+                // check and our commit; its result stands.
+                warn!(game_id = %req.game_id, %what, "idempotency reference recorded concurrently");
+                match store
+                    .find_by_source_ref(&req.game_id, req.source, source_ref.unwrap_or_default())
+                    .await?
+                {
+                    Some(earlier) => self.replay(earlier).await,
+                    None => Err(StoreError::AlreadyExists(what).into()),
+                }
+            }
+            Err(e) => {
+                warn!(game_id = %req.game_id, error = %e,
+                    "operation acted but could not be recorded; the reconciler will repair");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn replay(
+        &self,
+        earlier: crate::OperationEntry,
+    ) -> Result<OperationOutcome, OperationError> {
+        let record = self.adapters.store.get_record(&earlier.game_id).await?;
+        Ok(OperationOutcome {
+            operation: earlier,
+            record,
+            replayed: true,
+        })
+    }
+
+    /// Validation and planning: pure checks before any side effect.
+    fn plan(
+        &self,
+        req: &OperationRequest,
+        record: Option<&RuntimeRecord>,
+    ) -> Result<Transition, OpError> {
+        if let Command::Start { image } | Command::Patch { image } = &req.command {
+            if !self.config.allowlist.allows(image) {
+                return Err(OpError::new(
+                    ErrorCode::ImageNotAllowed,
+                    format!("{} is not on the image allow-list", image.name()),
+                ));
+            }
+        }
+        let transition = transition::plan(record, &req.command).map_err(refusal_error)?;
+        if let (Action::Patch { from, .. }, Command::Patch { image }) =
+            (&transition.action, &req.command)
+        {
+            check_patch(from, image, req.force)
+                .map_err(|r| OpError::new(ErrorCode::PatchNotAllowed, r.to_string()))?;
+        }
+        Ok(transition)
+    }
+
+    fn grace(&self, req: &OperationRequest) -> Duration {
+        req.stop_timeout.unwrap_or(self.config.stop_timeout)
+    }
+
+    /// The record after a successful transition into `next`.
+    fn next_record(
+        &self,
+        game: &GameId,
+        current: Option<&RuntimeRecord>,
+        next: RuntimeStatus,
+        container: Option<ContainerId>,
+        image: Option<ImageRef>,
+    ) -> RuntimeRecord {
+        let now = self.adapters.clock.now();
+        let mut record = current.cloned().unwrap_or_else(|| RuntimeRecord {
+            game_id: game.clone(),
+            status: next,
+            container_id: None,
+            image_ref: None,
+            engine_endpoint: self.config.engine_endpoint(game),
+            state_path: self.config.state_path(game),
+            docker_network: self.config.network.clone(),
+            started_at: None,
+            stopped_at: None,
+            removed_at: None,
+            last_op_at: now,
+            created_at: now,
+        });
+        if container.is_some() {
+            record.container_id = container;
+        }
+        if image.is_some() {
+            record.image_ref = image;
+        }
+        record.engine_endpoint = self.config.engine_endpoint(game);
+        record.docker_network = self.config.network.clone();
+        record.enter(next, now);
+        record
+    }
+
+    async fn act(
+        &self,
+        req: &OperationRequest,
+        record: Option<&RuntimeRecord>,
+        transition: Transition,
+    ) -> Result<Acted, Failed> {
+        let game = &req.game_id;
+        let rt = &self.adapters.runtime;
+        let next = transition.next;
+        let done = |container: Option<ContainerId>, image: Option<ImageRef>| Acted {
+            record: self.next_record(game, record, next, container.clone(), image),
+            container,
+        };
+        let record_image = record.and_then(|r| r.image_ref.clone());
+        match transition.action {
+            Action::Nothing => Ok(done(None, None)),
+            Action::CreateAndStart { replace } => {
+                let image = match &req.command {
+                    Command::Start { image } | Command::Patch { image } => image.clone(),
+                    Command::Restart | Command::Stop | Command::Cleanup => {
+                        record_image.clone().ok_or_else(|| {
+                            OpError::new(ErrorCode::Conflict, "the record names no image to run")
+                        })?
+                    }
+                };
+                if let Some(old) = replace {
+                    self.remove_if_present(&old)
+                        .await
+                        .map_err(|e| runtime_failure("remove", &e))?;
+                }
+                let id = self.create_and_start(game, &image).await?;
+                Ok(done(Some(id), Some(image)))
+            }
+            Action::StartExisting { container } => {
+                let id = self
+                    .start_existing(game, &container, record_image.as_ref())
+                    .await?;
+                Ok(done(Some(id), None))
+            }
+            Action::Stop { container } => {
+                match rt.stop(&container, self.grace(req)).await {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                    Err(e) => return Err(runtime_failure("stop", &e).into()),
+                }
+                Ok(done(Some(container), None))
+            }
+            Action::Restart { container } => {
+                match rt.stop(&container, self.grace(req)).await {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                    Err(e) => return Err(runtime_failure("stop", &e).into()),
+                }
+                let id = self
+                    .start_existing(game, &container, record_image.as_ref())
+                    .await?;
+                Ok(done(Some(id), None))
+            }
+            Action::Remove { container } => {
+                self.remove_if_present(&container)
+                    .await
+                    .map_err(|e| runtime_failure("remove", &e))?;
+                Ok(done(Some(container), None))
+            }
+            Action::Patch { container, from } => {
+                let Command::Patch { image } = &req.command else {
+                    return Err(OpError::new(
+                        ErrorCode::Internal,
+                        "patch planned for another command",
+                    )
+                    .into());
+                };
+                self.patch(req, record, container, from, image.clone())
+                    .await
+            }
+        }
+    }
+
+    async fn remove_if_present(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        match self.adapters.runtime.remove(id).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn spec(&self, game: &GameId, image: &ImageRef, name: String) -> ContainerSpec {
+        ContainerSpec {
+            game_id: game.clone(),
+            name,
+            image: image.clone(),
+            state_path: self.config.state_path(game),
+        }
+    }
+
+    /// Pulls if needed, creates `rtm-<game>` and starts it. A container
+    /// left under that name by an interrupted operation (no record binds it
+    /// any more) is removed first. A container that fails to start is
+    /// removed so nothing leaks.
+    async fn create_and_start(
+        &self,
+        game: &GameId,
+        image: &ImageRef,
+    ) -> Result<ContainerId, Failed> {
+        let rt = &self.adapters.runtime;
+        rt.ensure_image(image)
+            .await
+            .map_err(|e| runtime_failure("pull", &e))?;
+        let name = game.container_name();
+        let spec = self.spec(game, image, name.clone());
+        let id = match rt.create(&spec).await {
+            Ok(id) => id,
+            Err(RuntimeError::Conflict(_)) => {
+                self.remove_named(game, &name).await?;
+                rt.create(&spec)
+                    .await
+                    .map_err(|e| runtime_failure("create", &e))?
+            }
+            Err(e) => return Err(runtime_failure("create", &e).into()),
+        };
+        if let Err(e) = rt.start(&id).await {
+            let error = runtime_failure("start", &e);
+            if let Err(cleanup) = self.remove_if_present(&id).await {
+                warn!(game_id = %game, container = %id, error = %cleanup,
+                    "could not remove a container that failed to start; the reconciler will");
+            }
+            return Err(error.into());
+        }
+        Ok(id)
+    }
+
+    /// Removes the owned container of `game` called `name`, if any.
+    async fn remove_named(&self, game: &GameId, name: &str) -> Result<(), Failed> {
+        let rt = &self.adapters.runtime;
+        let containers = rt
+            .list(Some(game))
+            .await
+            .map_err(|e| runtime_failure("list", &e))?;
+        for c in containers
+            .iter()
+            .filter(|c| c.name.trim_start_matches('/') == name)
+        {
+            warn!(game_id = %game, container = %c.id, name, "removing a leftover container");
+            self.remove_if_present(&c.id)
+                .await
+                .map_err(|e| runtime_failure("remove", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the game's existing container under its canonical name; when
+    /// it has vanished, creates a fresh one of the record's image.
+    async fn start_existing(
+        &self,
+        game: &GameId,
+        container: &ContainerId,
+        image: Option<&ImageRef>,
+    ) -> Result<ContainerId, Failed> {
+        let rt = &self.adapters.runtime;
+        let info = match rt.inspect(container).await {
+            Ok(info) => info,
+            Err(RuntimeError::NotFound(_)) => {
+                let image = image.ok_or_else(|| {
+                    OpError::new(
+                        ErrorCode::Conflict,
+                        "the container is gone and the record names no image",
+                    )
+                })?;
+                return self.create_and_start(game, image).await;
+            }
+            Err(e) => return Err(runtime_failure("inspect", &e).into()),
+        };
+        // A patch interrupted by a crash can leave the container parked
+        // under its temporary name; engines are found by the canonical one.
+        let canonical = game.container_name();
+        if info.summary.name.trim_start_matches('/') != canonical {
+            self.remove_named(game, &canonical).await?;
+            rt.rename(container, &canonical)
+                .await
+                .map_err(|e| runtime_failure("rename", &e))?;
+        }
+        rt.start(container)
+            .await
+            .map_err(|e| runtime_failure("start", &e))?;
+        Ok(container.clone())
+    }
+
+    /// Replaces the running container by one of `to`, health-gated, rolling
+    /// back to `from` when the new engine does not come up in time.
+    async fn patch(
+        &self,
+        req: &OperationRequest,
+        record: Option<&RuntimeRecord>,
+        old: ContainerId,
+        from: ImageRef,
+        to: ImageRef,
+    ) -> Result<Acted, Failed> {
+        let game = &req.game_id;
+        let rt = &self.adapters.runtime;
+        rt.ensure_image(&to)
+            .await
+            .map_err(|e| runtime_failure("pull", &e))?;
+        rt.stop(&old, self.grace(req))
+            .await
+            .or_else(|e| {
+                if matches!(e, RuntimeError::NotFound(_)) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| runtime_failure("stop", &e))?;
+        // From here the old engine is down: every failure path restarts it.
+        let parked = game.parked_container_name();
+        let swap = async {
+            match rt.rename(&old, &parked).await {
+                Ok(()) => {}
+                Err(RuntimeError::Conflict(_)) => {
+                    self.remove_named(game, &parked).await?;
+                    rt.rename(&old, &parked)
+                        .await
+                        .map_err(|e| runtime_failure("rename", &e))?;
+                }
+                Err(e) => return Err(Failed::new(runtime_failure("rename", &e))),
+            }
+            let new = self.create_and_start(game, &to).await?;
+            match self.wait_healthy(game, &new).await {
+                Ok(()) => Ok(new),
+                Err(reason) => {
+                    if let Err(e) = self.remove_if_present(&new).await {
+                        warn!(game_id = %game, container = %new, error = %e, "could not remove the failed patch container");
+                    }
+                    Err(Failed::new(OpError::new(
+                        ErrorCode::PatchRolledBack,
+                        format!("{to} did not become healthy ({reason}); rolled back to {from}"),
+                    )))
+                }
+            }
+        };
+        match swap.await {
+            Ok(new) => {
+                if let Err(e) = self.remove_if_present(&old).await {
+                    warn!(game_id = %game, container = %old, error = %e,
+                        "could not remove the replaced container; the reconciler will");
+                }
+                Ok(Acted {
+                    record: self.next_record(
+                        game,
+                        record,
+                        RuntimeStatus::Running,
+                        Some(new.clone()),
+                        Some(to),
+                    ),
+                    container: Some(new),
+                })
+            }
+            Err(mut failed) => {
+                // Roll back: the old container takes its name back and runs.
+                let restored = async {
+                    let canonical = game.container_name();
+                    self.remove_named(game, &canonical).await?;
+                    rt.rename(&old, &canonical)
+                        .await
+                        .map_err(|e| runtime_failure("rename", &e))?;
+                    rt.start(&old)
+                        .await
+                        .map_err(|e| runtime_failure("start", &e))?;
+                    Ok::<(), Failed>(())
+                };
+                match restored.await {
+                    Ok(()) => {
+                        if failed.error.code != ErrorCode::PatchRolledBack {
+                            failed.error = OpError::new(
+                                ErrorCode::PatchRolledBack,
+                                format!("{}; rolled back to {from}", failed.error),
+                            );
+                        }
+                        failed.record = Some(self.next_record(
+                            game,
+                            record,
+                            RuntimeStatus::Running,
+                            Some(old.clone()),
+                            Some(from),
+                        ));
+                        failed.container = Some(old);
+                    }
+                    Err(rollback) => {
+                        warn!(game_id = %game, error = %rollback.error, "patch rollback failed");
+                        failed.error = OpError::new(
+                            rollback.error.code,
+                            format!("{}; rollback failed: {}", failed.error, rollback.error),
+                        );
+                        // The old engine is stopped; say so.
+                        failed.record = Some(self.next_record(
+                            game,
+                            record,
+                            RuntimeStatus::Stopped,
+                            Some(old.clone()),
+                            Some(from),
+                        ));
+                        failed.container = Some(old);
+                    }
+                }
+                Err(failed)
+            }
+        }
+    }
+
+    /// Probes the new container until it answers, it exits, or
+    /// `patch_health_timeout` passes. Returns the last reason on failure.
+    async fn wait_healthy(&self, game: &GameId, id: &ContainerId) -> Result<(), String> {
+        let clock = &self.adapters.clock;
+        let deadline = clock.now() + self.config.patch_health_timeout;
+        loop {
+            let reason = match self.adapters.runtime.inspect(id).await {
+                Ok(info) if info.status != "running" && info.status != "created" => {
+                    return Err(format!(
+                        "the engine exited (status {}, exit code {})",
+                        info.status,
+                        info.exit_code
+                            .map_or_else(|| "unknown".to_owned(), |c| c.to_string())
+                    ));
+                }
+                Ok(info) => {
+                    let target = ProbeTarget {
+                        endpoint: self.config.engine_endpoint(game),
+                        ip: info.ip,
+                        port: self.config.engine_port,
+                    };
+                    match self.adapters.probe.probe(&target).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if clock.now() >= deadline {
+                return Err(format!(
+                    "timed out after {:?}: {reason}",
+                    self.config.patch_health_timeout
+                ));
+            }
+            clock.sleep(self.config.patch_probe_interval).await;
+        }
     }
 }

@@ -1,0 +1,393 @@
+//! The reconciler (SPEC §8): one pass compares the containers carrying
+//! RTM's owner label with the records and repairs every disagreement, so
+//! that after a crash of RTM at any point of any operation, Docker and the
+//! database agree again.
+//!
+//! Per game, under the game's lock (a busy game is skipped and retried on
+//! the next pass), with a fresh record and a fresh container list:
+//! - the container to keep is the running one (the bound one first, then
+//!   the canonically named, then the newest), else the bound stopped one;
+//! - a running container the record does not bind as `running` is adopted
+//!   (`reconcile_adopt`), the record rebuilt from its labels;
+//! - every other container of the game is removed (`reconcile_dispose`);
+//! - a `running`/`stopped` record left without a container becomes
+//!   `removed` with health `container_disappeared` (`reconcile_dispose`);
+//! - a `running` record whose container is not running becomes `stopped`
+//!   (an observed exit: a health snapshot, no operation row);
+//! - a kept container parked under a patch's temporary name gets its
+//!   canonical name back.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::ports::{
+    Clock, ContainerRuntime, ContainerSummary, GameLockGuard, GameLocks, HealthSnapshots, Ports,
+    RecordQuery, RuntimeRecords, UnitOfWork,
+};
+use crate::service::operations::RuntimeService;
+use crate::service::{OperationError, ReconcileSummary};
+use crate::{
+    Commit, ContainerId, GameId, HealthDetails, HealthSnapshot, HealthSource, HealthStatus,
+    HealthWrite, ImageRef, LockError, NewOperation, OpKind, OpSource, Outcome, RuntimeError,
+    RuntimeRecord, RuntimeStatus,
+};
+
+/// How long a reconcile pass waits for a busy game before skipping it.
+const RECONCILE_LOCK_WAIT: Duration = Duration::from_millis(500);
+const PAGE: u32 = 500;
+
+enum GameError {
+    Busy,
+    Failed(String),
+}
+
+impl From<crate::StoreError> for GameError {
+    fn from(e: crate::StoreError) -> Self {
+        GameError::Failed(e.to_string())
+    }
+}
+
+impl From<RuntimeError> for GameError {
+    fn from(e: RuntimeError) -> Self {
+        GameError::Failed(e.to_string())
+    }
+}
+
+impl<P: Ports> RuntimeService<P> {
+    /// A reconcile pass on the timer (`auto_reconcile`).
+    pub async fn reconcile(&self) -> Result<ReconcileSummary, OperationError> {
+        self.reconcile_as(OpSource::AutoReconcile).await
+    }
+
+    /// A reconcile pass recorded with `source` (e.g. `admin_rest`).
+    ///
+    /// `Err` only when Docker or PostgreSQL cannot be listed at all; a game
+    /// that fails is counted in `errors` and retried next pass.
+    pub async fn reconcile_as(&self, source: OpSource) -> Result<ReconcileSummary, OperationError> {
+        let rt = &self.adapters.runtime;
+        let containers = rt.list(None).await.map_err(OperationError::Runtime)?;
+        let mut games: BTreeSet<GameId> = containers
+            .iter()
+            .filter_map(|c| c.game_id.clone())
+            .collect();
+        for status in [RuntimeStatus::Running, RuntimeStatus::Stopped] {
+            let mut after = None;
+            loop {
+                let page = self
+                    .adapters
+                    .store
+                    .list_records(&RecordQuery {
+                        status: Some(status),
+                        after: after.clone(),
+                        limit: PAGE,
+                        ..RecordQuery::default()
+                    })
+                    .await?;
+                let full = page.len() == PAGE as usize;
+                after = page.last().map(|r| r.game_id.clone());
+                games.extend(page.into_iter().map(|r| r.game_id));
+                if !full {
+                    break;
+                }
+            }
+        }
+        let mut summary = ReconcileSummary {
+            games: games.len() as u32,
+            ..ReconcileSummary::default()
+        };
+        for game in &games {
+            match self.reconcile_game(game, source, &mut summary).await {
+                Ok(()) => {}
+                Err(GameError::Busy) => summary.skipped_busy += 1,
+                Err(GameError::Failed(e)) => {
+                    summary.errors += 1;
+                    warn!(game_id = %game, error = %e, "reconcile of one game failed; retried next pass");
+                }
+            }
+        }
+        if summary.changed() {
+            info!(?summary, %source, "reconcile pass repaired disagreements");
+        }
+        Ok(summary)
+    }
+
+    async fn reconcile_game(
+        &self,
+        game: &GameId,
+        source: OpSource,
+        summary: &mut ReconcileSummary,
+    ) -> Result<(), GameError> {
+        let guard = match self.adapters.locks.acquire(game, RECONCILE_LOCK_WAIT).await {
+            Ok(g) => g,
+            Err(LockError::Timeout) => return Err(GameError::Busy),
+            Err(LockError::Store(e)) => return Err(e.into()),
+        };
+        let result = self.reconcile_locked(game, source, summary).await;
+        guard.release().await;
+        result
+    }
+
+    async fn reconcile_locked(
+        &self,
+        game: &GameId,
+        source: OpSource,
+        summary: &mut ReconcileSummary,
+    ) -> Result<(), GameError> {
+        let store = &self.adapters.store;
+        let rt = &self.adapters.runtime;
+        let mut record = store.get_record(game).await?;
+        let containers = rt.list(Some(game)).await?;
+        let bound = record
+            .as_ref()
+            .filter(|r| r.status != RuntimeStatus::Removed)
+            .and_then(|r| r.container_id.clone());
+        let keep = choose_keep(game, &containers, bound.as_ref()).cloned();
+
+        // Adopt a running container the record does not describe.
+        if let Some(k) = keep.as_ref().filter(|k| k.running) {
+            let described = record.as_ref().is_some_and(|r| {
+                r.status == RuntimeStatus::Running && r.container_id.as_ref() == Some(&k.id)
+            });
+            if !described {
+                record = Some(self.adopt(game, k, record.as_ref(), source).await?);
+                summary.adopted += 1;
+            }
+        }
+
+        // Remove every other container of the game.
+        for c in containers
+            .iter()
+            .filter(|c| Some(&c.id) != keep.as_ref().map(|k| &k.id))
+        {
+            match rt.remove(&c.id).await {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let op = self.new_op(
+                game,
+                OpKind::ReconcileDispose,
+                source,
+                &c.image_ref,
+                Some(&c.id),
+            );
+            self.adapters
+                .store
+                .commit(Commit {
+                    record: None,
+                    operation: Some(op),
+                    health: None,
+                })
+                .await?;
+            summary.disposed += 1;
+        }
+
+        let Some(current) = record else { return Ok(()) };
+        match (&keep, current.status) {
+            // A record whose container vanished.
+            (None, RuntimeStatus::Running | RuntimeStatus::Stopped) => {
+                let now = self.adapters.clock.now();
+                let mut next = current.clone();
+                next.enter(RuntimeStatus::Removed, now);
+                let container = current.container_id.clone();
+                let health = self
+                    .health_write(
+                        game,
+                        container.as_ref(),
+                        HealthStatus::ContainerDisappeared,
+                        HealthDetails::new().with("reason", "no container found by the reconciler"),
+                    )
+                    .await?;
+                let image = current
+                    .image_ref
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let op = self.new_op(
+                    game,
+                    OpKind::ReconcileDispose,
+                    source,
+                    &image,
+                    container.as_ref(),
+                );
+                store
+                    .commit(Commit {
+                        record: Some(next),
+                        operation: Some(op),
+                        health: Some(health),
+                    })
+                    .await?;
+                summary.removed += 1;
+            }
+            // A running record whose container is not running: an exit
+            // nobody reported.
+            (Some(k), RuntimeStatus::Running) if !k.running => {
+                let info = rt.inspect(&k.id).await?;
+                let now = self.adapters.clock.now();
+                let mut next = current.clone();
+                next.enter(RuntimeStatus::Stopped, now);
+                let (status, mut details) = if info.oom_killed {
+                    (HealthStatus::Oom, HealthDetails::new())
+                } else {
+                    (HealthStatus::Exited, HealthDetails::new())
+                };
+                if let Some(code) = info.exit_code {
+                    details = details.with("exit_code", code);
+                }
+                let health = self
+                    .health_write(game, Some(&k.id), status, details)
+                    .await?;
+                store
+                    .commit(Commit {
+                        record: Some(next),
+                        operation: None,
+                        health: Some(health),
+                    })
+                    .await?;
+                summary.observed_exits += 1;
+            }
+            _ => {}
+        }
+
+        // Give a parked container its canonical name back.
+        if let Some(k) = &keep {
+            let canonical = game.container_name();
+            if k.name.trim_start_matches('/') != canonical {
+                rt.rename(&k.id, &canonical).await?;
+                summary.renamed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the record from the container's labels; status `running`.
+    async fn adopt(
+        &self,
+        game: &GameId,
+        c: &ContainerSummary,
+        current: Option<&RuntimeRecord>,
+        source: OpSource,
+    ) -> Result<RuntimeRecord, GameError> {
+        let image = ImageRef::parse(&c.image_ref).map_err(|e| {
+            GameError::Failed(format!(
+                "container {} has a bad rtm.image_ref label: {e}",
+                c.id
+            ))
+        })?;
+        let now = self.adapters.clock.now();
+        let mut record = current.cloned().unwrap_or_else(|| RuntimeRecord {
+            game_id: game.clone(),
+            status: RuntimeStatus::Running,
+            container_id: None,
+            image_ref: None,
+            engine_endpoint: String::new(),
+            state_path: String::new(),
+            docker_network: String::new(),
+            started_at: None,
+            stopped_at: None,
+            removed_at: None,
+            last_op_at: now,
+            created_at: now,
+        });
+        record.container_id = Some(c.id.clone());
+        record.image_ref = Some(image.clone());
+        record.engine_endpoint = self.config.engine_endpoint(game);
+        record.docker_network = self.config.network.clone();
+        record.state_path = if c.state_path.is_empty() {
+            self.config.state_path(game)
+        } else {
+            c.state_path.clone()
+        };
+        record.enter(RuntimeStatus::Running, now);
+        let op = self.new_op(
+            game,
+            OpKind::ReconcileAdopt,
+            source,
+            &image.to_string(),
+            Some(&c.id),
+        );
+        self.adapters
+            .store
+            .commit(Commit {
+                record: Some(record.clone()),
+                operation: Some(op),
+                health: None,
+            })
+            .await?;
+        info!(game_id = %game, container = %c.id, image = %image, "reconciler adopted a running container");
+        Ok(record)
+    }
+
+    fn new_op(
+        &self,
+        game: &GameId,
+        kind: OpKind,
+        source: OpSource,
+        image: &str,
+        container: Option<&ContainerId>,
+    ) -> NewOperation {
+        let now = self.adapters.clock.now();
+        NewOperation {
+            game_id: game.clone(),
+            kind,
+            source,
+            source_ref: String::new(),
+            image_ref: image.to_owned(),
+            container_id: container.map(ToString::to_string).unwrap_or_default(),
+            outcome: Outcome::Success,
+            error: None,
+            started_at: now,
+            finished_at: now,
+        }
+    }
+
+    /// A snapshot seen by the reconciler (source `inspect`), published when
+    /// it changes the game's health.
+    async fn health_write(
+        &self,
+        game: &GameId,
+        container: Option<&ContainerId>,
+        status: HealthStatus,
+        details: HealthDetails,
+    ) -> Result<HealthWrite, GameError> {
+        let previous = self.adapters.store.get_health(game).await?;
+        let container_id = container.map(ToString::to_string).unwrap_or_default();
+        let publish = previous
+            .as_ref()
+            .is_none_or(|p| p.status != status || p.container_id != container_id);
+        Ok(HealthWrite {
+            snapshot: HealthSnapshot {
+                game_id: game.clone(),
+                container_id,
+                status,
+                source: HealthSource::Inspect,
+                details,
+                observed_at: self.adapters.clock.now(),
+            },
+            publish,
+        })
+    }
+}
+
+/// The container the game should keep: the running one (bound first, then
+/// canonically named, then newest), else the bound one.
+fn choose_keep<'a>(
+    game: &GameId,
+    containers: &'a [ContainerSummary],
+    bound: Option<&ContainerId>,
+) -> Option<&'a ContainerSummary> {
+    let canonical = game.container_name();
+    let rank = |c: &ContainerSummary| {
+        (
+            Some(&c.id) == bound,
+            c.name.trim_start_matches('/') == canonical,
+            c.created_at,
+        )
+    };
+    containers
+        .iter()
+        .filter(|c| c.running)
+        .max_by_key(|c| rank(c))
+        .or_else(|| containers.iter().find(|c| Some(&c.id) == bound))
+}
