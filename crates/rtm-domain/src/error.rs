@@ -147,7 +147,10 @@ mod tests {
     fn codes_roundtrip_and_are_snake_case() {
         for &c in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
-            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(c
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
         }
         assert_eq!(ErrorCode::parse("nope"), None);
     }

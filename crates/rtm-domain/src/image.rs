@@ -144,7 +144,9 @@ fn split_name(name: &str) -> Result<(String, String), ImageRefError> {
 /// Docker's rule: the first component is a registry when it contains a
 /// '.' or a ':', is "localhost", or has an uppercase letter.
 fn looks_like_registry(first: &str) -> bool {
-    first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase())
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
 }
 
 fn split_name_with(name: &str, library_default: bool) -> Result<(String, String), ImageRefError> {
@@ -327,9 +329,9 @@ impl Allowlist {
                 && if e.subtree {
                     e.repository.is_empty()
                         || image
-                        .repository
-                        .strip_prefix(e.repository.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
+                            .repository
+                            .strip_prefix(e.repository.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
                 } else {
                     e.repository == image.repository
                 }
@@ -361,8 +363,15 @@ fn parse_entry(entry: &str) -> Result<AllowEntry, AllowlistError> {
         Some(prefix) => (prefix, true),
         None => (entry, false),
     };
-    if name.contains('@') || name.rsplit('/').next().is_some_and(|last| last.contains(':')) {
-        return Err(err("an entry names a repository, without tag or digest".into()));
+    if name.contains('@')
+        || name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+    {
+        return Err(err(
+            "an entry names a repository, without tag or digest".into()
+        ));
     }
     if subtree && !name.contains('/') && looks_like_registry(name) {
         // `host/*`: every repository of one registry.
@@ -375,8 +384,7 @@ fn parse_entry(entry: &str) -> Result<AllowEntry, AllowlistError> {
     }
     // A subtree keeps the path as written (`acme/*` is `docker.io/acme/*`,
     // not `docker.io/library/acme/*`); a repository gets Docker's defaults.
-    let (registry, repository) =
-        split_name_with(name, !subtree).map_err(|e| err(e.to_string()))?;
+    let (registry, repository) = split_name_with(name, !subtree).map_err(|e| err(e.to_string()))?;
     Ok(AllowEntry {
         registry,
         repository,
@@ -561,7 +569,12 @@ mod tests {
 
     #[test]
     fn allowlist_rejects_bad_entries() {
-        for bad in ["ghcr.io/acme/engine:1.0", "ghcr.io/a@sha256:00", "bad host/x", "bad_host.io/x"] {
+        for bad in [
+            "ghcr.io/acme/engine:1.0",
+            "ghcr.io/a@sha256:00",
+            "bad host/x",
+            "bad_host.io/x",
+        ] {
             assert!(Allowlist::parse(bad).is_err(), "{bad}");
         }
         assert!(Allowlist::parse(" , ").unwrap().is_empty());
@@ -597,8 +610,22 @@ mod tests {
 
     #[test]
     fn semver_parse() {
-        assert_eq!(SemVer::parse("1.2.3"), Some(SemVer { major: 1, minor: 2, patch: 3 }));
-        assert_eq!(SemVer::parse("v10.0.1+b"), Some(SemVer { major: 10, minor: 0, patch: 1 }));
+        assert_eq!(
+            SemVer::parse("1.2.3"),
+            Some(SemVer {
+                major: 1,
+                minor: 2,
+                patch: 3
+            })
+        );
+        assert_eq!(
+            SemVer::parse("v10.0.1+b"),
+            Some(SemVer {
+                major: 10,
+                minor: 0,
+                patch: 1
+            })
+        );
         for bad in ["1.2", "1.2.3.4", "01.2.3", "a.b.c", "latest", ""] {
             assert_eq!(SemVer::parse(bad), None, "{bad}");
         }

@@ -32,9 +32,13 @@ pub use error::{
     BoxError, ErrorCode, LockError, ProbeError, PublishError, RuntimeError, StoreError,
 };
 pub use ids::{ContainerId, GameId, GameIdError};
-pub use image::{check_patch, Allowlist, AllowlistError, ImageRef, ImageRefError, PatchRefusal, SemVer};
+pub use image::{
+    check_patch, Allowlist, AllowlistError, ImageRef, ImageRefError, PatchRefusal, SemVer,
+};
 pub use model::{
     Commit, DetailValue, HealthDetails, HealthEvent, HealthSnapshot, HealthWrite, NewOperation,
     OpError, OperationEntry, RuntimeRecord,
 };
-pub use vocab::{HealthSource, HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus, UnknownValue};
+pub use vocab::{
+    HealthSource, HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus, UnknownValue,
+};

@@ -136,7 +136,10 @@ pub trait UnitOfWork: Send + Sync + 'static {
 }
 
 /// Everything the services need from storage.
-pub trait Store: RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork {}
+pub trait Store:
+    RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork
+{
+}
 impl<T: RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork> Store for T {}
 
 // ---------------------------------------------------------------- locks
@@ -266,8 +269,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Makes sure `image` is present locally, pulling it when absent.
     /// MUST return `PullFailed` when the pull fails.
-    fn ensure_image(&self, image: &ImageRef)
-        -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn ensure_image(
+        &self,
+        image: &ImageRef,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Creates (does not start) a container: network (created if missing),
     /// state directory bind mount, limits, hardening, labels, env.
@@ -341,7 +346,8 @@ pub trait EngineProbe: Send + Sync + 'static {
 /// Publishes health changes to `runtime:health_events`.
 pub trait HealthPublisher: Send + Sync + 'static {
     /// MUST return `Err` unless the event is durably appended to the stream.
-    fn publish(&self, event: &HealthEvent) -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn publish(&self, event: &HealthEvent)
+        -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
 // ---------------------------------------------------------------- time

@@ -33,7 +33,10 @@ pub enum Action {
     Restart { container: ContainerId },
     /// Replace the running container by one of `to`, health-gated, with
     /// rollback to `from`.
-    Patch { container: ContainerId, from: ImageRef },
+    Patch {
+        container: ContainerId,
+        from: ImageRef,
+    },
     /// Remove the stopped container.
     Remove { container: ContainerId },
 }
@@ -105,7 +108,9 @@ pub fn plan(record: Option<&RuntimeRecord>, command: &Command) -> Result<Transit
         (Stopped, Command::Cleanup, Some(c)) => go(Action::Remove { container: c }, Removed),
         (Stopped, Command::Cleanup, None) => go(Action::Nothing, Removed),
 
-        (Removed, Command::Start { .. }, _) => go(Action::CreateAndStart { replace: None }, Running),
+        (Removed, Command::Start { .. }, _) => {
+            go(Action::CreateAndStart { replace: None }, Running)
+        }
         (Removed, Command::Stop | Command::Cleanup, _) => go(Action::Nothing, Removed),
         (Removed, Command::Restart | Command::Patch { .. }, _) => Err(Refusal::Conflict(Removed)),
     }
@@ -173,7 +178,11 @@ mod tests {
 
     /// One cell of the table.
     #[track_caller]
-    fn check(from: Option<RuntimeStatus>, cmd: Command, want: Result<(Action, RuntimeStatus), Refusal>) {
+    fn check(
+        from: Option<RuntimeStatus>,
+        cmd: Command,
+        want: Result<(Action, RuntimeStatus), Refusal>,
+    ) {
         let rec = from.map(record);
         let got = plan(rec.as_ref(), &cmd).map(|t| (t.action, t.next));
         assert_eq!(got, want, "from {from:?} with {cmd:?}");
@@ -181,13 +190,23 @@ mod tests {
 
     #[test]
     fn every_cell_of_the_table() {
-        let same = || Command::Start { image: img("engine:1.0.0") };
-        let other = || Command::Start { image: img("engine:2.0.0") };
-        let patch = || Command::Patch { image: img("engine:1.0.1") };
+        let same = || Command::Start {
+            image: img("engine:1.0.0"),
+        };
+        let other = || Command::Start {
+            image: img("engine:2.0.0"),
+        };
+        let patch = || Command::Patch {
+            image: img("engine:1.0.1"),
+        };
         let c = cid;
 
         // (no record)
-        check(None, same(), Ok((Action::CreateAndStart { replace: None }, Running)));
+        check(
+            None,
+            same(),
+            Ok((Action::CreateAndStart { replace: None }, Running)),
+        );
         check(None, Command::Stop, Err(Refusal::NotFound));
         check(None, Command::Restart, Err(Refusal::NotFound));
         check(None, patch(), Err(Refusal::NotFound));
@@ -196,43 +215,99 @@ mod tests {
         // running
         check(Some(Running), same(), Ok((Action::Nothing, Running)));
         check(Some(Running), other(), Err(Refusal::AlreadyRunning));
-        check(Some(Running), Command::Stop, Ok((Action::Stop { container: c() }, Stopped)));
-        check(Some(Running), Command::Restart, Ok((Action::Restart { container: c() }, Running)));
+        check(
+            Some(Running),
+            Command::Stop,
+            Ok((Action::Stop { container: c() }, Stopped)),
+        );
+        check(
+            Some(Running),
+            Command::Restart,
+            Ok((Action::Restart { container: c() }, Running)),
+        );
         check(
             Some(Running),
             patch(),
-            Ok((Action::Patch { container: c(), from: img("engine:1.0.0") }, Running)),
+            Ok((
+                Action::Patch {
+                    container: c(),
+                    from: img("engine:1.0.0"),
+                },
+                Running,
+            )),
         );
-        check(Some(Running), Command::Cleanup, Err(Refusal::Conflict(Running)));
+        check(
+            Some(Running),
+            Command::Cleanup,
+            Err(Refusal::Conflict(Running)),
+        );
 
         // stopped
-        check(Some(Stopped), same(), Ok((Action::StartExisting { container: c() }, Running)));
-        check(Some(Stopped), other(), Ok((Action::CreateAndStart { replace: Some(c()) }, Running)));
+        check(
+            Some(Stopped),
+            same(),
+            Ok((Action::StartExisting { container: c() }, Running)),
+        );
+        check(
+            Some(Stopped),
+            other(),
+            Ok((Action::CreateAndStart { replace: Some(c()) }, Running)),
+        );
         check(Some(Stopped), Command::Stop, Ok((Action::Nothing, Stopped)));
-        check(Some(Stopped), Command::Restart, Ok((Action::StartExisting { container: c() }, Running)));
+        check(
+            Some(Stopped),
+            Command::Restart,
+            Ok((Action::StartExisting { container: c() }, Running)),
+        );
         check(Some(Stopped), patch(), Err(Refusal::Conflict(Stopped)));
-        check(Some(Stopped), Command::Cleanup, Ok((Action::Remove { container: c() }, Removed)));
+        check(
+            Some(Stopped),
+            Command::Cleanup,
+            Ok((Action::Remove { container: c() }, Removed)),
+        );
 
         // removed
-        check(Some(Removed), same(), Ok((Action::CreateAndStart { replace: None }, Running)));
-        check(Some(Removed), other(), Ok((Action::CreateAndStart { replace: None }, Running)));
+        check(
+            Some(Removed),
+            same(),
+            Ok((Action::CreateAndStart { replace: None }, Running)),
+        );
+        check(
+            Some(Removed),
+            other(),
+            Ok((Action::CreateAndStart { replace: None }, Running)),
+        );
         check(Some(Removed), Command::Stop, Ok((Action::Nothing, Removed)));
-        check(Some(Removed), Command::Restart, Err(Refusal::Conflict(Removed)));
+        check(
+            Some(Removed),
+            Command::Restart,
+            Err(Refusal::Conflict(Removed)),
+        );
         check(Some(Removed), patch(), Err(Refusal::Conflict(Removed)));
-        check(Some(Removed), Command::Cleanup, Ok((Action::Nothing, Removed)));
+        check(
+            Some(Removed),
+            Command::Cleanup,
+            Ok((Action::Nothing, Removed)),
+        );
     }
 
     #[test]
     fn a_record_without_container_degrades_safely() {
         let mut rec = record(Running);
         rec.container_id = None;
-        assert_eq!(plan(Some(&rec), &Command::Stop).map(|t| t.action), Ok(Action::Nothing));
+        assert_eq!(
+            plan(Some(&rec), &Command::Stop).map(|t| t.action),
+            Ok(Action::Nothing)
+        );
         assert_eq!(
             plan(Some(&rec), &Command::Restart).map(|t| t.action),
             Ok(Action::CreateAndStart { replace: None })
         );
         rec.status = Stopped;
-        assert_eq!(plan(Some(&rec), &Command::Cleanup).map(|t| (t.action, t.next)), Ok((Action::Nothing, Removed)));
+        assert_eq!(
+            plan(Some(&rec), &Command::Cleanup).map(|t| (t.action, t.next)),
+            Ok((Action::Nothing, Removed))
+        );
     }
 
     #[test]

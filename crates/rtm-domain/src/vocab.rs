@@ -112,7 +112,10 @@ vocabulary! {
 impl HealthStatus {
     /// Whether this status means the engine process is gone.
     pub const fn is_terminal(self) -> bool {
-        matches!(self, HealthStatus::Exited | HealthStatus::Oom | HealthStatus::ContainerDisappeared)
+        matches!(
+            self,
+            HealthStatus::Exited | HealthStatus::Oom | HealthStatus::ContainerDisappeared
+        )
     }
 }
 
@@ -122,13 +125,21 @@ mod tests {
 
     #[test]
     fn spellings_roundtrip() {
-        fn check<T: Copy + PartialEq + std::fmt::Debug>(all: &[T], as_str: fn(T) -> &'static str, parse: fn(&str) -> Result<T, UnknownValue>) {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            as_str: fn(T) -> &'static str,
+            parse: fn(&str) -> Result<T, UnknownValue>,
+        ) {
             for &v in all {
                 assert_eq!(parse(as_str(v)), Ok(v));
             }
             assert!(parse("Running").is_err() && parse("").is_err());
         }
-        check(RuntimeStatus::ALL, RuntimeStatus::as_str, RuntimeStatus::parse);
+        check(
+            RuntimeStatus::ALL,
+            RuntimeStatus::as_str,
+            RuntimeStatus::parse,
+        );
         check(OpKind::ALL, OpKind::as_str, OpKind::parse);
         check(OpSource::ALL, OpSource::as_str, OpSource::parse);
         check(Outcome::ALL, Outcome::as_str, Outcome::parse);
