@@ -20,6 +20,8 @@
 //! ```
 
 mod error;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 mod ids;
 mod image;
 mod model;
