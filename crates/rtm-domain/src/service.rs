@@ -5,6 +5,8 @@
 mod cleanup;
 mod operations;
 mod reconcile;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
