@@ -1,0 +1,88 @@
+//! Errors of this adapter and their translation into the domain's port
+//! errors.
+//!
+//! [`PgError`] covers setup (configuration, pool building, migrations); the
+//! port methods return the domain's [`StoreError`], built here from driver
+//! errors so the translation rules live in one place:
+//! SQLSTATE 23505 → `AlreadyExists`; closed connections, I/O failures,
+//! connection-class SQLSTATEs (08xxx, 57P0x, 53300) and pool timeouts →
+//! `Unavailable`; anything else → `Other`. The cause is always kept.
+
+use deadpool_postgres::PoolError;
+use rtm_domain::StoreError;
+use tokio_postgres::error::SqlState;
+
+/// Setup errors: bad configuration, unreachable database at start,
+/// failed migrations.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The schema is not a plain lowercase identifier (see `PgConfig`).
+    #[error("invalid schema name {0:?}: expected 1-63 characters of [a-z0-9_], starting with a letter or '_'")]
+    InvalidSchema(String),
+    #[error("invalid database URL")]
+    InvalidUrl(#[source] tokio_postgres::Error),
+    #[error("cannot build the connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    #[error("cannot connect to PostgreSQL")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("schema {0:?} does not exist: provision it first (cargo xtask provision)")]
+    SchemaMissing(String),
+    #[error("database error during {step}")]
+    Sql {
+        step: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("migration failed")]
+    Migrate(#[source] refinery::Error),
+}
+
+/// Translates a driver error into the port error.
+pub(crate) fn store_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(code) = e.code() {
+        if *code == SqlState::UNIQUE_VIOLATION {
+            let what = e
+                .as_db_error()
+                .and_then(|d| d.constraint())
+                .unwrap_or("unique constraint")
+                .to_owned();
+            return StoreError::AlreadyExists(what);
+        }
+        if is_unavailable_code(code) {
+            return StoreError::Unavailable(Box::new(e));
+        }
+        return StoreError::Other(Box::new(e));
+    }
+    // No SQLSTATE: the failure is below SQL (socket closed, I/O error,
+    // connect failure, protocol error), i.e. the database is unreachable.
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// SQLSTATEs meaning "the server or the connection is going away", not
+/// "your statement is wrong".
+fn is_unavailable_code(code: &SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08") // connection exception
+        || c.starts_with("57P") // admin/crash shutdown, cannot connect now
+        || c == "53300" // too many connections
+        || c == "53100" // disk full
+}
+
+/// Translates a pool error: every way of not getting a connection is
+/// `Unavailable`.
+pub(crate) fn pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => match store_err(e) {
+            // A failure to create a connection is never a uniqueness or
+            // statement problem.
+            StoreError::Unavailable(e) | StoreError::Other(e) => StoreError::Unavailable(e),
+            other => other,
+        },
+        other => StoreError::Unavailable(Box::new(other)),
+    }
+}
+
+/// A stored value the domain does not accept.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}

@@ -1,0 +1,5 @@
+//! Placeholder.
+#[derive(Debug, Clone)]
+pub struct PgLeader;
+#[derive(Debug)]
+pub struct PgLease;

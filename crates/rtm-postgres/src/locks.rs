@@ -1,0 +1,5 @@
+//! Placeholder.
+#[derive(Debug, Clone)]
+pub struct PgLocks;
+#[derive(Debug)]
+pub struct PgLockGuard;

@@ -1,0 +1,3 @@
+//! Placeholder.
+#[derive(Debug, Clone)]
+pub struct PgStore;
