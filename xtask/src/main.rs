@@ -8,7 +8,9 @@
 mod ci;
 mod db;
 mod engine_image;
+mod http;
 mod services;
+mod up;
 
 use anyhow::{bail, Result};
 
@@ -22,9 +24,29 @@ fn main() -> Result<()> {
         "migrate" => db::migrate(&rest),
         "engine-image" => engine_image::run(&rest),
         "ci" => ci::run(&rest),
+        "up" => up::run(&rest),
         _ => {
             eprintln!("usage: cargo xtask <services|provision|migrate|engine-image|ci|up|bench>");
             bail!("unknown task {task:?}")
         }
     }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Runs `cargo <args>` in `dir`, failing on a non-zero exit.
+pub(crate) fn cargo(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(args)
+        .current_dir(dir)
+        .status()?;
+    if !status.success() {
+        bail!("cargo {} failed: {status}", args.join(" "));
+    }
+    Ok(())
 }
