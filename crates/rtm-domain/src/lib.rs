@@ -22,6 +22,7 @@
 mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod health;
 mod ids;
 mod image;
 mod model;

@@ -1,0 +1,406 @@
+//! The health monitor (SPEC §7): turns what the three sources see
+//! (Docker events, periodic inspect, HTTP probes) into health snapshots,
+//! outbox events and — for exits and vanished containers — record
+//! transitions, and relays the outbox to `runtime:health_events`.
+//!
+//! Guarantees:
+//! - Every observation is judged under the game's lock against a fresh
+//!   record, so it never races an operation: an observation about a
+//!   container the record no longer binds (the one a patch replaced), or
+//!   made before the record's `started_at` (a `die` caused by RTM's own
+//!   restart), is ignored, and an exit seen while the record is already
+//!   `stopped`/`removed` was RTM's own stop and is ignored too.
+//! - An accepted observation is written in one [`UnitOfWork::commit`]:
+//!   the record change (observed exits move `running` → `stopped` with no
+//!   operation-log row, SPEC §4) together with the snapshot and, when the
+//!   `(status, container)` pair changed, its outbox event. So no change is
+//!   lost while Redis is down: [`HealthMonitor::relay_once`] publishes the
+//!   outbox in commit order once Redis is back.
+//! - OOM is only ever reported from Docker's `OOMKilled` flag (or, when the
+//!   container is already gone, from an `oom` event seen just before the
+//!   `die`), never inferred from exit code 137.
+//!
+//! The monitor holds only soft, in-memory state (probe failure counters,
+//! container IPs, a snapshot cache used to coalesce repeated
+//! observations); losing it on restart costs at most one extra write per
+//! game. It has no tokio dependency: it waits through [`Clock::sleep`] and
+//! runs concurrent work with `futures-util`.
+//!
+//! See `docs/health.md` for the operator's view.
+
+mod events;
+mod passes;
+mod relay;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::ports::{
+    Adapters, Clock, GameLockGuard, GameLocks, HealthSnapshots, Ports, RuntimeRecords, Telemetry,
+    UnitOfWork,
+};
+use crate::transition::{self, Observed};
+use crate::{
+    Commit, ContainerId, GameId, HealthDetails, HealthSnapshot, HealthSource, HealthStatus,
+    HealthWrite, LockError, RuntimeError, RuntimeStatus, StoreError,
+};
+
+pub use events::EventFollowerStats;
+pub use passes::PassSummary;
+pub use relay::RelayError;
+
+/// Settings of the health monitor (from `RTM_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `RTM_PROBE_FAILURES`: consecutive probe failures that make a game
+    /// `probe_failed`.
+    pub probe_failures: u32,
+    /// How many probes of one pass run at the same time.
+    pub probe_concurrency: usize,
+    /// Probes of one pass start spread over this window, each game at a
+    /// stable offset within it, so 1,000 games never become 1,000
+    /// simultaneous requests. Keep it below `RTM_PROBE_INTERVAL`.
+    pub probe_spread: Duration,
+    /// How many inspects of one pass run at the same time.
+    pub inspect_concurrency: usize,
+    /// A pass observation that changes nothing rewrites the snapshot at
+    /// most this often (`RTM_INSPECT_INTERVAL` is a good value).
+    pub snapshot_refresh: Duration,
+    /// How long an observation waits for the game's lock (an operation in
+    /// progress) before giving up; the next pass catches up.
+    pub lock_wait: Duration,
+    /// `RTM_ENGINE_PORT`: the port probed on the container's IP.
+    pub engine_port: u16,
+    /// Page size when listing running records.
+    pub page_size: u32,
+    /// How long an `oom` event is remembered to explain a `die` whose
+    /// container cannot be inspected any more.
+    pub oom_window: Duration,
+    /// Back-off before resubscribing to Docker events: starts at `min`,
+    /// doubles after each failed subscription, never exceeds `max`.
+    pub resubscribe_min: Duration,
+    pub resubscribe_max: Duration,
+    /// How many recent events are remembered to drop `since` replays.
+    pub dedupe_capacity: usize,
+    /// How many outbox events the relay reads at a time.
+    pub relay_batch: u32,
+}
+
+impl Default for HealthConfig {
+    /// SPEC §10 defaults (`RTM_PROBE_FAILURES=3`, `RTM_INSPECT_INTERVAL=15s`,
+    /// `RTM_PROBE_INTERVAL=5s`, `RTM_ENGINE_PORT=8080`, `RTM_LOCK_WAIT=5s`)
+    /// and sensible values for the rest.
+    fn default() -> Self {
+        Self {
+            probe_failures: 3,
+            probe_concurrency: 32,
+            probe_spread: Duration::from_secs(4),
+            inspect_concurrency: 8,
+            snapshot_refresh: Duration::from_secs(15),
+            lock_wait: Duration::from_secs(5),
+            engine_port: 8080,
+            page_size: 500,
+            oom_window: Duration::from_secs(10),
+            resubscribe_min: Duration::from_millis(500),
+            resubscribe_max: Duration::from_secs(30),
+            dedupe_capacity: 4096,
+            relay_batch: 100,
+        }
+    }
+}
+
+/// One thing a source saw about a game's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub game_id: GameId,
+    pub container_id: ContainerId,
+    pub status: HealthStatus,
+    pub source: HealthSource,
+    pub details: HealthDetails,
+    /// When it was seen: the event's time, or the instant the inspect or
+    /// probe *began* (so a result that straddles a restart counts as
+    /// older than the restart).
+    pub observed_at: OffsetDateTime,
+}
+
+/// What [`HealthMonitor::observe`] did with an observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObserveOutcome {
+    /// The snapshot (and maybe the record) was written.
+    Recorded {
+        /// The `(status, container)` pair differs from the previous
+        /// snapshot: an event was queued for publication.
+        changed: bool,
+        /// The status the record entered, for exits and disappearances.
+        record: Option<RuntimeStatus>,
+    },
+    /// Nothing new, and the snapshot was refreshed recently: not written.
+    Coalesced,
+    Ignored(IgnoreReason),
+}
+
+/// Why an observation was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// The game has no runtime record.
+    NoRecord,
+    /// The record binds another container (e.g. the one a patch replaced
+    /// it with) or none.
+    OtherContainer,
+    /// Made before the record's `started_at`: RTM (re)started the engine
+    /// since, so this is about a previous life (e.g. the `die` of RTM's own
+    /// restart).
+    BeforeStart,
+    /// The record is not in a status this observation applies to (an exit
+    /// while `stopped` is RTM's own stop; probes only count while running).
+    NotApplicable,
+    /// Older than the current snapshot of the same container.
+    Outdated,
+    /// A probe result while Docker's own health check says `unhealthy`:
+    /// Docker's verdict stands until it changes, so the two sources do not
+    /// make the health flap.
+    DockerUnhealthy,
+    /// The container is running again (restarted since the event).
+    Restarted,
+    /// The event named no game.
+    Unknown,
+}
+
+/// Errors of the health monitor.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// An operation held the game's lock beyond the monitor's wait; the
+    /// observation was not judged. Retry later (the next pass does).
+    #[error("game {0} is busy (an operation holds its lock)")]
+    Busy(GameId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The container runtime is unreachable; the pass was skipped.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl HealthError {
+    fn from_lock(game: &GameId, e: LockError) -> Self {
+        match e {
+            LockError::Timeout => HealthError::Busy(game.clone()),
+            LockError::Store(e) => HealthError::Store(e),
+        }
+    }
+}
+
+/// The last snapshot this monitor wrote for a game, used to coalesce
+/// repeated observations without touching the database.
+#[derive(Debug, Clone)]
+struct CachedSnapshot {
+    container: ContainerId,
+    /// The record's `started_at` at the time: a restart (same container,
+    /// new `started_at`) invalidates the entry.
+    started_at: Option<OffsetDateTime>,
+    status: HealthStatus,
+    written_at: OffsetDateTime,
+}
+
+/// Consecutive probe failures of a game's current container.
+#[derive(Debug, Clone)]
+struct ProbeCounter {
+    container: ContainerId,
+    failures: u32,
+}
+
+/// Soft state shared by the monitor's tasks. A std Mutex is enough: it is
+/// never held across an `.await`.
+#[derive(Debug, Default)]
+struct MonitorState {
+    snapshots: HashMap<GameId, CachedSnapshot>,
+    probes: HashMap<GameId, ProbeCounter>,
+    /// Game → (container, its IP on the engines' network), from inspect.
+    targets: HashMap<GameId, (ContainerId, Option<IpAddr>)>,
+    /// Containers whose Docker health check currently says `unhealthy`.
+    docker_unhealthy: HashSet<ContainerId>,
+    /// Containers with a recent `oom` event, and when.
+    ooms: HashMap<ContainerId, OffsetDateTime>,
+}
+
+/// Watches the engines' health. Cheap to clone; clones share their soft
+/// state, so the event follower and the passes can run as separate tasks.
+pub struct HealthMonitor<P: Ports> {
+    adapters: Adapters<P>,
+    config: HealthConfig,
+    state: Arc<Mutex<MonitorState>>,
+}
+
+impl<P: Ports> Clone for HealthMonitor<P> {
+    fn clone(&self) -> Self {
+        Self {
+            adapters: self.adapters.clone(),
+            config: self.config.clone(),
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<P: Ports> std::fmt::Debug for HealthMonitor<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthMonitor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Ports> HealthMonitor<P> {
+    pub fn new(adapters: Adapters<P>, config: HealthConfig) -> Self {
+        Self {
+            adapters,
+            config,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+
+    fn state(&self) -> MutexGuard<'_, MonitorState> {
+        // The state is a cache: data left by a panicking holder is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Judges one observation under the game's lock and records it when it
+    /// applies (see the module docs for the rules).
+    ///
+    /// Returns [`HealthError::Busy`] when an operation holds the lock
+    /// beyond [`HealthConfig::lock_wait`]; nothing was written and the
+    /// caller may retry (the periodic inspect catches up anyway).
+    pub async fn observe(&self, obs: Observation) -> Result<ObserveOutcome, HealthError> {
+        let guard = self
+            .adapters
+            .locks
+            .acquire(&obs.game_id, self.config.lock_wait)
+            .await
+            .map_err(|e| HealthError::from_lock(&obs.game_id, e))?;
+        let result = self.observe_locked(&obs).await;
+        guard.release().await;
+        match &result {
+            Ok(ObserveOutcome::Recorded { changed, .. }) => {
+                self.adapters
+                    .telemetry
+                    .health_observed(obs.status, *changed);
+                if *changed {
+                    tracing::info!(
+                        game_id = %obs.game_id,
+                        container = obs.container_id.short(),
+                        status = %obs.status,
+                        source = %obs.source,
+                        "health changed"
+                    );
+                }
+            }
+            Ok(ObserveOutcome::Ignored(reason)) => tracing::debug!(
+                game_id = %obs.game_id,
+                status = %obs.status,
+                ?reason,
+                "health observation ignored"
+            ),
+            Ok(ObserveOutcome::Coalesced) | Err(_) => {}
+        }
+        result
+    }
+
+    async fn observe_locked(&self, obs: &Observation) -> Result<ObserveOutcome, HealthError> {
+        use IgnoreReason::*;
+        let store = &self.adapters.store;
+        let Some(record) = store.get_record(&obs.game_id).await? else {
+            return Ok(ObserveOutcome::Ignored(NoRecord));
+        };
+        if record.container_id.as_ref() != Some(&obs.container_id) {
+            return Ok(ObserveOutcome::Ignored(OtherContainer));
+        }
+        if record.started_at.is_some_and(|s| obs.observed_at < s) {
+            return Ok(ObserveOutcome::Ignored(BeforeStart));
+        }
+        let observed = match obs.status {
+            HealthStatus::Exited | HealthStatus::Oom => Some(Observed::Exited),
+            HealthStatus::ContainerDisappeared => Some(Observed::Disappeared),
+            HealthStatus::Healthy | HealthStatus::ProbeFailed | HealthStatus::InspectUnhealthy => {
+                None
+            }
+        };
+        let next_record = match observed {
+            Some(o) => match transition::observe(record.status, o) {
+                Some(next) => {
+                    let mut r = record.clone();
+                    r.enter(next, obs.observed_at);
+                    Some(r)
+                }
+                None => return Ok(ObserveOutcome::Ignored(NotApplicable)),
+            },
+            None if record.status != RuntimeStatus::Running => {
+                return Ok(ObserveOutcome::Ignored(NotApplicable));
+            }
+            None => None,
+        };
+
+        let previous = store.get_health(&obs.game_id).await?;
+        let same_container = previous
+            .as_ref()
+            .filter(|p| p.container_id == obs.container_id.as_str());
+        if observed.is_none() {
+            // Among the non-terminal statuses the latest word wins; a
+            // terminal one is never dropped for being late, or an exit
+            // seen after a probe failure would leave the record running.
+            if let Some(p) = same_container {
+                if obs.observed_at < p.observed_at {
+                    return Ok(ObserveOutcome::Ignored(Outdated));
+                }
+                let docker_says_unhealthy = p.status == HealthStatus::InspectUnhealthy
+                    && self.state().docker_unhealthy.contains(&obs.container_id);
+                if obs.source == HealthSource::Probe && docker_says_unhealthy {
+                    return Ok(ObserveOutcome::Ignored(DockerUnhealthy));
+                }
+            }
+        }
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.status != obs.status || p.container_id != obs.container_id.as_str());
+        let entered = next_record.as_ref().map(|r| r.status);
+        let started_at = record.started_at;
+        store
+            .commit(Commit {
+                record: next_record,
+                operation: None,
+                health: Some(HealthWrite {
+                    snapshot: HealthSnapshot {
+                        game_id: obs.game_id.clone(),
+                        container_id: obs.container_id.to_string(),
+                        status: obs.status,
+                        source: obs.source,
+                        details: obs.details.clone(),
+                        observed_at: obs.observed_at,
+                    },
+                    publish: changed,
+                }),
+            })
+            .await?;
+        let now = self.adapters.clock.now();
+        self.state().snapshots.insert(
+            obs.game_id.clone(),
+            CachedSnapshot {
+                container: obs.container_id.clone(),
+                started_at,
+                status: obs.status,
+                written_at: now,
+            },
+        );
+        Ok(ObserveOutcome::Recorded {
+            changed,
+            record: entered,
+        })
+    }
+}

@@ -1,0 +1,362 @@
+//! The `docker_event` source: turning container events into observations,
+//! and following the event stream across broken connections.
+//!
+//! Docker keeps only its last events and its stream neither reconnects nor
+//! resumes, so [`HealthMonitor::follow_events`] subscribes *first*, then
+//! runs an inspect pass (which catches whatever happened before the
+//! subscription), then handles events. When the stream breaks it backs
+//! off, resubscribes with `since` = the last event time it saw, and
+//! inspects again. `since` has one-second precision, so the replay repeats
+//! events already handled; a bounded set of recent `(container, kind,
+//! time)` keys drops them.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+
+use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome};
+use crate::ports::{
+    Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports,
+};
+use crate::{HealthDetails, HealthSource, HealthStatus, RuntimeError};
+
+/// What [`HealthMonitor::follow_events`] did before it was shut down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFollowerStats {
+    /// Subscriptions opened (the first one included).
+    pub subscriptions: u32,
+    /// Events handled.
+    pub handled: u64,
+    /// Replayed events dropped as already seen.
+    pub duplicates: u64,
+    /// Events whose handling failed (busy game, database error); the
+    /// inspect pass catches up on them.
+    pub failed: u64,
+}
+
+/// The identity of an event for replay detection.
+type EventKey = (String, String, i128);
+
+fn event_key(e: &ContainerEvent) -> EventKey {
+    (
+        e.container_id.as_str().to_owned(),
+        format!("{:?}", e.kind),
+        e.at.unix_timestamp_nanos(),
+    )
+}
+
+/// A bounded set of recently seen events (oldest forgotten first).
+#[derive(Debug)]
+struct RecentEvents {
+    capacity: usize,
+    order: VecDeque<EventKey>,
+    set: HashSet<EventKey>,
+}
+
+impl RecentEvents {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    /// Remembers `key`; false when it was already there (a replay).
+    fn insert(&mut self, key: EventKey) -> bool {
+        if !self.set.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+impl<P: Ports> HealthMonitor<P> {
+    /// Handles one container event.
+    ///
+    /// - `die`: inspects the container; `OOMKilled` → `oom`, otherwise
+    ///   `exited` with the exit code. If the container is gone, the event's
+    ///   exit code is used, and `oom` only if an `oom` event for it was
+    ///   seen within [`oom_window`](super::HealthConfig::oom_window). A
+    ///   container running again was restarted since: ignored.
+    /// - `oom` alone is not an exit: remembered briefly, not recorded.
+    /// - `destroy` → `container_disappeared`.
+    /// - `health_status: unhealthy` → `inspect_unhealthy`; other health
+    ///   statuses lift Docker's veto on probe results.
+    /// - `start`: resets the container's probe failure count.
+    ///
+    /// `Ok(None)` when the event leads to no observation.
+    pub async fn handle_event(
+        &self,
+        event: ContainerEvent,
+    ) -> Result<Option<ObserveOutcome>, HealthError> {
+        let Some(game_id) = event.game_id.clone() else {
+            return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Unknown)));
+        };
+        let id = event.container_id.clone();
+        let (status, details) = match event.kind {
+            ContainerEventKind::Start => {
+                let mut s = self.state();
+                if s.probes.get(&game_id).is_some_and(|c| c.container == id) {
+                    s.probes.remove(&game_id);
+                }
+                // Docker restarts its health check with the process.
+                s.docker_unhealthy.remove(&id);
+                return Ok(None);
+            }
+            ContainerEventKind::Oom => {
+                let window = self.config.oom_window;
+                let mut s = self.state();
+                s.ooms.retain(|_, at| *at + window >= event.at);
+                s.ooms.insert(id, event.at);
+                return Ok(None);
+            }
+            ContainerEventKind::Health(DockerHealth::Unhealthy) => {
+                self.state().docker_unhealthy.insert(id.clone());
+                (
+                    HealthStatus::InspectUnhealthy,
+                    HealthDetails::new().with("docker_health", "unhealthy"),
+                )
+            }
+            ContainerEventKind::Health(DockerHealth::Healthy | DockerHealth::Starting) => {
+                self.state().docker_unhealthy.remove(&id);
+                return Ok(None);
+            }
+            ContainerEventKind::Destroy => {
+                {
+                    let mut s = self.state();
+                    s.docker_unhealthy.remove(&id);
+                    s.ooms.remove(&id);
+                }
+                (
+                    HealthStatus::ContainerDisappeared,
+                    HealthDetails::new().with("reason", "container destroyed"),
+                )
+            }
+            ContainerEventKind::Die { exit_code } => match self.adapters.runtime.inspect(&id).await
+            {
+                Ok(info) if info.summary.running => {
+                    return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Restarted)));
+                }
+                Ok(info) => {
+                    let code = info.exit_code.or(exit_code);
+                    let status = if info.oom_killed {
+                        HealthStatus::Oom
+                    } else {
+                        HealthStatus::Exited
+                    };
+                    (status, exit_details(code))
+                }
+                // Gone already (or Docker is failing right now): fall back
+                // on what the events said.
+                Err(_) => {
+                    let window = self.config.oom_window;
+                    let oom = self
+                        .state()
+                        .ooms
+                        .get(&id)
+                        .is_some_and(|at| *at <= event.at && *at + window >= event.at);
+                    let status = if oom {
+                        HealthStatus::Oom
+                    } else {
+                        HealthStatus::Exited
+                    };
+                    (status, exit_details(exit_code))
+                }
+            },
+        };
+        let outcome = self
+            .observe(Observation {
+                game_id,
+                container_id: event.container_id,
+                status,
+                source: HealthSource::DockerEvent,
+                details,
+                observed_at: event.at,
+            })
+            .await?;
+        Ok(Some(outcome))
+    }
+
+    /// Follows Docker's events until `shutdown` resolves (see the module
+    /// docs). Never returns early: a broken stream is resubscribed with a
+    /// bounded, growing back-off.
+    pub async fn follow_events(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> EventFollowerStats {
+        let mut follower = Follower {
+            recent: RecentEvents::new(self.config.dedupe_capacity),
+            since: None,
+            stats: EventFollowerStats::default(),
+            delivered: false,
+        };
+        {
+            let work = pin!(self.follow_loop(&mut follower));
+            let shutdown = pin!(shutdown);
+            // Whichever finishes first; `follow_loop` never does on its own.
+            let _ = select(work, shutdown).await;
+        }
+        follower.stats
+    }
+
+    async fn follow_loop(&self, f: &mut Follower) {
+        let mut backoff = self.config.resubscribe_min;
+        loop {
+            let mut stream = pin!(self.adapters.runtime.events(f.since));
+            f.stats.subscriptions += 1;
+            f.delivered = false;
+            // Subscribe first, then inspect: the stream is polled (so the
+            // subscription is open) while the pass runs, and what it
+            // delivers meanwhile is handled right after.
+            let (buffered, open) = self.inspect_while_buffering(stream.as_mut()).await;
+            let mut broken = !open;
+            for item in buffered {
+                if !f.take(self, item).await {
+                    broken = true;
+                    break;
+                }
+            }
+            if !broken {
+                while let Some(item) = stream.next().await {
+                    if !f.take(self, item).await {
+                        break;
+                    }
+                }
+            }
+            if f.delivered {
+                backoff = self.config.resubscribe_min;
+            }
+            tracing::info!(?backoff, "docker event stream ended; resubscribing");
+            self.adapters.clock.sleep(backoff).await;
+            backoff = next_backoff(backoff, self.config.resubscribe_max);
+        }
+    }
+
+    /// Runs an inspect pass while collecting what the stream delivers.
+    /// Returns the collected items and whether the stream is still open.
+    async fn inspect_while_buffering<S>(&self, mut stream: Pin<&mut S>) -> (Vec<S::Item>, bool)
+    where
+        S: Stream,
+    {
+        let mut buffered = Vec::new();
+        let mut inspect = pin!(self.inspect_pass());
+        let result = loop {
+            match select(inspect.as_mut(), stream.next()).await {
+                Either::Left((result, _)) => break result,
+                Either::Right((Some(item), _)) => buffered.push(item),
+                Either::Right((None, _)) => {
+                    let result = inspect.as_mut().await;
+                    match result {
+                        Ok(summary) => tracing::debug!(?summary, "inspect pass after subscribing"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "inspect pass after subscribing failed")
+                        }
+                    }
+                    return (buffered, false);
+                }
+            }
+        };
+        match result {
+            Ok(summary) => tracing::debug!(?summary, "inspect pass after subscribing"),
+            Err(e) => tracing::warn!(error = %e, "inspect pass after subscribing failed"),
+        }
+        (buffered, true)
+    }
+}
+
+/// The event follower's memory across subscriptions.
+#[derive(Debug)]
+struct Follower {
+    recent: RecentEvents,
+    /// The latest event time seen: where a resubscription resumes.
+    since: Option<OffsetDateTime>,
+    stats: EventFollowerStats,
+    /// Whether the current subscription delivered anything.
+    delivered: bool,
+}
+
+impl Follower {
+    /// Handles one stream item; false when the stream broke.
+    async fn take<P: Ports>(
+        &mut self,
+        monitor: &HealthMonitor<P>,
+        item: Result<ContainerEvent, RuntimeError>,
+    ) -> bool {
+        let event = match item {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "docker event stream failed");
+                return false;
+            }
+        };
+        self.delivered = true;
+        if !self.recent.insert(event_key(&event)) {
+            self.stats.duplicates += 1;
+            return true;
+        }
+        self.since = Some(self.since.map_or(event.at, |s| s.max(event.at)));
+        self.stats.handled += 1;
+        if let Err(e) = monitor.handle_event(event).await {
+            self.stats.failed += 1;
+            tracing::warn!(error = %e, "docker event not recorded; inspect will catch up");
+        }
+        true
+    }
+}
+
+fn next_backoff(current: Duration, max: Duration) -> Duration {
+    current
+        .saturating_mul(2)
+        .min(max)
+        .max(Duration::from_millis(1))
+}
+
+fn exit_details(code: Option<i64>) -> HealthDetails {
+    match code {
+        Some(code) => HealthDetails::new().with("exit_code", code),
+        None => HealthDetails::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_events_forget_the_oldest() {
+        let mut r = RecentEvents::new(2);
+        let k = |n: i128| ("c".to_owned(), "Start".to_owned(), n);
+        assert!(r.insert(k(1)));
+        assert!(!r.insert(k(1)));
+        assert!(r.insert(k(2)));
+        assert!(r.insert(k(3)));
+        assert!(r.insert(k(1)), "evicted, so new again");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let max = Duration::from_secs(30);
+        let mut b = Duration::from_millis(500);
+        for _ in 0..20 {
+            b = next_backoff(b, max);
+        }
+        assert_eq!(b, max);
+        assert_eq!(
+            next_backoff(Duration::from_secs(1), max),
+            Duration::from_secs(2)
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! The `inspect` and `probe` sources: periodic passes over the running
+//! records. The binary's workers call them on their timers (under leader
+//! election); each pass is self-contained and safe to run concurrently with
+//! operations and with the other pass.
+//!
+//! Cost control for ~1,000 games:
+//! - a pass observation that changes nothing (same status, same container,
+//!   same `started_at` as the snapshot this monitor last wrote) skips the
+//!   lock and the database unless the snapshot is older than
+//!   [`snapshot_refresh`](super::HealthConfig::snapshot_refresh);
+//! - probes run at most `probe_concurrency` at a time and start spread over
+//!   `probe_spread`: each game has a stable offset in that window (a hash
+//!   of its id), so load is even and each game is probed at a regular
+//!   cadence rather than all at the start of the pass.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+
+use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, ProbeCounter};
+use crate::ports::{
+    Clock, ContainerRuntime, DockerHealth, EngineProbe, Ports, ProbeTarget, RecordQuery,
+    RuntimeRecords,
+};
+use crate::{
+    ContainerId, GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError, RuntimeRecord,
+    RuntimeStatus,
+};
+
+/// What one inspect or probe pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    /// Running records looked at.
+    pub checked: usize,
+    /// Probe attempts that failed (probe pass only).
+    pub probe_errors: usize,
+    /// Observations written (snapshot refreshed or changed).
+    pub recorded: usize,
+    /// Of those, health changes (queued for publication).
+    pub changed: usize,
+    /// Unchanged observations not written (recently refreshed).
+    pub coalesced: usize,
+    /// Observations dropped by the rules (stale container, restarted…).
+    pub ignored: usize,
+    /// Games skipped because an operation held their lock.
+    pub busy: usize,
+    /// Games whose check failed (database or runtime error); logged.
+    pub errors: usize,
+}
+
+impl PassSummary {
+    fn count(&mut self, result: Result<Option<ObserveOutcome>, HealthError>) {
+        match result {
+            Ok(None) => {}
+            Ok(Some(ObserveOutcome::Recorded { changed, .. })) => {
+                self.recorded += 1;
+                self.changed += usize::from(changed);
+            }
+            Ok(Some(ObserveOutcome::Coalesced)) => self.coalesced += 1,
+            Ok(Some(ObserveOutcome::Ignored(_))) => self.ignored += 1,
+            Err(HealthError::Busy(_)) => self.busy += 1,
+            Err(e) => {
+                self.errors += 1;
+                tracing::warn!(error = %e, "health check of a game failed");
+            }
+        }
+    }
+}
+
+/// A stable position of `game` within `spread` (FNV-1a of the id, so it
+/// does not change between passes or restarts).
+fn spread_offset(game: &GameId, spread: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in game.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let permille = u32::try_from(h % 1000).unwrap_or(0);
+    spread * permille / 1000
+}
+
+impl<P: Ports> HealthMonitor<P> {
+    /// Every `running` record, page by page.
+    async fn running_records(&self) -> Result<Vec<RuntimeRecord>, HealthError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let query = RecordQuery {
+                status: Some(RuntimeStatus::Running),
+                after,
+                limit: self.config.page_size.max(1),
+                ..RecordQuery::default()
+            };
+            let page = self.adapters.store.list_records(&query).await?;
+            let full = page.len() >= query.limit as usize;
+            after = page.last().map(|r| r.game_id.clone());
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Forgets soft state of games that no longer run.
+    fn prune(&self, running: &[RuntimeRecord]) {
+        let games: HashSet<&GameId> = running.iter().map(|r| &r.game_id).collect();
+        let containers: HashSet<&ContainerId> = running
+            .iter()
+            .filter_map(|r| r.container_id.as_ref())
+            .collect();
+        let mut s = self.state();
+        s.probes.retain(|g, _| games.contains(g));
+        s.targets.retain(|g, _| games.contains(g));
+        s.snapshots.retain(|g, _| games.contains(g));
+        s.docker_unhealthy.retain(|c| containers.contains(c));
+    }
+
+    /// Whether an unchanged observation may be skipped: this monitor wrote
+    /// the same status for the same container and the same `started_at`
+    /// less than `snapshot_refresh` ago.
+    fn coalescible(&self, record: &RuntimeRecord, obs: &Observation) -> bool {
+        let now = self.adapters.clock.now();
+        let refresh = self.config.snapshot_refresh;
+        self.state()
+            .snapshots
+            .get(&record.game_id)
+            .is_some_and(|c| {
+                c.container == obs.container_id
+                    && c.started_at == record.started_at
+                    && c.status == obs.status
+                    && c.written_at + refresh > now
+            })
+    }
+
+    /// `observe`, skipped when coalescible.
+    async fn observe_from_pass(
+        &self,
+        record: &RuntimeRecord,
+        obs: Observation,
+    ) -> Result<Option<ObserveOutcome>, HealthError> {
+        if self.coalescible(record, &obs) {
+            return Ok(Some(ObserveOutcome::Coalesced));
+        }
+        self.observe(obs).await.map(Some)
+    }
+
+    /// Inspects the container of every `running` record: not running →
+    /// `exited` (or `oom` when `OOMKilled`) with the exit code; Docker
+    /// health `unhealthy` → `inspect_unhealthy`; missing →
+    /// `container_disappeared`. Also refreshes the probe targets' IPs.
+    ///
+    /// Returns `Err(Runtime)` and skips the rest of the pass when Docker is
+    /// unreachable: "unreachable" says nothing about the engines.
+    pub async fn inspect_pass(&self) -> Result<PassSummary, HealthError> {
+        let records = self.running_records().await?;
+        self.prune(&records);
+        let mut summary = PassSummary {
+            checked: records.len(),
+            ..PassSummary::default()
+        };
+        let mut results = stream::iter(records)
+            .map(|record| async move { self.inspect_one(&record).await })
+            .buffer_unordered(self.config.inspect_concurrency.max(1));
+        while let Some(result) = results.next().await {
+            match result {
+                Err(HealthError::Runtime(e @ RuntimeError::Unavailable(_))) => {
+                    tracing::warn!(error = %e, "docker unreachable; inspect pass skipped");
+                    return Err(HealthError::Runtime(e));
+                }
+                other => summary.count(other),
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn inspect_one(
+        &self,
+        record: &RuntimeRecord,
+    ) -> Result<Option<ObserveOutcome>, HealthError> {
+        let Some(container) = record.container_id.clone() else {
+            return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer)));
+        };
+        let game = record.game_id.clone();
+        let observed_at = self.adapters.clock.now();
+        let obs = |status, details| Observation {
+            game_id: game.clone(),
+            container_id: container.clone(),
+            status,
+            source: HealthSource::Inspect,
+            details,
+            observed_at,
+        };
+        let info = match self.adapters.runtime.inspect(&container).await {
+            Ok(info) => info,
+            Err(RuntimeError::NotFound(_)) => {
+                let details = HealthDetails::new().with("reason", "container not found by inspect");
+                return self
+                    .observe(obs(HealthStatus::ContainerDisappeared, details))
+                    .await
+                    .map(Some);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.state()
+            .targets
+            .insert(game.clone(), (container.clone(), info.ip));
+        if !info.summary.running {
+            let status = if info.oom_killed {
+                HealthStatus::Oom
+            } else {
+                HealthStatus::Exited
+            };
+            let details = match info.exit_code {
+                Some(code) => HealthDetails::new().with("exit_code", code),
+                None => HealthDetails::new(),
+            }
+            .with("docker_status", info.status.as_str());
+            return self.observe(obs(status, details)).await.map(Some);
+        }
+        if info.health == Some(DockerHealth::Unhealthy) {
+            self.state().docker_unhealthy.insert(container.clone());
+            let details = HealthDetails::new().with("docker_health", "unhealthy");
+            return self
+                .observe_from_pass(record, obs(HealthStatus::InspectUnhealthy, details))
+                .await;
+        }
+        self.state().docker_unhealthy.remove(&container);
+        Ok(None)
+    }
+
+    /// Probes every `running` record's engine (bounded concurrency, spread
+    /// over `probe_spread`). `probe_failures` consecutive failures →
+    /// `probe_failed`; a success → `healthy` (published when it is a
+    /// change: the first success of a new container, or a recovery).
+    pub async fn probe_pass(&self) -> Result<PassSummary, HealthError> {
+        let records = self.running_records().await?;
+        self.prune(&records);
+        let spread = self.config.probe_spread;
+        let mut plan: Vec<(Duration, RuntimeRecord)> = records
+            .into_iter()
+            .map(|r| (spread_offset(&r.game_id, spread), r))
+            .collect();
+        plan.sort_by_key(|(offset, _)| *offset);
+        let mut summary = PassSummary {
+            checked: plan.len(),
+            ..PassSummary::default()
+        };
+        let clock = &self.adapters.clock;
+        let start = clock.now();
+        let mut results = stream::iter(plan)
+            .map(|(offset, record)| async move {
+                let elapsed = Duration::try_from(clock.now() - start).unwrap_or_default();
+                if offset > elapsed {
+                    clock.sleep(offset - elapsed).await;
+                }
+                self.probe_one(&record).await
+            })
+            .buffer_unordered(self.config.probe_concurrency.max(1));
+        while let Some((failed, result)) = results.next().await {
+            summary.probe_errors += usize::from(failed);
+            summary.count(result);
+        }
+        Ok(summary)
+    }
+
+    /// Probes one engine; returns whether the probe failed and what the
+    /// resulting observation (if any) did.
+    async fn probe_one(
+        &self,
+        record: &RuntimeRecord,
+    ) -> (bool, Result<Option<ObserveOutcome>, HealthError>) {
+        let Some(container) = record.container_id.clone() else {
+            return (
+                false,
+                Ok(Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer))),
+            );
+        };
+        let ip = self.target_ip(&record.game_id, &container).await;
+        let target = ProbeTarget {
+            endpoint: record.engine_endpoint.clone(),
+            ip,
+            port: self.config.engine_port,
+        };
+        let observed_at = self.adapters.clock.now();
+        let result = self.adapters.probe.probe(&target).await;
+        let failed = result.is_err();
+        let verdict = {
+            let mut s = self.state();
+            let counter = s
+                .probes
+                .entry(record.game_id.clone())
+                .or_insert_with(|| ProbeCounter {
+                    container: container.clone(),
+                    failures: 0,
+                });
+            if counter.container != container {
+                *counter = ProbeCounter {
+                    container: container.clone(),
+                    failures: 0,
+                };
+            }
+            match result {
+                Ok(()) => {
+                    counter.failures = 0;
+                    Some((HealthStatus::Healthy, HealthDetails::new()))
+                }
+                Err(e) => {
+                    counter.failures = counter.failures.saturating_add(1);
+                    (counter.failures >= self.config.probe_failures.max(1)).then(|| {
+                        let details = HealthDetails::new()
+                            .with("error", e.0)
+                            .with("consecutive_failures", i64::from(counter.failures));
+                        (HealthStatus::ProbeFailed, details)
+                    })
+                }
+            }
+        };
+        let Some((status, details)) = verdict else {
+            return (failed, Ok(None));
+        };
+        let obs = Observation {
+            game_id: record.game_id.clone(),
+            container_id: container,
+            status,
+            source: HealthSource::Probe,
+            details,
+            observed_at,
+        };
+        (failed, self.observe_from_pass(record, obs).await)
+    }
+
+    /// The container's IP from the cache, inspecting it when the game's
+    /// container changed since the cache was filled. `None` (probe the
+    /// endpoint) when it cannot be inspected.
+    async fn target_ip(&self, game: &GameId, container: &ContainerId) -> Option<IpAddr> {
+        if let Some((c, ip)) = self.state().targets.get(game) {
+            if c == container {
+                return *ip;
+            }
+        }
+        match self.adapters.runtime.inspect(container).await {
+            Ok(info) => {
+                self.state()
+                    .targets
+                    .insert(game.clone(), (container.clone(), info.ip));
+                info.ip
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, game_id = %game, "no container IP; probing the endpoint");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_stable_spread_and_within_the_window() {
+        let spread = Duration::from_secs(4);
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| spread_offset(&GameId::parse(&format!("game-{i}")).unwrap(), spread))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < spread));
+        let g = GameId::parse("game-7").unwrap();
+        assert_eq!(spread_offset(&g, spread), spread_offset(&g, spread));
+        // Roughly even: each second of the window gets a fair share.
+        for second in 0..4 {
+            let n = offsets.iter().filter(|o| o.as_secs() == second).count();
+            assert!((150..350).contains(&n), "second {second}: {n}");
+        }
+        assert_eq!(spread_offset(&g, Duration::ZERO), Duration::ZERO);
+    }
+}

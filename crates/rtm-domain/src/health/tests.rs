@@ -1,0 +1,945 @@
+//! Unit tests of the health monitor against the in-memory fakes: one test
+//! per rule of SPEC §7 and of the module docs.
+
+use std::time::Duration;
+
+use super::*;
+use crate::fakes::{FakePorts, RuntimeCall};
+use crate::ports::{
+    ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, HealthOutbox,
+};
+use crate::{DetailValue, ImageRef, ProbeError};
+
+fn game(s: &str) -> GameId {
+    GameId::parse(s).unwrap()
+}
+
+fn image(tag: &str) -> ImageRef {
+    ImageRef::parse(&format!("engine:{tag}")).unwrap()
+}
+
+fn config() -> HealthConfig {
+    HealthConfig {
+        probe_failures: 3,
+        ..HealthConfig::default()
+    }
+}
+
+fn monitor(ports: &FakePorts) -> HealthMonitor<FakePorts> {
+    HealthMonitor::new(ports.adapters(), config())
+}
+
+/// A game running on a fresh container, a little in the past.
+fn running(ports: &FakePorts, name: &str) -> (GameId, ContainerId) {
+    let g = game(name);
+    let (_, id) = ports.seed_running(&g, &image("1.0.0"));
+    ports.clock.advance(Duration::from_secs(10));
+    (g, id)
+}
+
+fn die_event(ports: &FakePorts, g: &GameId, id: &ContainerId, code: i64) -> ContainerEvent {
+    ContainerEvent {
+        container_id: id.clone(),
+        game_id: Some(g.clone()),
+        kind: ContainerEventKind::Die {
+            exit_code: Some(code),
+        },
+        at: ports.clock.now(),
+    }
+}
+
+fn event_types(ports: &FakePorts) -> Vec<(String, HealthStatus)> {
+    ports
+        .store
+        .events()
+        .into_iter()
+        .map(|e| (e.snapshot.game_id.to_string(), e.snapshot.status))
+        .collect()
+}
+
+fn recorded(changed: bool, record: Option<RuntimeStatus>) -> ObserveOutcome {
+    ObserveOutcome::Recorded { changed, record }
+}
+
+// ------------------------------------------------------------- exits
+
+#[tokio::test]
+async fn a_crash_stops_the_record_without_an_operation_row_and_publishes_once() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "crashy");
+    let crash_at = ports.clock.now();
+    ports.runtime.crash(&id, 3);
+
+    let outcome = m.handle_event(die_event(&ports, &g, &id, 3)).await.unwrap();
+    assert_eq!(outcome, Some(recorded(true, Some(RuntimeStatus::Stopped))));
+
+    let record = ports.store.record(&g).unwrap();
+    assert_eq!(record.status, RuntimeStatus::Stopped);
+    assert_eq!(record.stopped_at, Some(crash_at));
+    assert_eq!(record.last_op_at, crash_at);
+    assert!(
+        ports.store.operations().is_empty(),
+        "observed exits write no operation row"
+    );
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(
+        (snap.status, snap.source),
+        (HealthStatus::Exited, HealthSource::DockerEvent)
+    );
+    assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(3)));
+    assert_eq!(snap.container_id, id.as_str());
+    assert_eq!(
+        event_types(&ports),
+        [("crashy".to_owned(), HealthStatus::Exited)]
+    );
+
+    // The same exit seen again (inspect, a replay) changes nothing.
+    assert_eq!(
+        m.handle_event(die_event(&ports, &g, &id, 3)).await.unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::NotApplicable))
+    );
+    assert_eq!(m.inspect_pass().await.unwrap().checked, 0);
+    assert_eq!(ports.store.events().len(), 1);
+}
+
+#[tokio::test]
+async fn the_die_of_rtms_own_stop_is_not_an_exit() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "stopped-by-rtm");
+    // What the stop operation does under the lock: stop, then record.
+    ports
+        .runtime
+        .stop(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let die = die_event(&ports, &g, &id, 0);
+    let mut record = ports.store.record(&g).unwrap();
+    record.enter(RuntimeStatus::Stopped, ports.clock.now());
+    ports.store.put_record(record.clone());
+
+    assert_eq!(
+        m.handle_event(die).await.unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::NotApplicable))
+    );
+    assert_eq!(ports.store.record(&g), Some(record));
+    assert!(ports.store.health(&g).is_none());
+    assert!(ports.store.events().is_empty());
+}
+
+#[tokio::test]
+async fn the_die_of_rtms_own_restart_is_ignored() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "restarted");
+    ports
+        .runtime
+        .stop(&id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let die = die_event(&ports, &g, &id, 0);
+    ports.clock.advance(Duration::from_millis(200));
+    ports.runtime.start(&id).await.unwrap();
+    let mut record = ports.store.record(&g).unwrap();
+    record.enter(RuntimeStatus::Running, ports.clock.now());
+    ports.store.put_record(record.clone());
+
+    // The container runs again when the event is handled.
+    assert_eq!(
+        m.handle_event(die.clone()).await.unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::Restarted))
+    );
+    // Even if it died again since, that old `die` predates the restart.
+    ports.runtime.crash(&id, 1);
+    assert_eq!(
+        m.handle_event(die).await.unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::BeforeStart))
+    );
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Running
+    );
+    assert!(ports.store.events().is_empty());
+}
+
+#[tokio::test]
+async fn events_of_the_container_a_patch_replaced_are_ignored() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, old) = running(&ports, "patched");
+    // The patch replaced `old` by `new` and recorded it.
+    let new = ports
+        .runtime
+        .spawn_running(&g, &image("1.0.1"), "/state/patched");
+    let mut record = ports.store.record(&g).unwrap();
+    record.container_id = Some(new.clone());
+    record.enter(RuntimeStatus::Running, ports.clock.now());
+    ports.store.put_record(record);
+    ports.clock.advance(Duration::from_secs(1));
+
+    ports.runtime.crash(&old, 0);
+    assert_eq!(
+        m.handle_event(die_event(&ports, &g, &old, 0))
+            .await
+            .unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer))
+    );
+    let destroy = ContainerEvent {
+        container_id: old.clone(),
+        game_id: Some(g.clone()),
+        kind: ContainerEventKind::Destroy,
+        at: ports.clock.now(),
+    };
+    ports.runtime.vanish(&old, false);
+    assert_eq!(
+        m.handle_event(destroy).await.unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer))
+    );
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Running
+    );
+    assert!(ports.store.events().is_empty());
+}
+
+#[tokio::test]
+async fn an_oom_kill_is_reported_as_oom() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "hungry");
+    ports.runtime.oom_kill(&id);
+    let oom = ContainerEvent {
+        kind: ContainerEventKind::Oom,
+        ..die_event(&ports, &g, &id, 137)
+    };
+    // An `oom` event alone is not an exit.
+    assert_eq!(m.handle_event(oom).await.unwrap(), None);
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Running
+    );
+
+    let outcome = m
+        .handle_event(die_event(&ports, &g, &id, 137))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Some(recorded(true, Some(RuntimeStatus::Stopped))));
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(snap.status, HealthStatus::Oom);
+    assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(137)));
+}
+
+#[tokio::test]
+async fn oom_of_a_vanished_container_needs_the_oom_event() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g1, a) = running(&ports, "gone-after-oom");
+    let (g2, b) = running(&ports, "gone-after-kill");
+    // Both containers are already removed when their `die` is handled.
+    ports.runtime.vanish(&a, false);
+    ports.runtime.vanish(&b, false);
+    let oom = ContainerEvent {
+        kind: ContainerEventKind::Oom,
+        ..die_event(&ports, &g1, &a, 137)
+    };
+    m.handle_event(oom).await.unwrap();
+    m.handle_event(die_event(&ports, &g1, &a, 137))
+        .await
+        .unwrap();
+    m.handle_event(die_event(&ports, &g2, &b, 137))
+        .await
+        .unwrap();
+    assert_eq!(ports.store.health(&g1).unwrap().status, HealthStatus::Oom);
+    let snap = ports.store.health(&g2).unwrap();
+    assert_eq!(
+        snap.status,
+        HealthStatus::Exited,
+        "137 alone is never an OOM"
+    );
+    assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(137)));
+}
+
+#[tokio::test]
+async fn a_sigkill_137_without_oomkilled_is_an_exit() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "killed");
+    ports.runtime.crash(&id, 137);
+    m.handle_event(die_event(&ports, &g, &id, 137))
+        .await
+        .unwrap();
+    assert_eq!(ports.store.health(&g).unwrap().status, HealthStatus::Exited);
+
+    // The inspect source applies the same rule.
+    let (g2, id2) = running(&ports, "killed-unseen");
+    ports.runtime.crash(&id2, 137);
+    let summary = m.inspect_pass().await.unwrap();
+    assert_eq!((summary.checked, summary.changed), (1, 1));
+    let snap = ports.store.health(&g2).unwrap();
+    assert_eq!(
+        (snap.status, snap.source),
+        (HealthStatus::Exited, HealthSource::Inspect)
+    );
+    assert_eq!(
+        ports.store.record(&g2).unwrap().status,
+        RuntimeStatus::Stopped
+    );
+}
+
+#[tokio::test]
+async fn inspect_reports_oomkilled_as_oom() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "oom-unseen");
+    ports.runtime.oom_kill(&id);
+    m.inspect_pass().await.unwrap();
+    assert_eq!(ports.store.health(&g).unwrap().status, HealthStatus::Oom);
+}
+
+// ------------------------------------------------------------- disappearance
+
+#[tokio::test]
+async fn a_destroyed_container_removes_the_record() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "destroyed");
+    let destroy = ContainerEvent {
+        kind: ContainerEventKind::Destroy,
+        ..die_event(&ports, &g, &id, 0)
+    };
+    ports.runtime.vanish(&id, false);
+    assert_eq!(
+        m.handle_event(destroy).await.unwrap(),
+        Some(recorded(true, Some(RuntimeStatus::Removed)))
+    );
+    let record = ports.store.record(&g).unwrap();
+    assert_eq!(record.status, RuntimeStatus::Removed);
+    assert!(record.removed_at.is_some());
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::ContainerDisappeared
+    );
+    assert!(ports.store.operations().is_empty());
+
+    // A stopped game's container vanishing removes it too.
+    let (g2, id2) = running(&ports, "stopped-then-gone");
+    let mut r = ports.store.record(&g2).unwrap();
+    r.enter(RuntimeStatus::Stopped, ports.clock.now());
+    ports.store.put_record(r);
+    ports.clock.advance(Duration::from_secs(1));
+    let destroy = ContainerEvent {
+        kind: ContainerEventKind::Destroy,
+        ..die_event(&ports, &g2, &id2, 0)
+    };
+    assert_eq!(
+        m.handle_event(destroy).await.unwrap(),
+        Some(recorded(true, Some(RuntimeStatus::Removed)))
+    );
+}
+
+#[tokio::test]
+async fn inspect_finds_a_container_that_vanished_silently() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "silent");
+    ports.runtime.vanish(&id, false);
+    let summary = m.inspect_pass().await.unwrap();
+    assert_eq!(summary.changed, 1);
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Removed
+    );
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(
+        (snap.status, snap.source),
+        (HealthStatus::ContainerDisappeared, HealthSource::Inspect)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_docker_skips_the_inspect_pass() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, _) = running(&ports, "unknown");
+    ports.runtime.set_unavailable(true);
+    let err = m.inspect_pass().await.unwrap_err();
+    assert!(
+        matches!(err, HealthError::Runtime(RuntimeError::Unavailable(_))),
+        "{err:?}"
+    );
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Running
+    );
+    assert!(ports.store.health(&g).is_none());
+}
+
+// ------------------------------------------------------------- rules
+
+#[tokio::test]
+async fn a_busy_game_is_reported_and_nothing_is_written() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "busy");
+    ports.runtime.crash(&id, 1);
+    let held = ports
+        .locks
+        .acquire(&g, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let err = m
+        .handle_event(die_event(&ports, &g, &id, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HealthError::Busy(ref b) if b == &g),
+        "{err:?}"
+    );
+    let summary = m.inspect_pass().await.unwrap();
+    assert_eq!(summary.busy, 1);
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Running
+    );
+    held.release().await;
+    // Inspect catches up once the lock is free.
+    assert_eq!(m.inspect_pass().await.unwrap().changed, 1);
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Stopped
+    );
+}
+
+#[tokio::test]
+async fn observations_without_a_record_or_before_start_are_ignored() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "known");
+    let obs = |status, at| Observation {
+        game_id: g.clone(),
+        container_id: id.clone(),
+        status,
+        source: HealthSource::Probe,
+        details: HealthDetails::new(),
+        observed_at: at,
+    };
+    let before = ports.store.record(&g).unwrap().started_at.unwrap() - Duration::from_secs(1);
+    assert_eq!(
+        m.observe(obs(HealthStatus::Healthy, before)).await.unwrap(),
+        ObserveOutcome::Ignored(IgnoreReason::BeforeStart)
+    );
+    let mut unknown = obs(HealthStatus::Healthy, ports.clock.now());
+    unknown.game_id = game("nobody");
+    assert_eq!(
+        m.observe(unknown).await.unwrap(),
+        ObserveOutcome::Ignored(IgnoreReason::NoRecord)
+    );
+    // A late non-terminal result loses against a newer snapshot...
+    let now = ports.clock.now();
+    m.observe(obs(HealthStatus::ProbeFailed, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        m.observe(obs(HealthStatus::Healthy, now - Duration::from_millis(1)))
+            .await
+            .unwrap(),
+        ObserveOutcome::Ignored(IgnoreReason::Outdated)
+    );
+    // ...but a late exit is never dropped.
+    let mut exit = obs(HealthStatus::Exited, now - Duration::from_millis(1));
+    exit.source = HealthSource::Inspect;
+    assert_eq!(
+        m.observe(exit).await.unwrap(),
+        recorded(true, Some(RuntimeStatus::Stopped))
+    );
+    // Probes only count while running.
+    assert_eq!(
+        m.observe(obs(HealthStatus::Healthy, ports.clock.now()))
+            .await
+            .unwrap(),
+        ObserveOutcome::Ignored(IgnoreReason::NotApplicable)
+    );
+}
+
+// ------------------------------------------------------------- probes
+
+#[tokio::test]
+async fn probe_failures_reach_the_threshold_then_recover() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "flaky");
+    let ip = ports
+        .runtime
+        .container(&id)
+        .unwrap()
+        .ip
+        .unwrap()
+        .to_string();
+
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!(
+        (s.checked, s.changed),
+        (1, 1),
+        "the first success of a new container is a change"
+    );
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::Healthy
+    );
+
+    ports
+        .probe
+        .set(&ip, Err(ProbeError("connection refused".into())));
+    for _ in 0..2 {
+        let s = m.probe_pass().await.unwrap();
+        assert_eq!(
+            (s.probe_errors, s.recorded),
+            (1, 0),
+            "below the threshold nothing is recorded"
+        );
+    }
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!(s.changed, 1);
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(
+        (snap.status, snap.source),
+        (HealthStatus::ProbeFailed, HealthSource::Probe)
+    );
+    assert_eq!(
+        snap.details.get("consecutive_failures"),
+        Some(&DetailValue::Int(3))
+    );
+    assert_eq!(
+        snap.details.get("error"),
+        Some(&DetailValue::Text("connection refused".into()))
+    );
+
+    // More failures: no new change.
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.changed, s.coalesced), (0, 1));
+
+    ports.probe.set(&ip, Ok(()));
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!(s.changed, 1);
+    assert_eq!(
+        event_types(&ports),
+        [
+            ("flaky".to_owned(), HealthStatus::Healthy),
+            ("flaky".to_owned(), HealthStatus::ProbeFailed),
+            ("flaky".to_owned(), HealthStatus::Healthy),
+        ]
+    );
+    // The record never changes for probe results.
+    assert_eq!(
+        ports.store.record(&g).unwrap().status,
+        RuntimeStatus::Running
+    );
+}
+
+#[tokio::test]
+async fn a_failure_streak_is_broken_by_a_success() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "wobbly");
+    let ip = ports
+        .runtime
+        .container(&id)
+        .unwrap()
+        .ip
+        .unwrap()
+        .to_string();
+    let fail = || Err(ProbeError("timeout".into()));
+    for r in [fail(), fail(), Ok(()), fail(), fail()] {
+        ports.probe.push(&ip, r);
+    }
+    for _ in 0..5 {
+        m.probe_pass().await.unwrap();
+    }
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::Healthy
+    );
+    assert!(ports
+        .store
+        .events()
+        .iter()
+        .all(|e| e.snapshot.status == HealthStatus::Healthy));
+}
+
+#[tokio::test]
+async fn unchanged_observations_are_coalesced_and_published_only_on_change() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, _) = running(&ports, "steady");
+    let first = m.probe_pass().await.unwrap();
+    assert_eq!(first.changed, 1);
+    let written = ports.store.commits().len();
+    for _ in 0..3 {
+        let s = m.probe_pass().await.unwrap();
+        assert_eq!((s.coalesced, s.recorded), (1, 0));
+    }
+    assert_eq!(
+        ports.store.commits().len(),
+        written,
+        "coalesced: no database write"
+    );
+
+    // Past the refresh interval the snapshot is rewritten, but not published.
+    ports.clock.advance(config().snapshot_refresh);
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.recorded, s.changed), (1, 0));
+    assert_eq!(ports.store.commits().len(), written + 1);
+    assert_eq!(ports.store.health(&g).unwrap().observed_at, {
+        // The refreshed snapshot carries the probe's start time.
+        ports
+            .store
+            .commits()
+            .last()
+            .unwrap()
+            .health
+            .as_ref()
+            .unwrap()
+            .snapshot
+            .observed_at
+    });
+    assert_eq!(ports.store.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_restart_invalidates_coalescing() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "again");
+    m.probe_pass().await.unwrap();
+    // Another writer (the reconciler) recorded an exit; RTM then restarted
+    // the same container: its started_at is new.
+    ports.runtime.crash(&id, 1);
+    m.inspect_pass().await.unwrap();
+    ports.runtime.start(&id).await.unwrap();
+    let mut r = ports.store.record(&g).unwrap();
+    r.enter(RuntimeStatus::Running, ports.clock.now());
+    ports.store.put_record(r);
+    ports.clock.advance(Duration::from_secs(1));
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!(s.changed, 1);
+    assert_eq!(
+        event_types(&ports)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>(),
+        [
+            HealthStatus::Healthy,
+            HealthStatus::Exited,
+            HealthStatus::Healthy
+        ]
+    );
+}
+
+#[tokio::test]
+async fn probes_prefer_the_container_ip_and_follow_a_new_container() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, old) = running(&ports, "addr");
+    m.probe_pass().await.unwrap();
+    let first = ports.probe.calls().pop().unwrap();
+    assert_eq!(first.ip, ports.runtime.container(&old).unwrap().ip);
+    assert_eq!(first.endpoint, "http://rtm-addr:8080");
+    assert_eq!(first.port, 8080);
+
+    let new = ports
+        .runtime
+        .spawn_running(&g, &image("1.0.1"), "/state/addr");
+    let mut r = ports.store.record(&g).unwrap();
+    r.container_id = Some(new.clone());
+    r.enter(RuntimeStatus::Running, ports.clock.now());
+    ports.store.put_record(r);
+    ports.clock.advance(Duration::from_secs(1));
+    let inspects = ports.runtime.calls(RuntimeCall::Inspect);
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!(s.changed, 1, "a new container's first success is a change");
+    assert_eq!(
+        ports.probe.calls().pop().unwrap().ip,
+        ports.runtime.container(&new).unwrap().ip
+    );
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), inspects + 1);
+    // Cached afterwards: no inspect per probe.
+    m.probe_pass().await.unwrap();
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), inspects + 1);
+    assert_eq!(
+        ports.runtime.mutating_calls(),
+        0,
+        "the monitor never acts on Docker"
+    );
+}
+
+#[tokio::test]
+async fn docker_unhealthy_wins_over_probe_successes_until_it_clears() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "docker-says");
+    m.probe_pass().await.unwrap();
+    ports.runtime.set_health(&id, Some(DockerHealth::Unhealthy));
+    ports.clock.advance(Duration::from_secs(1));
+    assert_eq!(m.inspect_pass().await.unwrap().changed, 1);
+    ports.clock.advance(Duration::from_secs(1));
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.ignored, s.changed), (1, 0));
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::InspectUnhealthy
+    );
+
+    ports.runtime.set_health(&id, Some(DockerHealth::Healthy));
+    m.inspect_pass().await.unwrap();
+    ports.clock.advance(Duration::from_secs(1));
+    assert_eq!(m.probe_pass().await.unwrap().changed, 1);
+    assert_eq!(
+        event_types(&ports)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>(),
+        [
+            HealthStatus::Healthy,
+            HealthStatus::InspectUnhealthy,
+            HealthStatus::Healthy
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_health_status_event_reports_inspect_unhealthy() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "hc");
+    let ev = ContainerEvent {
+        kind: ContainerEventKind::Health(DockerHealth::Unhealthy),
+        ..die_event(&ports, &g, &id, 0)
+    };
+    assert_eq!(
+        m.handle_event(ev).await.unwrap(),
+        Some(recorded(true, None))
+    );
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(
+        (snap.status, snap.source),
+        (HealthStatus::InspectUnhealthy, HealthSource::DockerEvent)
+    );
+}
+
+// ------------------------------------------------------------- relay
+
+#[tokio::test]
+async fn the_relay_publishes_in_order_and_retries_after_a_failure() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    for name in ["r1", "r2", "r3"] {
+        let (g, id) = running(&ports, name);
+        ports.runtime.crash(&id, 1);
+        m.handle_event(die_event(&ports, &g, &id, 1)).await.unwrap();
+    }
+    assert_eq!(ports.store.pending_count().await.unwrap(), 3);
+
+    // Redis down: nothing goes out, nothing is lost.
+    ports.publisher.set_unavailable(true);
+    let err = m.relay_once(&ports.publisher).await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Publish { published: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(ports.store.pending_count().await.unwrap(), 3);
+    ports.publisher.set_unavailable(false);
+
+    assert_eq!(m.relay_once(&ports.publisher).await.unwrap(), 3);
+    let ids: Vec<i64> = ports.publisher.published().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(ports.store.pending_count().await.unwrap(), 0);
+    assert_eq!(m.relay_once(&ports.publisher).await.unwrap(), 0);
+}
+
+/// Fails exactly the `n`-th publish (1-based), delegating the rest.
+struct FailNth {
+    inner: crate::fakes::FakePublisher,
+    n: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::ports::HealthPublisher for FailNth {
+    async fn publish(&self, event: &crate::HealthEvent) -> Result<(), crate::PublishError> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if call == self.n {
+            return Err(crate::PublishError("XADD failed".into()));
+        }
+        self.inner.publish(event).await
+    }
+}
+
+#[tokio::test]
+async fn the_relay_stops_at_the_first_failure_keeping_order() {
+    let ports = FakePorts::new();
+    // Small batches: the relay drains batch after batch.
+    let m = HealthMonitor::new(
+        ports.adapters(),
+        HealthConfig {
+            relay_batch: 2,
+            ..config()
+        },
+    );
+    for name in ["o1", "o2", "o3", "o4", "o5"] {
+        let (g, id) = running(&ports, name);
+        ports.runtime.crash(&id, 1);
+        m.handle_event(die_event(&ports, &g, &id, 1)).await.unwrap();
+    }
+    let publisher = FailNth {
+        inner: ports.publisher.clone(),
+        n: 3,
+        calls: Default::default(),
+    };
+    let err = m.relay_once(&publisher).await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Publish { published: 2, .. }),
+        "{err:?}"
+    );
+    assert_eq!(ports.store.pending_count().await.unwrap(), 3);
+    assert_eq!(m.relay_once(&publisher).await.unwrap(), 3);
+    let games: Vec<String> = ports
+        .publisher
+        .published()
+        .iter()
+        .map(|e| e.snapshot.game_id.to_string())
+        .collect();
+    assert_eq!(
+        games,
+        ["o1", "o2", "o3", "o4", "o5"],
+        "in commit order, none twice"
+    );
+}
+
+// ------------------------------------------------------------- follower
+
+/// Yields to the follower task until `cond` holds (bounded).
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_follower_inspects_after_subscribing_and_dedupes_replays() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    // Crashed before the follower started: only inspect can see it.
+    let (early, early_id) = running(&ports, "early");
+    ports.runtime.crash(&early_id, 2);
+    let (g, id) = running(&ports, "late");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            m.follow_events(async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    until("the first inspect pass", || {
+        ports.store.record(&early).map(|r| r.status) == Some(RuntimeStatus::Stopped)
+    })
+    .await;
+    assert_eq!(ports.runtime.subscribers(), 1);
+
+    ports.clock.advance(Duration::from_millis(300));
+    ports.runtime.crash(&id, 9);
+    until("the die event", || ports.store.health(&g).is_some()).await;
+
+    // The connection breaks; the follower resubscribes with `since`, and
+    // Docker replays the second's events (the crash included).
+    ports.runtime.end_streams();
+    until("the resubscription", || ports.runtime.subscribers() == 1).await;
+    ports.clock.advance(Duration::from_secs(1));
+    let (g2, id2) = running(&ports, "after");
+    ports.runtime.crash(&id2, 4);
+    until("the event after resubscribing", || {
+        ports.store.health(&g2).is_some()
+    })
+    .await;
+
+    stop_tx.send(()).unwrap();
+    let stats = follower.await.unwrap();
+    assert_eq!(stats.subscriptions, 2);
+    assert!(stats.duplicates >= 1, "{stats:?}");
+    assert_eq!(
+        event_types(&ports),
+        [
+            ("early".to_owned(), HealthStatus::Exited),
+            ("late".to_owned(), HealthStatus::Exited),
+            ("after".to_owned(), HealthStatus::Exited),
+        ],
+        "each exit published exactly once"
+    );
+}
+
+#[tokio::test]
+async fn the_follower_backs_off_while_docker_is_down() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    ports.runtime.set_unavailable(true);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            m.follow_events(async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    until("several attempts", || {
+        ports.runtime.calls(RuntimeCall::Events) >= 8
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    let stats = follower.await.unwrap();
+    assert!(stats.subscriptions >= 8);
+    let sleeps = ports.clock.sleeps();
+    assert!(
+        sleeps.windows(2).all(|w| w[1] >= w[0]),
+        "growing: {sleeps:?}"
+    );
+    assert!(sleeps.iter().all(|d| *d <= config().resubscribe_max));
+    assert_eq!(sleeps.first(), Some(&config().resubscribe_min));
+}
+
+// ------------------------------------------------------------- plumbing
+
+#[test]
+fn the_monitors_futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let obs = Observation {
+        game_id: game("g"),
+        container_id: ContainerId::new("c").unwrap(),
+        status: HealthStatus::Healthy,
+        source: HealthSource::Probe,
+        details: HealthDetails::new(),
+        observed_at: ports.clock.now(),
+    };
+    send(m.observe(obs));
+    send(m.inspect_pass());
+    send(m.probe_pass());
+    send(m.relay_once(&ports.publisher));
+    send(m.follow_events(std::future::pending()));
+    let ev = ContainerEvent {
+        container_id: ContainerId::new("c").unwrap(),
+        game_id: None,
+        kind: ContainerEventKind::Start,
+        at: ports.clock.now(),
+    };
+    send(m.handle_event(ev));
+}
