@@ -1,2 +1,23 @@
-//! Placeholder; being built.
-fn main() {}
+//! The `rtmanager` binary: reads the configuration, wires the adapters
+//! into the domain and serves the REST surfaces.
+//!
+//! Placeholder wiring (HTTP engineer): the lead engineer replaces `main`
+//! with the real start-up; the modules below are complete.
+
+// ---- HTTP engineer's modules (config, REST surfaces, metrics) ----
+// Not all of their API is used until the lead's wiring lands.
+#[allow(dead_code)]
+mod config;
+
+fn main() -> std::process::ExitCode {
+    match config::Config::from_env() {
+        Ok(config) => {
+            println!("{config:#?}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
