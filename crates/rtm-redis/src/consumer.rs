@@ -1,0 +1,1066 @@
+//! [`LobbyConsumer`]: the Lobby command stream (SPEC §6) through a Redis
+//! consumer group.
+//!
+//! Guarantees:
+//! - An entry is acknowledged (`XACK`) only after the [`CommandHandler`]
+//!   returned `Ok` (the operation row is committed, success or recorded
+//!   business failure). Delivery is at-least-once; the entry id is the
+//!   operation's `source_ref`, so a redelivery replays the recorded result.
+//! - A game's entries are handled one at a time, in the order this consumer
+//!   received them; different games run concurrently up to `concurrency`.
+//! - A transient handler error (`InProgress`, `Store`) is retried with a
+//!   capped exponential backoff; the entry stays pending and the game's
+//!   later entries wait behind it. Other games are not affected.
+//! - Malformed entries, pending entries whose body was trimmed, and entries
+//!   delivered more than `max_deliveries` times are copied to
+//!   `<stream>:dead` and then acknowledged; they never block anything.
+//! - On start the consumer first re-reads its own pending entries (id `0`),
+//!   then new ones (`>`). A claimer takes over entries idle longer than
+//!   `claim_idle` (`XAUTOCLAIM`); entries this consumer holds in memory are
+//!   "touched" (`XCLAIM … JUSTID`, which does not count as a delivery) so a
+//!   slow operation or a long retry is never claimed from under it.
+//! - The blocking `XREADGROUP` has its own connection; every client
+//!   reconnects by itself. When Redis comes back without the group (a
+//!   restart without persistence) the group is re-created (from id `0`, so
+//!   commands written meanwhile are not skipped).
+//! - Shutdown stops reading, lets running handler calls finish and leaves
+//!   everything else pending for the next start.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::prelude::{Client, ClientLike, StreamsInterface};
+use fred::types::config::Options;
+use fred::types::Value;
+use futures_util::FutureExt;
+use rtm_domain::service::{OperationError, OperationOutcome, OperationRequest};
+use rtm_domain::GameId;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::client::{self, ClientSettings};
+use crate::entry::{parse_entry, DeadReason, Malformed, StreamEntry};
+use crate::publisher::format_observed_at;
+use crate::resp;
+use crate::RedisError;
+
+/// What the consumer calls for each well-formed entry. The binary
+/// implements it with the domain's `RuntimeService::execute`.
+///
+/// `Ok` (success or a recorded failure) acknowledges the entry; `Err` is
+/// transient and the entry is retried.
+pub trait CommandHandler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: OperationRequest,
+    ) -> impl Future<Output = Result<OperationOutcome, OperationError>> + Send;
+}
+
+/// Settings of the Lobby consumer.
+#[derive(Debug, Clone)]
+pub struct LobbyConfig {
+    /// `RTM_LOBBY_STREAM` (default `lobby:runtime_commands`).
+    pub stream: String,
+    /// `RTM_LOBBY_GROUP` (default `rtmanager`).
+    pub group: String,
+    /// `RTM_INSTANCE_ID`: this replica's stable consumer name.
+    pub consumer: String,
+    /// `RTM_LOBBY_CLAIM_IDLE` (default 5 min): entries pending on another
+    /// consumer for longer are taken over.
+    pub claim_idle: Duration,
+    /// `RTM_LOBBY_MAX_DELIVERIES` (default 5): an entry delivered more often
+    /// is dead-lettered.
+    pub max_deliveries: u64,
+    /// `RTM_LOBBY_CONCURRENCY` (default 16): games handled at once.
+    pub concurrency: usize,
+    /// How long one `XREADGROUP` blocks waiting for new entries (default 2 s).
+    pub block: Duration,
+    /// Entries per `XREADGROUP`/`XAUTOCLAIM` call (default 64).
+    pub batch: usize,
+    /// Backoff of transient failures (handler `Err`, Redis errors):
+    /// starts at `retry_min`, doubles, capped at `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub client: ClientSettings,
+}
+
+impl LobbyConfig {
+    /// The documented defaults for everything but the names.
+    pub fn new(
+        stream: impl Into<String>,
+        group: impl Into<String>,
+        consumer: impl Into<String>,
+    ) -> Self {
+        Self {
+            stream: stream.into(),
+            group: group.into(),
+            consumer: consumer.into(),
+            claim_idle: Duration::from_secs(300),
+            max_deliveries: 5,
+            concurrency: 16,
+            block: Duration::from_secs(2),
+            batch: 64,
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+            client: ClientSettings::default(),
+        }
+    }
+
+    /// `<stream>:dead`.
+    pub fn dead_stream(&self) -> String {
+        format!("{}:dead", self.stream)
+    }
+}
+
+/// The group's backlog, from `XINFO GROUPS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Entries delivered but not yet acknowledged.
+    pub pending: u64,
+    /// Entries not yet delivered to the group; `None` when Redis cannot
+    /// tell (e.g. after deletions inside the unread range).
+    pub lag: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    processed: AtomicU64,
+    acked: AtomicU64,
+    dead_lettered: AtomicU64,
+    transient_failures: AtomicU64,
+    // A std Mutex is enough: it is never held across an `.await`.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    fn error(&self, what: &str, e: &dyn std::fmt::Display) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(format!("{what}: {e}"));
+        }
+    }
+}
+
+/// A cheap, cloneable view of a consumer for `/readyz` and metrics.
+#[derive(Clone)]
+pub struct LobbyStats {
+    counters: Arc<Counters>,
+    cmd: Client,
+    read: Client,
+    stream: Arc<str>,
+    group: Arc<str>,
+}
+
+impl std::fmt::Debug for LobbyStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LobbyStats")
+            .field("stream", &self.stream)
+            .field("group", &self.group)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LobbyStats {
+    /// Both connections (commands and blocking reads) are up.
+    pub fn connected(&self) -> bool {
+        self.cmd.is_connected() && self.read.is_connected()
+    }
+    /// Entries the handler returned `Ok` for.
+    pub fn processed(&self) -> u64 {
+        self.counters.processed.load(Ordering::Relaxed)
+    }
+    /// Entries acknowledged after processing (dead letters not included).
+    pub fn acked(&self) -> u64 {
+        self.counters.acked.load(Ordering::Relaxed)
+    }
+    /// Entries copied to the dead-letter stream.
+    pub fn dead_lettered(&self) -> u64 {
+        self.counters.dead_lettered.load(Ordering::Relaxed)
+    }
+    /// Handler calls that returned a transient `Err` (each retried).
+    pub fn transient_failures(&self) -> u64 {
+        self.counters.transient_failures.load(Ordering::Relaxed)
+    }
+    /// The last error seen (Redis or handler), for diagnostics.
+    pub fn last_error(&self) -> Option<String> {
+        self.counters.last_error.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// The group's pending count and lag (`XINFO GROUPS`); `Ok(None)` when
+    /// the stream or the group does not exist (yet).
+    pub async fn group_info(&self) -> Result<Option<GroupInfo>, RedisError> {
+        let reply: Result<Value, _> = self.cmd.xinfo_groups(&*self.stream).await;
+        let reply = match reply.map_err(RedisError::from_fred) {
+            Ok(v) => v,
+            Err(RedisError::Command(e)) if e.details().contains("no such key") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(resp::xinfo_groups(&reply)?
+            .into_iter()
+            .find(|g| g.name == *self.group)
+            .map(|g| GroupInfo {
+                pending: g.pending,
+                lag: g.lag,
+            }))
+    }
+}
+
+/// Consumes the Lobby command stream. See the module documentation.
+pub struct LobbyConsumer<H> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H> std::fmt::Debug for LobbyConsumer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LobbyConsumer")
+            .field("config", &self.shared.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<H> {
+    cfg: LobbyConfig,
+    /// Everything but the blocking read: acks, dead letters, claims, XPENDING.
+    cmd: Client,
+    /// Only the blocking `XREADGROUP`, so it never delays the others.
+    read: Client,
+    handler: H,
+    counters: Arc<Counters>,
+    dead_stream: String,
+}
+
+impl<H: CommandHandler> LobbyConsumer<H> {
+    /// Creates the consumer and starts connecting in the background (it does
+    /// not wait for Redis). MUST be called inside a Tokio runtime. Fails only
+    /// on a bad URL or configuration.
+    ///
+    /// ```no_run
+    /// # use rtm_redis::{CommandHandler, LobbyConfig, LobbyConsumer};
+    /// # async fn f<H: CommandHandler>(handler: H) -> Result<(), rtm_redis::RedisError> {
+    /// let config = LobbyConfig::new("lobby:runtime_commands", "rtmanager", "rtm-1");
+    /// let consumer = LobbyConsumer::new("redis://127.0.0.1:6379", config, handler)?;
+    /// let stats = consumer.stats(); // for /readyz and /metrics
+    /// consumer.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn new(redis_url: &str, config: LobbyConfig, handler: H) -> Result<Self, RedisError> {
+        if config.stream.is_empty() || config.group.is_empty() || config.consumer.is_empty() {
+            return Err(RedisError::Protocol(
+                "lobby stream, group and consumer names must not be empty".into(),
+            ));
+        }
+        let cmd = client::connect(redis_url, &config.client)?;
+        let read = client::connect(redis_url, &config.client)?;
+        let dead_stream = config.dead_stream();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                cfg: config,
+                cmd,
+                read,
+                handler,
+                counters: Arc::new(Counters::default()),
+                dead_stream,
+            }),
+        })
+    }
+
+    /// A handle on this consumer's counters and group state.
+    pub fn stats(&self) -> LobbyStats {
+        LobbyStats {
+            counters: self.shared.counters.clone(),
+            cmd: self.shared.cmd.clone(),
+            read: self.shared.read.clone(),
+            stream: self.shared.cfg.stream.as_str().into(),
+            group: self.shared.cfg.group.as_str().into(),
+        }
+    }
+
+    /// Consumes until `shutdown` resolves, then stops reading, waits for the
+    /// running handler calls (entries not started stay pending) and closes
+    /// its connections. Redis outages are retried, never returned.
+    ///
+    /// Dropping the returned future instead aborts everything at once; the
+    /// entries in flight then stay pending and are redelivered.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RedisError> {
+        let shared = self.shared;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(shared.cfg.batch.max(1));
+        let mut guard = AbortOnDrop {
+            tasks: Vec::new(),
+            clients: vec![shared.cmd.clone(), shared.read.clone()],
+        };
+        let reader = tokio::spawn(reader(shared.clone(), tx.clone(), stop_rx.clone()));
+        guard.tasks.push(reader.abort_handle());
+        let claimer = tokio::spawn(claimer(shared.clone(), tx, stop_rx.clone()));
+        guard.tasks.push(claimer.abort_handle());
+        let dispatcher = tokio::spawn(dispatch(shared.clone(), rx, stop_rx));
+        guard.tasks.push(dispatcher.abort_handle());
+        info!(
+            stream = %shared.cfg.stream,
+            group = %shared.cfg.group,
+            consumer = %shared.cfg.consumer,
+            "lobby consumer started"
+        );
+
+        shutdown.await;
+        info!("lobby consumer stopping");
+        // The receivers outlive this send (the tasks hold them), so it
+        // cannot fail while they run; if they already ended, nothing waits.
+        let _ = stop_tx.send(true);
+        for (name, task) in [
+            ("reader", reader),
+            ("claimer", claimer),
+            ("dispatcher", dispatcher),
+        ] {
+            if let Err(e) = task.await {
+                error!(task = name, error = %e, "lobby consumer task failed");
+            }
+        }
+        guard.tasks.clear();
+        for c in std::mem::take(&mut guard.clients) {
+            let _ = c.quit().await;
+        }
+        info!("lobby consumer stopped");
+        Ok(())
+    }
+}
+
+/// Aborts the consumer's tasks and closes its connections when `run` is
+/// dropped before it finished.
+struct AbortOnDrop {
+    tasks: Vec<tokio::task::AbortHandle>,
+    clients: Vec<Client>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if self.clients.is_empty() {
+            return;
+        }
+        // Closing needs an await; outside a runtime the process is ending
+        // anyway and the sockets close with it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let clients = std::mem::take(&mut self.clients);
+            rt.spawn(async move {
+                for c in clients {
+                    let _ = c.quit().await;
+                }
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Capped exponential backoff.
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max: max.max(min),
+        }
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Sleeps for `d` unless stop is (or becomes) requested; true when stopped.
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = wait_stop(stop) => {}
+    }
+    stopped(stop)
+}
+
+/// Resolves once stop is requested (or its sender is gone).
+async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    // Err means the sender was dropped: treat it as a stop, too.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow()
+}
+
+/// What the reader and the claimer hand to the dispatcher.
+enum Delivery {
+    Command {
+        id: String,
+        req: Box<OperationRequest>,
+    },
+    Dead {
+        entry: StreamEntry,
+        reason: DeadReason,
+        deliveries: u64,
+        ack: bool,
+    },
+}
+
+impl Delivery {
+    fn id(&self) -> &str {
+        match self {
+            Delivery::Command { id, .. } => id,
+            Delivery::Dead { entry, .. } => &entry.id,
+        }
+    }
+}
+
+/// Sorts one received entry: malformed first (the more specific reason),
+/// then the delivery limit.
+fn classify(entry: StreamEntry, deliveries: u64, max: u64) -> Delivery {
+    match parse_entry(&entry) {
+        Err(m) => Delivery::Dead {
+            entry,
+            reason: DeadReason::Malformed(m),
+            deliveries,
+            ack: true,
+        },
+        Ok(_) if deliveries > max => Delivery::Dead {
+            entry,
+            reason: DeadReason::MaxDeliveries { deliveries, max },
+            deliveries,
+            ack: true,
+        },
+        Ok(req) => Delivery::Command {
+            id: entry.id,
+            req: Box::new(req),
+        },
+    }
+}
+
+impl<H: CommandHandler> Shared<H> {
+    /// `XGROUP CREATE <stream> <group> 0 MKSTREAM`; an existing group is fine.
+    /// From `0`, not `$`: commands written before the group existed (first
+    /// deployment, or after Redis lost the group) must not be skipped; any
+    /// already-processed one is a harmless replay (entry id = source_ref).
+    async fn ensure_group(&self) -> Result<(), RedisError> {
+        let r: Result<Value, _> = self
+            .cmd
+            .xgroup_create(&*self.cfg.stream, &*self.cfg.group, "0", true)
+            .await;
+        match r.map_err(RedisError::from_fred) {
+            Ok(_) => {
+                info!(stream = %self.cfg.stream, group = %self.cfg.group, "created consumer group");
+                Ok(())
+            }
+            Err(RedisError::Command(e)) if e.details().starts_with("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One `XREADGROUP` on the dedicated connection. `id` is `0`-style for
+    /// our own pending entries (no blocking), `>` for new ones.
+    async fn read_group(&self, id: &str) -> Result<Vec<StreamEntry>, RedisError> {
+        let new = id == ">";
+        let block = new.then(|| u64::try_from(self.cfg.block.as_millis()).unwrap_or(u64::MAX));
+        // The blocking read must outlive its BLOCK time; the usual command
+        // timeout comes on top.
+        let opts = Options {
+            timeout: Some(self.cfg.block + self.cfg.client.command_timeout),
+            ..Options::default()
+        };
+        let v: Value = self
+            .read
+            .with_options(&opts)
+            .xreadgroup(
+                &*self.cfg.group,
+                &*self.cfg.consumer,
+                Some(self.cfg.batch.max(1) as u64),
+                block,
+                false,
+                &*self.cfg.stream,
+                id,
+            )
+            .await
+            .map_err(RedisError::from_fred)?;
+        resp::xread(&v)
+    }
+
+    /// Delivery counts of our own pending entries `first..=last`.
+    async fn own_delivery_counts(
+        &self,
+        first: &str,
+        last: &str,
+        count: usize,
+    ) -> Result<HashMap<String, u64>, RedisError> {
+        let v: Value = self
+            .cmd
+            .xpending(
+                &*self.cfg.stream,
+                &*self.cfg.group,
+                (first, last, count as u64, &*self.cfg.consumer),
+            )
+            .await
+            .map_err(RedisError::from_fred)?;
+        Ok(resp::xpending(&v)?
+            .into_iter()
+            .map(|r| (r.id, r.deliveries))
+            .collect())
+    }
+
+    async fn delivery_count(&self, id: &str) -> Result<Option<u64>, RedisError> {
+        let v: Value = self
+            .cmd
+            .xpending(&*self.cfg.stream, &*self.cfg.group, (id, id, 1u64))
+            .await
+            .map_err(RedisError::from_fred)?;
+        Ok(resp::xpending(&v)?.into_iter().next().map(|r| r.deliveries))
+    }
+
+    async fn ack(&self, id: &str) -> Result<(), RedisError> {
+        let r: Result<Value, _> = self.cmd.xack(&*self.cfg.stream, &*self.cfg.group, id).await;
+        match r.map_err(RedisError::from_fred) {
+            Ok(_) => Ok(()),
+            // The group (and its pending list) is gone: Redis lost its data.
+            // There is nothing left to acknowledge.
+            Err(e) if e.is_no_group() => {
+                warn!(
+                    entry = id,
+                    "group missing while acknowledging; nothing to acknowledge"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Acknowledges, retrying until it worked or stop is requested (the
+    /// entry then stays pending and its redelivery is a harmless replay).
+    async fn ack_with_retry(&self, id: &str, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut backoff = Backoff::new(self.cfg.retry_min, self.cfg.retry_max);
+        loop {
+            match self.ack(id).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    warn!(entry = id, error = %e, "acknowledge failed; retrying");
+                    self.counters.error("xack", &e);
+                    if sleep_or_stop(backoff.next(), stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn add_dead(
+        &self,
+        entry: &StreamEntry,
+        reason: &DeadReason,
+        deliveries: u64,
+    ) -> Result<(), RedisError> {
+        let mut fields: Vec<(String, String)> = entry.fields.clone().unwrap_or_default();
+        fields.extend([
+            ("dead_reason".to_owned(), reason.code().to_owned()),
+            ("dead_detail".to_owned(), reason.to_string()),
+            ("dead_entry_id".to_owned(), entry.id.clone()),
+            ("dead_consumer".to_owned(), self.cfg.consumer.clone()),
+            ("dead_deliveries".to_owned(), deliveries.to_string()),
+            (
+                "dead_at".to_owned(),
+                format_observed_at(OffsetDateTime::now_utc()),
+            ),
+        ]);
+        let _: Value = self
+            .cmd
+            .xadd(&*self.dead_stream, false, None, "*", fields)
+            .await
+            .map_err(RedisError::from_fred)?;
+        Ok(())
+    }
+
+    /// Resets the idle time of entries held in memory, without counting a
+    /// delivery, so no claimer (ours or another replica's) takes them.
+    async fn touch(&self, ids: Vec<String>) -> Result<(), RedisError> {
+        let _: Value = self
+            .cmd
+            .xclaim(
+                &*self.cfg.stream,
+                &*self.cfg.group,
+                &*self.cfg.consumer,
+                0,
+                ids,
+                None,
+                None,
+                None,
+                false,
+                true,
+            )
+            .await
+            .map_err(RedisError::from_fred)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- reader
+
+/// Reads our pending entries (from `0`) then new ones (`>`), forever.
+/// After any read error it re-reads its pending entries: a reply lost in a
+/// broken connection left them delivered but unseen.
+async fn reader<H: CommandHandler>(
+    shared: Arc<Shared<H>>,
+    tx: mpsc::Sender<Delivery>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = &shared.cfg;
+    let mut backoff = Backoff::new(cfg.retry_min, cfg.retry_max);
+    let mut need_group = true;
+    // Some(cursor): draining our own pending entries after `cursor`.
+    let mut pending_cursor: Option<String> = Some("0".to_owned());
+    while !stopped(&stop) {
+        if need_group {
+            match shared.ensure_group().await {
+                Ok(()) => need_group = false,
+                Err(e) => {
+                    warn!(error = %e, "cannot create the consumer group; retrying");
+                    shared.counters.error("xgroup create", &e);
+                    if sleep_or_stop(backoff.next(), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let id = pending_cursor.clone().unwrap_or_else(|| ">".to_owned());
+        let read = tokio::select! {
+            r = shared.read_group(&id) => r,
+            _ = wait_stop(&mut stop) => return,
+        };
+        let entries = match read {
+            Ok(entries) => entries,
+            Err(e) => {
+                if e.is_no_group() {
+                    warn!(stream = %cfg.stream, "consumer group missing (Redis lost its data?); re-creating it");
+                    need_group = true;
+                } else {
+                    warn!(error = %e, "XREADGROUP failed; retrying");
+                }
+                shared.counters.error("xreadgroup", &e);
+                pending_cursor = Some("0".to_owned());
+                if sleep_or_stop(backoff.next(), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+
+        let counts = match (&pending_cursor, entries.first(), entries.last()) {
+            (None, _, _) | (_, None, _) | (_, _, None) => HashMap::new(),
+            (Some(_), Some(first), Some(last)) => {
+                match shared
+                    .own_delivery_counts(&first.id, &last.id, entries.len())
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Unknown counts: handle the entries anyway; the
+                        // limit is checked again at the next delivery.
+                        warn!(error = %e, "XPENDING failed; delivery counts unknown for this batch");
+                        shared.counters.error("xpending", &e);
+                        HashMap::new()
+                    }
+                }
+            }
+        };
+        if let Some(cursor) = pending_cursor.as_mut() {
+            match entries.last() {
+                Some(last) => *cursor = last.id.clone(),
+                None => {
+                    debug!("own pending entries drained; reading new entries");
+                    pending_cursor = None;
+                    continue;
+                }
+            }
+        }
+        for entry in entries {
+            // A new entry has been delivered exactly once.
+            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+            let d = classify(entry, deliveries, cfg.max_deliveries);
+            tokio::select! {
+                r = tx.send(d) => if r.is_err() { return },
+                _ = wait_stop(&mut stop) => return,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- claimer
+
+/// Upper bound of `XAUTOCLAIM` pages per pass, so one pass always ends.
+const MAX_CLAIM_PAGES: usize = 100;
+
+fn claim_interval(claim_idle: Duration) -> Duration {
+    (claim_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(30))
+}
+
+/// Every `claim_idle / 2`, takes over entries idle longer than `claim_idle`
+/// (from dead consumers, or orphaned by a crashed task of our own).
+async fn claimer<H: CommandHandler>(
+    shared: Arc<Shared<H>>,
+    tx: mpsc::Sender<Delivery>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = &shared.cfg;
+    let min_idle = u64::try_from(cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        if sleep_or_stop(claim_interval(cfg.claim_idle), &mut stop).await {
+            return;
+        }
+        let mut cursor = "0-0".to_owned();
+        for _ in 0..MAX_CLAIM_PAGES {
+            let r: Result<Value, _> = shared
+                .cmd
+                .xautoclaim(
+                    &*cfg.stream,
+                    &*cfg.group,
+                    &*cfg.consumer,
+                    min_idle,
+                    cursor.as_str(),
+                    Some(cfg.batch.max(1) as u64),
+                    false,
+                )
+                .await;
+            let page = r
+                .map_err(RedisError::from_fred)
+                .and_then(|v| resp::xautoclaim(&v));
+            let (next, claimed, deleted) = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    // NOGROUP included: the reader re-creates the group.
+                    debug!(error = %e, "XAUTOCLAIM failed; next pass");
+                    shared.counters.error("xautoclaim", &e);
+                    break;
+                }
+            };
+            let mut out = Vec::with_capacity(claimed.len() + deleted.len());
+            for entry in claimed {
+                info!(entry = %entry.id, "claimed an idle pending entry");
+                let deliveries = match shared.delivery_count(&entry.id).await {
+                    Ok(Some(n)) => n,
+                    // Gone from the pending list meanwhile (acknowledged by
+                    // its old owner): nothing to do.
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(error = %e, "XPENDING failed; delivery count unknown");
+                        1
+                    }
+                };
+                out.push(classify(entry, deliveries, cfg.max_deliveries));
+            }
+            // Redis 7 already dropped these from the pending list: record
+            // that they were never processed.
+            for id in deleted {
+                let entry = StreamEntry {
+                    id,
+                    fields: None,
+                    invalid_utf8: false,
+                };
+                out.push(Delivery::Dead {
+                    entry,
+                    reason: DeadReason::Malformed(Malformed::Trimmed),
+                    deliveries: 0,
+                    ack: false,
+                });
+            }
+            for d in out {
+                tokio::select! {
+                    r = tx.send(d) => if r.is_err() { return },
+                    _ = wait_stop(&mut stop) => return,
+                }
+            }
+            if next == "0-0" {
+                break;
+            }
+            cursor = next;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- dispatcher
+
+enum Done {
+    Game(GameId, String),
+    Other(String),
+}
+
+/// Owns the per-game queues: one running task per game at most, at most
+/// `concurrency` games at once, entries of a game in arrival order.
+async fn dispatch<H: CommandHandler>(
+    shared: Arc<Shared<H>>,
+    mut rx: mpsc::Receiver<Delivery>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = &shared.cfg;
+    let concurrency = cfg.concurrency.max(1);
+    // Entries held in memory (queued or running) are bounded so a backlog
+    // stays in Redis, where the claimer and other replicas can see it.
+    let max_held = (concurrency.max(cfg.batch) * 4).max(16);
+    let mut held: HashSet<String> = HashSet::new();
+    let mut queues: HashMap<GameId, VecDeque<(String, Box<OperationRequest>)>> = HashMap::new();
+    let mut scheduled: HashSet<GameId> = HashSet::new();
+    let mut ready: VecDeque<GameId> = VecDeque::new();
+    let mut running_games = 0usize;
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    // Tasks get their own receivers; `stop` itself is borrowed by the loop.
+    let task_stop = stop.clone();
+    let mut touch = tokio::time::interval(
+        (cfg.claim_idle / 3).clamp(Duration::from_millis(50), Duration::from_secs(60)),
+    );
+    touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        // Start what the concurrency limit allows.
+        while running_games < concurrency {
+            let Some(game) = ready.pop_front() else { break };
+            let Some((id, req)) = queues.get_mut(&game).and_then(VecDeque::pop_front) else {
+                scheduled.remove(&game);
+                continue;
+            };
+            running_games += 1;
+            let (s, st) = (shared.clone(), task_stop.clone());
+            tasks.spawn(async move {
+                let res = AssertUnwindSafe(run_command(&s, &id, *req, st))
+                    .catch_unwind()
+                    .await;
+                if res.is_err() {
+                    // A bug in the handler: the entry stays pending and is
+                    // claimed again after claim_idle (counted as a delivery).
+                    error!(entry = %id, "handler panicked; entry left pending");
+                }
+                Done::Game(game, id)
+            });
+        }
+
+        tokio::select! {
+            biased;
+            _ = wait_stop(&mut stop) => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                match done {
+                    Ok(Done::Game(game, id)) => {
+                        held.remove(&id);
+                        running_games -= 1;
+                        if queues.get(&game).is_some_and(|q| !q.is_empty()) {
+                            ready.push_back(game);
+                        } else {
+                            queues.remove(&game);
+                            scheduled.remove(&game);
+                        }
+                    }
+                    Ok(Done::Other(id)) => { held.remove(&id); }
+                    // Tasks catch panics themselves; a JoinError here means
+                    // the task was cancelled, which only happens at drop.
+                    Err(e) => error!(error = %e, "lobby task failed"),
+                }
+            }
+            d = rx.recv(), if held.len() < max_held => {
+                let Some(d) = d else { break };
+                if !held.insert(d.id().to_owned()) {
+                    // Already queued or running here (e.g. re-read after a
+                    // reconnection, or claimed back from ourselves).
+                    debug!(entry = d.id(), "entry already held; duplicate delivery ignored");
+                    continue;
+                }
+                match d {
+                    Delivery::Command { id, req } => {
+                        let game = req.game_id.clone();
+                        queues.entry(game.clone()).or_default().push_back((id, req));
+                        if scheduled.insert(game.clone()) {
+                            ready.push_back(game);
+                        }
+                    }
+                    Delivery::Dead { entry, reason, deliveries, ack } => {
+                        let (s, st) = (shared.clone(), task_stop.clone());
+                        tasks.spawn(async move {
+                            dead_letter(&s, &entry, &reason, deliveries, ack, st).await;
+                            Done::Other(entry.id)
+                        });
+                    }
+                }
+            }
+            _ = touch.tick() => {
+                if !held.is_empty() {
+                    let ids: Vec<String> = held.iter().cloned().collect();
+                    let s = shared.clone();
+                    // Detached: a slow Redis must not stall dispatching; the
+                    // command timeout bounds it.
+                    tokio::spawn(async move {
+                        if let Err(e) = s.touch(ids).await {
+                            debug!(error = %e, "touching held entries failed");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    // Shutdown: queued entries stay pending in Redis; running ones finish
+    // (their retry loops see the stop and give up).
+    let abandoned: usize = queues.values().map(VecDeque::len).sum();
+    if abandoned > 0 {
+        info!(
+            entries = abandoned,
+            "leaving queued entries pending for the next start"
+        );
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            error!(error = %e, "lobby task failed");
+        }
+    }
+}
+
+/// Handles one command: retries transient errors with backoff (until stop),
+/// then acknowledges.
+async fn run_command<H: CommandHandler>(
+    shared: &Shared<H>,
+    id: &str,
+    req: OperationRequest,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(shared.cfg.retry_min, shared.cfg.retry_max);
+    let game = req.game_id.clone();
+    let op = req.command.clone();
+    loop {
+        match shared.handler.handle(req.clone()).await {
+            Ok(outcome) => {
+                shared.counters.processed.fetch_add(1, Ordering::Relaxed);
+                debug!(
+                    entry = id,
+                    game = %game,
+                    op = ?op,
+                    outcome = %outcome.operation.outcome,
+                    replayed = outcome.replayed,
+                    "lobby command handled"
+                );
+                break;
+            }
+            Err(e) => {
+                shared
+                    .counters
+                    .transient_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                shared.counters.error("handler", &e);
+                let wait = backoff.next();
+                warn!(entry = id, game = %game, error = %e, retry_in = ?wait, "transient failure; will retry");
+                if sleep_or_stop(wait, &mut stop).await {
+                    info!(entry = id, "stopping; entry left pending");
+                    return;
+                }
+            }
+        }
+    }
+    if shared.ack_with_retry(id, &mut stop).await {
+        shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Copies the entry to the dead-letter stream, then acknowledges it.
+async fn dead_letter<H: CommandHandler>(
+    shared: &Shared<H>,
+    entry: &StreamEntry,
+    reason: &DeadReason,
+    deliveries: u64,
+    ack: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    warn!(entry = %entry.id, reason = %reason, "dead-lettering lobby entry");
+    let mut backoff = Backoff::new(shared.cfg.retry_min, shared.cfg.retry_max);
+    loop {
+        match shared.add_dead(entry, reason, deliveries).await {
+            Ok(()) => break,
+            Err(e) => {
+                shared.counters.error("dead letter", &e);
+                if sleep_or_stop(backoff.next(), &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+    shared
+        .counters
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
+    if ack {
+        shared.ack_with_retry(&entry.id, &mut stop).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<_> = (0..4).map(|_| b.next().as_millis()).collect();
+        assert_eq!(got, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn classify_prefers_malformed_then_delivery_limit() {
+        let good = StreamEntry::new("1-0", &[("op", "stop"), ("game_id", "g1")]);
+        assert!(matches!(
+            classify(good.clone(), 5, 5),
+            Delivery::Command { .. }
+        ));
+        match classify(good, 6, 5) {
+            Delivery::Dead { reason, ack, .. } => {
+                assert_eq!(
+                    reason,
+                    DeadReason::MaxDeliveries {
+                        deliveries: 6,
+                        max: 5
+                    }
+                );
+                assert!(ack);
+            }
+            Delivery::Command { .. } => panic!("poison entry accepted"),
+        }
+        let bad = StreamEntry::new("2-0", &[("op", "jump"), ("game_id", "g1")]);
+        match classify(bad, 9, 5) {
+            Delivery::Dead { reason, .. } => assert_eq!(reason.code(), "unknown_op"),
+            Delivery::Command { .. } => panic!("malformed entry accepted"),
+        }
+    }
+
+    #[test]
+    fn claim_interval_is_half_the_idle_time_within_bounds() {
+        assert_eq!(
+            claim_interval(Duration::from_secs(300)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            claim_interval(Duration::from_millis(300)),
+            Duration::from_millis(150)
+        );
+        assert_eq!(
+            claim_interval(Duration::from_millis(10)),
+            Duration::from_millis(50)
+        );
+    }
+}
