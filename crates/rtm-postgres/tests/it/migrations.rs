@@ -42,7 +42,7 @@ fn seed_up() -> String {
 async fn client_for(url: &str, search_path: Option<&str>) -> Client {
     let mut cfg: tokio_postgres::Config = url.parse().expect("url");
     if let Some(s) = search_path {
-        cfg.options(&format!("-c search_path={s}"));
+        cfg.options(format!("-c search_path={s}"));
     }
     let (client, conn) = cfg.connect(NoTls).await.expect("connect");
     tokio::spawn(conn);
