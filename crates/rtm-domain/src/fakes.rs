@@ -948,6 +948,13 @@ impl FakeRuntime {
         }
     }
 
+    /// How many events wait in open streams, not yet taken by their
+    /// subscriber (0 once a follower has caught up).
+    pub fn undelivered(&self) -> usize {
+        let s = lock(&self.inner);
+        s.subscribers.iter().map(|c| lock(c).queue.len()).sum()
+    }
+
     /// How many event streams are open.
     pub fn subscribers(&self) -> usize {
         let mut s = lock(&self.inner);

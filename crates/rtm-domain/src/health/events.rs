@@ -8,7 +8,8 @@
 //! off, resubscribes with `since` = the last event time it saw, and
 //! inspects again. `since` has one-second precision, so the replay repeats
 //! events already handled; a bounded set of recent `(container, kind,
-//! time)` keys drops them.
+//! time)` keys drops them. Only events up to the resume point can be
+//! replays, so only those are checked: a live event is never dropped.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -51,7 +52,8 @@ fn event_key(e: &ContainerEvent) -> EventKey {
     )
 }
 
-/// A bounded set of recently seen events (oldest forgotten first).
+/// A bounded set of recently seen events (oldest forgotten first). A key
+/// is `(container, kind with its exit code or health, nanosecond time)`.
 #[derive(Debug)]
 struct RecentEvents {
     capacity: usize,
@@ -200,6 +202,7 @@ impl<P: Ports> HealthMonitor<P> {
         let mut follower = Follower {
             recent: RecentEvents::new(self.config.dedupe_capacity),
             since: None,
+            replay_until: None,
             stats: EventFollowerStats::default(),
             delivered: false,
         };
@@ -218,6 +221,7 @@ impl<P: Ports> HealthMonitor<P> {
             let mut stream = pin!(self.adapters.runtime.events(f.since));
             f.stats.subscriptions += 1;
             f.delivered = false;
+            f.replay_until = f.since;
             // Subscribe first, then inspect: the stream is polled (so the
             // subscription is open) while the pass runs, and what it
             // delivers meanwhile is handled right after.
@@ -283,6 +287,9 @@ struct Follower {
     recent: RecentEvents,
     /// The latest event time seen: where a resubscription resumes.
     since: Option<OffsetDateTime>,
+    /// The resume point of the current subscription: events up to it may
+    /// be replays.
+    replay_until: Option<OffsetDateTime>,
     stats: EventFollowerStats,
     /// Whether the current subscription delivered anything.
     delivered: bool,
@@ -303,7 +310,11 @@ impl Follower {
             }
         };
         self.delivered = true;
-        if !self.recent.insert(event_key(&event)) {
+        // Only a resubscription's replay window can repeat events; live
+        // events are never dropped, even if two share a key.
+        let fresh = self.recent.insert(event_key(&event));
+        let in_replay = self.replay_until.is_some_and(|until| event.at <= until);
+        if in_replay && !fresh {
             self.stats.duplicates += 1;
             return true;
         }

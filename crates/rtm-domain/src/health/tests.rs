@@ -943,3 +943,95 @@ fn the_monitors_futures_are_send() {
     };
     send(m.handle_event(ev));
 }
+
+// ------------------------------------------------------------- with the operations service
+
+#[tokio::test]
+async fn rtms_own_operations_never_look_like_exits() {
+    use crate::service::{OperationRequest, RuntimeService, ServiceConfig};
+    use crate::transition::Command;
+
+    let ports = FakePorts::new();
+    let v1 = ImageRef::parse("rtm.local/engine-stub:1.0.0").unwrap();
+    let v101 = ImageRef::parse("rtm.local/engine-stub:1.0.1").unwrap();
+    ports.runtime.add_image(&v1.to_string());
+    ports.runtime.add_image(&v101.to_string());
+    let svc = RuntimeService::new(
+        ports.adapters(),
+        ServiceConfig {
+            allowlist: crate::Allowlist::parse("rtm.local/*").unwrap(),
+            lock_wait: Duration::from_secs(5),
+            stop_timeout: Duration::from_secs(30),
+            patch_health_timeout: Duration::from_secs(60),
+            patch_probe_interval: Duration::from_millis(500),
+            engine_port: 8080,
+            state_root: "/var/lib/rtmanager/games".into(),
+            network: "rtm-engines".into(),
+        },
+    );
+    let m = monitor(&ports);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            m.follow_events(async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    until("the subscription", || ports.runtime.subscribers() == 1).await;
+    let g = game("own-ops");
+    let run = |command| {
+        let svc = &svc;
+        let g = g.clone();
+        async move {
+            let out = svc
+                .execute(OperationRequest::new(g, command, crate::OpSource::GmRest))
+                .await
+                .unwrap();
+            assert!(out.succeeded(), "{out:?}");
+        }
+    };
+    // After each operation the follower catches up before the next one,
+    // so each operation's own events are judged against its own record.
+    for command in [
+        Command::Start { image: v1.clone() },
+        Command::Restart,
+        Command::Stop,
+        Command::Start { image: v1.clone() },
+        Command::Patch { image: v101 },
+    ] {
+        ports.clock.advance(Duration::from_secs(1));
+        run(command).await;
+        until("the follower", || ports.runtime.undelivered() == 0).await;
+        assert!(
+            ports.store.events().is_empty(),
+            "{:?}",
+            ports.store.events()
+        );
+    }
+    let record = ports.store.record(&g).unwrap();
+    assert_eq!(record.status, RuntimeStatus::Running);
+
+    // Now a real crash: the follower handles events in order, so once it
+    // is recorded every event of the operations above has been judged.
+    ports.clock.advance(Duration::from_secs(1));
+    let current = record.container_id.unwrap();
+    ports.runtime.crash(&current, 5);
+    until("the crash", || {
+        ports.store.record(&g).map(|r| r.status) == Some(RuntimeStatus::Stopped)
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    let stats = follower.await.unwrap();
+    assert!(stats.handled >= 8 && stats.failed == 0, "{stats:?}");
+    assert_eq!(
+        event_types(&ports),
+        [("own-ops".to_owned(), HealthStatus::Exited)],
+        "only the crash is an exit"
+    );
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(snap.container_id, current.as_str());
+    assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(5)));
+}
