@@ -802,9 +802,19 @@ async fn claimer<H: CommandHandler>(
 // ---------------------------------------------------------------- dispatcher
 
 enum Done {
-    Game(GameId, String),
+    /// A command task ended; `acked` tells whether its entry was acknowledged.
+    Game {
+        game: GameId,
+        id: String,
+        acked: bool,
+    },
     Other(String),
 }
+
+/// How many acknowledged ids are remembered to drop late duplicates: a
+/// pending-list re-read (after a reconnection) may answer just before the
+/// acknowledgement lands and reach the dispatcher just after.
+const RECENT_ACKS: usize = 4096;
 
 /// Owns the per-game queues: one running task per game at most, at most
 /// `concurrency` games at once, entries of a game in arrival order.
@@ -819,6 +829,8 @@ async fn dispatch<H: CommandHandler>(
     // stays in Redis, where the claimer and other replicas can see it.
     let max_held = (concurrency.max(cfg.batch) * 4).max(16);
     let mut held: HashSet<String> = HashSet::new();
+    let mut recent: HashSet<String> = HashSet::new();
+    let mut recent_order: VecDeque<String> = VecDeque::new();
     let mut queues: HashMap<GameId, VecDeque<(String, Box<OperationRequest>)>> = HashMap::new();
     let mut scheduled: HashSet<GameId> = HashSet::new();
     let mut ready: VecDeque<GameId> = VecDeque::new();
@@ -845,12 +857,13 @@ async fn dispatch<H: CommandHandler>(
                 let res = AssertUnwindSafe(run_command(&s, &id, *req, st))
                     .catch_unwind()
                     .await;
-                if res.is_err() {
+                let acked = res.unwrap_or_else(|_| {
                     // A bug in the handler: the entry stays pending and is
                     // claimed again after claim_idle (counted as a delivery).
                     error!(entry = %id, "handler panicked; entry left pending");
-                }
-                Done::Game(game, id)
+                    false
+                });
+                Done::Game { game, id, acked }
             });
         }
 
@@ -859,8 +872,17 @@ async fn dispatch<H: CommandHandler>(
             _ = wait_stop(&mut stop) => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 match done {
-                    Ok(Done::Game(game, id)) => {
+                    Ok(Done::Game { game, id, acked }) => {
                         held.remove(&id);
+                        if acked {
+                            if recent.len() >= RECENT_ACKS {
+                                if let Some(old) = recent_order.pop_front() {
+                                    recent.remove(&old);
+                                }
+                            }
+                            recent.insert(id.clone());
+                            recent_order.push_back(id);
+                        }
                         running_games -= 1;
                         if queues.get(&game).is_some_and(|q| !q.is_empty()) {
                             ready.push_back(game);
@@ -877,7 +899,7 @@ async fn dispatch<H: CommandHandler>(
             }
             d = rx.recv(), if held.len() < max_held => {
                 let Some(d) = d else { break };
-                if !held.insert(d.id().to_owned()) {
+                if recent.contains(d.id()) || !held.insert(d.id().to_owned()) {
                     // Already queued or running here (e.g. re-read after a
                     // reconnection, or claimed back from ourselves).
                     debug!(entry = d.id(), "entry already held; duplicate delivery ignored");
@@ -933,13 +955,13 @@ async fn dispatch<H: CommandHandler>(
 }
 
 /// Handles one command: retries transient errors with backoff (until stop),
-/// then acknowledges.
+/// then acknowledges. True when the entry was acknowledged.
 async fn run_command<H: CommandHandler>(
     shared: &Shared<H>,
     id: &str,
     req: OperationRequest,
     mut stop: watch::Receiver<bool>,
-) {
+) -> bool {
     let mut backoff = Backoff::new(shared.cfg.retry_min, shared.cfg.retry_max);
     let game = req.game_id.clone();
     let op = req.command.clone();
@@ -967,14 +989,16 @@ async fn run_command<H: CommandHandler>(
                 warn!(entry = id, game = %game, error = %e, retry_in = ?wait, "transient failure; will retry");
                 if sleep_or_stop(wait, &mut stop).await {
                     info!(entry = id, "stopping; entry left pending");
-                    return;
+                    return false;
                 }
             }
         }
     }
-    if shared.ack_with_retry(id, &mut stop).await {
+    let acked = shared.ack_with_retry(id, &mut stop).await;
+    if acked {
         shared.counters.acked.fetch_add(1, Ordering::Relaxed);
     }
+    acked
 }
 
 /// Copies the entry to the dead-letter stream, then acknowledges it.
