@@ -95,9 +95,12 @@ impl<P: Ports> HealthMonitor<P> {
             };
             let page = self.adapters.store.list_records(&query).await?;
             let full = page.len() >= query.limit as usize;
-            after = page.last().map(|r| r.game_id.clone());
+            let next = page.last().map(|r| r.game_id.clone());
+            // A cursor that does not advance would loop forever.
+            let advanced = next.is_some() && next > query.after;
+            after = next;
             all.extend(page);
-            if !full {
+            if !full || !advanced {
                 return Ok(all);
             }
         }
@@ -131,6 +134,18 @@ impl<P: Ports> HealthMonitor<P> {
                     && c.started_at == record.started_at
                     && c.status == obs.status
                     && c.written_at + refresh > now
+            })
+    }
+
+    /// Whether Docker's `unhealthy` verdict, already recorded by this
+    /// monitor for this container and start, stands against probe results.
+    fn vetoed_by_docker(&self, record: &RuntimeRecord, container: &ContainerId) -> bool {
+        let s = self.state();
+        s.docker_unhealthy.contains(container)
+            && s.snapshots.get(&record.game_id).is_some_and(|c| {
+                &c.container == container
+                    && c.started_at == record.started_at
+                    && c.status == HealthStatus::InspectUnhealthy
             })
     }
 
@@ -320,6 +335,14 @@ impl<P: Ports> HealthMonitor<P> {
         let Some((status, details)) = verdict else {
             return (failed, Ok(None));
         };
+        if self.vetoed_by_docker(record, &container) {
+            // Saves a lock and two reads per probe of an unhealthy engine;
+            // `observe` would drop the result for the same reason.
+            return (
+                failed,
+                Ok(Some(ObserveOutcome::Ignored(IgnoreReason::DockerUnhealthy))),
+            );
+        }
         let obs = Observation {
             game_id: record.game_id.clone(),
             container_id: container,

@@ -1035,3 +1035,31 @@ async fn rtms_own_operations_never_look_like_exits() {
     assert_eq!(snap.container_id, current.as_str());
     assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(5)));
 }
+
+#[tokio::test]
+async fn passes_page_through_every_running_record() {
+    let ports = FakePorts::new();
+    let m = HealthMonitor::new(
+        ports.adapters(),
+        HealthConfig {
+            page_size: 2,
+            probe_concurrency: 2,
+            ..config()
+        },
+    );
+    for i in 0..5 {
+        running(&ports, &format!("paged-{i}"));
+    }
+    // A stopped game is not looked at.
+    let (stopped, _) = running(&ports, "paged-stopped");
+    let mut r = ports.store.record(&stopped).unwrap();
+    r.enter(RuntimeStatus::Stopped, ports.clock.now());
+    ports.store.put_record(r);
+
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.checked, s.changed), (5, 5));
+    assert_eq!(ports.probe.calls().len(), 5);
+    assert_eq!(m.inspect_pass().await.unwrap().checked, 5);
+    // The probes were spread over the window, not fired at once.
+    assert!(ports.clock.sleeps().iter().any(|d| *d > Duration::ZERO));
+}
