@@ -8,6 +8,10 @@
 // Not all of their API is used until the lead's wiring lands.
 #[allow(dead_code)]
 mod config;
+#[allow(dead_code)]
+mod http;
+#[allow(dead_code)]
+mod metrics;
 
 fn main() -> std::process::ExitCode {
     match config::Config::from_env() {

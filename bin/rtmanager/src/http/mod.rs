@@ -1,0 +1,284 @@
+//! The REST surfaces (SPEC §9): the GM API under `/api/v1` and the admin
+//! API under `/admin/v1`, each served on its own listen address, plus the
+//! unauthenticated `/healthz`, `/readyz` and `/metrics` on both.
+//!
+//! Wiring (done by `main`):
+//!
+//! ```ignore
+//! let state = web::Data::new(AppState::<P>::new(service, store, tokens, readiness, metrics));
+//! HttpServer::new({ let s = state.clone(); move || App::new().app_data(s.clone()).configure(http::gm_routes::<P>) })
+//!     .bind(config.http.gm_addr)?;
+//! HttpServer::new({ let s = state.clone(); move || App::new().app_data(s.clone()).configure(http::admin_routes::<P>) })
+//!     .bind(config.http.admin_addr)?;
+//! ```
+//!
+//! Guarantees:
+//! - Authentication runs as middleware on the whole `/api/v1` or
+//!   `/admin/v1` scope, before any extractor or handler: an
+//!   unauthenticated caller learns nothing, not even which routes exist.
+//! - Every error response, including those actix produces itself
+//!   (unknown route, wrong method, oversized body, bad query string), is
+//!   the JSON error shape; no plain-text error leaks out.
+//! - Bodies are limited to [`BODY_LIMIT`] bytes.
+//! - Every request is counted in `rtm_http_requests_total` by surface,
+//!   route *pattern* and status.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+mod handlers;
+pub mod readiness;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::web;
+use rtm_domain::ports::Ports;
+use rtm_domain::service::RuntimeService;
+use rtm_domain::OpSource;
+
+// Re-exported for the wiring in `main`.
+#[allow(unused_imports)]
+pub use auth::{Caller, Tokens};
+#[allow(unused_imports)]
+pub use readiness::{probe_fn, DependencyStatus, Readiness, ReadinessProbe, DEFAULT_CHECK_TIMEOUT};
+
+use crate::metrics::Metrics;
+use error::ApiError;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// What the handlers share: the service, the store for reads, the tokens,
+/// the readiness checks and the metrics.
+pub struct AppState<P: Ports> {
+    pub service: Arc<RuntimeService<P>>,
+    pub store: P::Store,
+    pub tokens: Tokens,
+    pub readiness: Readiness,
+    pub metrics: Metrics,
+}
+
+impl<P: Ports> AppState<P> {
+    pub fn new(
+        service: Arc<RuntimeService<P>>,
+        store: P::Store,
+        tokens: Tokens,
+        readiness: Readiness,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            service,
+            store,
+            tokens,
+            readiness,
+            metrics,
+        }
+    }
+}
+
+impl<P: Ports> std::fmt::Debug for AppState<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("service", &self.service)
+            .field("tokens", &self.tokens)
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What differs between the two surfaces.
+pub trait Surface: 'static {
+    /// `gm` or `admin`: the `surface` label of the HTTP metrics.
+    const NAME: &'static str;
+    /// Whose token the surface accepts.
+    const CALLER: Caller;
+    /// How its operations are recorded.
+    const SOURCE: OpSource;
+    /// Whether `patch` accepts `force`.
+    const ADMIN: bool;
+}
+
+/// The GM surface (`/api/v1`, `gm_rest`).
+#[derive(Debug)]
+pub enum Gm {}
+
+impl Surface for Gm {
+    const NAME: &'static str = "gm";
+    const CALLER: Caller = Caller::Gm;
+    const SOURCE: OpSource = OpSource::GmRest;
+    const ADMIN: bool = false;
+}
+
+/// The admin surface (`/admin/v1`, `admin_rest`).
+#[derive(Debug)]
+pub enum Admin {}
+
+impl Surface for Admin {
+    const NAME: &'static str = "admin";
+    const CALLER: Caller = Caller::Admin;
+    const SOURCE: OpSource = OpSource::AdminRest;
+    const ADMIN: bool = true;
+}
+
+/// The GM listener's routes.
+pub fn gm_routes<P: Ports>(cfg: &mut web::ServiceConfig) {
+    let api = web::scope("/api/v1")
+        .wrap(from_fn(auth::require_token::<P, Gm>))
+        .configure(game_routes::<P, Gm>);
+    surface::<P, Gm>(cfg, api);
+}
+
+/// The admin listener's routes.
+pub fn admin_routes<P: Ports>(cfg: &mut web::ServiceConfig) {
+    let api = web::scope("/admin/v1")
+        .wrap(from_fn(auth::require_token::<P, Admin>))
+        .configure(game_routes::<P, Admin>)
+        .configure(admin_only_routes::<P>);
+    surface::<P, Admin>(cfg, api);
+}
+
+/// The outer scope of a listener: probes, extractor error handlers, the
+/// JSON-errors-and-metrics middleware and the authenticated `api` scope.
+fn surface<P: Ports, S: Surface>(
+    cfg: &mut web::ServiceConfig,
+    api: actix_web::Scope<
+        impl actix_web::dev::ServiceFactory<
+                ServiceRequest,
+                Config = (),
+                Response = ServiceResponse<impl MessageBody + 'static>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+    >,
+) {
+    cfg.service(
+        web::scope("")
+            .wrap(from_fn(observe::<P, S>))
+            .app_data(web::PayloadConfig::new(BODY_LIMIT))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(BODY_LIMIT)
+                    .error_handler(error::json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .route("/healthz", web::get().to(handlers::healthz))
+            .route("/readyz", web::get().to(handlers::readyz::<P>))
+            .route("/metrics", web::get().to(handlers::metrics::<P>))
+            .service(api)
+            .default_service(web::to(handlers::no_route)),
+    );
+}
+
+/// Routes both surfaces share (relative to `/api/v1` or `/admin/v1`).
+/// Resources (not bare routes) so a wrong method is 405, not 404.
+fn game_routes<P: Ports, S: Surface>(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/runtimes/{game_id}").route(web::get().to(handlers::get_runtime::<P>)),
+    )
+    .service(
+        web::resource("/runtimes/{game_id}/start").route(web::post().to(handlers::start::<P, S>)),
+    )
+    .service(
+        web::resource("/runtimes/{game_id}/stop").route(web::post().to(handlers::stop::<P, S>)),
+    )
+    .service(
+        web::resource("/runtimes/{game_id}/restart")
+            .route(web::post().to(handlers::restart::<P, S>)),
+    )
+    .service(
+        web::resource("/runtimes/{game_id}/patch").route(web::post().to(handlers::patch::<P, S>)),
+    )
+    .service(
+        web::resource("/runtimes/{game_id}/operations")
+            .route(web::get().to(handlers::game_operations::<P>)),
+    );
+}
+
+/// Routes of the admin surface only.
+fn admin_only_routes<P: Ports>(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/runtimes").route(web::get().to(handlers::list_runtimes::<P>)))
+        .service(
+            web::resource("/runtimes/{game_id}/cleanup")
+                .route(web::post().to(handlers::cleanup::<P, Admin>)),
+        )
+        .service(web::resource("/reconcile").route(web::post().to(handlers::reconcile::<P>)))
+        .service(web::resource("/operations").route(web::get().to(handlers::list_operations::<P>)))
+        .service(web::resource("/health").route(web::get().to(handlers::list_health::<P>)));
+}
+
+/// Outermost middleware of a listener: turns any non-JSON error response
+/// (actix's own 404/405/413/400 texts) into the JSON error shape, and
+/// counts the request.
+async fn observe<P: Ports, S: Surface>(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let metrics = req
+        .app_data::<web::Data<AppState<P>>>()
+        .map(|s| s.metrics.clone());
+    let res = match next.call(req).await {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(e) => {
+            // Inner services answer errors as responses; an `Err` here is
+            // unexpected. The request is gone, so count it without a route.
+            let status = e.as_response_error().status_code();
+            if let Some(m) = &metrics {
+                m.http_request(S::NAME, "unmatched", status.as_u16());
+            }
+            return Err(error::from_actix_status(status, None).into());
+        }
+    };
+    let res = if needs_json_error(&res) {
+        let status = res.status();
+        // Client-error texts of actix are safe and useful ("payload
+        // reached size limit"); server-side ones are replaced.
+        let detail = res
+            .response()
+            .error()
+            .filter(|_| status.is_client_error())
+            .map(|e| e.to_string());
+        let api_error = error::from_actix_status(status, detail);
+        let (http_req, _) = res.into_parts();
+        ServiceResponse::new(
+            http_req,
+            actix_web::ResponseError::error_response(&api_error),
+        )
+    } else {
+        res
+    };
+    if let Some(m) = &metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        m.http_request(S::NAME, &route, res.status().as_u16());
+    }
+    Ok(res)
+}
+
+/// An error status whose body is not already our JSON error.
+fn needs_json_error(res: &ServiceResponse<BoxBody>) -> bool {
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return false;
+    }
+    if res
+        .response()
+        .error()
+        .is_some_and(|e| e.as_error::<ApiError>().is_some())
+    {
+        return false;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    !is_json
+}

@@ -1,0 +1,437 @@
+//! Prometheus metrics of the service, served as text on `GET /metrics`.
+//!
+//! [`Metrics`] owns a private registry (never the process-global one, so
+//! tests and embedded uses can create as many as they like) and every
+//! metric the service exports. It is a cheap `Clone` handle (an `Arc`) and
+//! implements the domain's [`Telemetry`] port, so the services feed it
+//! without knowing about Prometheus.
+//!
+//! Label values come only from closed vocabularies (operation kinds,
+//! sources, outcomes, health statuses, worker names, route patterns), never
+//! from request data, so the number of series stays bounded.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use rtm_domain::ports::Telemetry;
+use rtm_domain::{HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus};
+
+/// Operation latency buckets, seconds: from a no-op replay (milliseconds)
+/// to a patch waiting out its health gate (minutes).
+const OPERATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Why the metrics could not be created (a duplicate or invalid name:
+/// a programming error, reported rather than panicking).
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registry: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// The service's metrics; clone freely.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+/// The name the wiring uses for `Ports::Telemetry`.
+pub type PromTelemetry = Metrics;
+
+struct Inner {
+    registry: Registry,
+    operations_total: IntCounterVec,
+    operation_duration: HistogramVec,
+    health_observations: IntCounterVec,
+    health_changes: IntCounterVec,
+    games: IntGaugeVec,
+    lobby_lag: IntGauge,
+    lobby_pending: IntGauge,
+    lobby_dead_letters: IntCounter,
+    health_outbox_pending: IntGauge,
+    worker_runs: IntCounterVec,
+    worker_last_run: GaugeVec,
+    http_requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+/// How a worker run ended, for `rtm_worker_runs_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerResult {
+    /// The run completed.
+    Ok,
+    /// The run failed (logged).
+    Error,
+    /// Another replica leads this worker; nothing was done.
+    NotLeader,
+}
+
+impl WorkerResult {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WorkerResult::Ok => "ok",
+            WorkerResult::Error => "error",
+            WorkerResult::NotLeader => "not_leader",
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let operations_total = IntCounterVec::new(
+            Opts::new(
+                "rtm_operations_total",
+                "Operations recorded, by kind, source and outcome.",
+            ),
+            &["op_kind", "op_source", "outcome"],
+        )?;
+        let operation_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rtm_operation_duration_seconds",
+                "Wall time of recorded operations, lock wait included.",
+            )
+            .buckets(OPERATION_BUCKETS.to_vec()),
+            &["op_kind", "outcome"],
+        )?;
+        let health_observations = IntCounterVec::new(
+            Opts::new(
+                "rtm_health_observations_total",
+                "Health observations accepted, by status.",
+            ),
+            &["status"],
+        )?;
+        let health_changes = IntCounterVec::new(
+            Opts::new(
+                "rtm_health_changes_total",
+                "Health changes (published events), by new status.",
+            ),
+            &["status"],
+        )?;
+        let games = IntGaugeVec::new(
+            Opts::new("rtm_games", "Runtime records by status."),
+            &["status"],
+        )?;
+        let lobby_lag = IntGauge::new(
+            "rtm_lobby_lag",
+            "Lobby stream entries not yet delivered to RTM's consumer group.",
+        )?;
+        let lobby_pending = IntGauge::new(
+            "rtm_lobby_pending",
+            "Lobby stream entries delivered but not yet acknowledged.",
+        )?;
+        let lobby_dead_letters = IntCounter::new(
+            "rtm_lobby_dead_letters_total",
+            "Lobby entries moved to the dead-letter stream.",
+        )?;
+        let health_outbox_pending = IntGauge::new(
+            "rtm_health_outbox_pending",
+            "Health events committed but not yet published to Redis.",
+        )?;
+        let worker_runs = IntCounterVec::new(
+            Opts::new(
+                "rtm_worker_runs_total",
+                "Background worker runs, by result.",
+            ),
+            &["worker", "result"],
+        )?;
+        let worker_last_run = GaugeVec::new(
+            Opts::new(
+                "rtm_worker_last_run_timestamp_seconds",
+                "Unix time of each worker's last completed run.",
+            ),
+            &["worker"],
+        )?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "rtm_http_requests_total",
+                "HTTP requests, by surface, route pattern and status code.",
+            ),
+            &["surface", "route", "status"],
+        )?;
+
+        registry.register(Box::new(operations_total.clone()))?;
+        registry.register(Box::new(operation_duration.clone()))?;
+        registry.register(Box::new(health_observations.clone()))?;
+        registry.register(Box::new(health_changes.clone()))?;
+        registry.register(Box::new(games.clone()))?;
+        registry.register(Box::new(lobby_lag.clone()))?;
+        registry.register(Box::new(lobby_pending.clone()))?;
+        registry.register(Box::new(lobby_dead_letters.clone()))?;
+        registry.register(Box::new(health_outbox_pending.clone()))?;
+        registry.register(Box::new(worker_runs.clone()))?;
+        registry.register(Box::new(worker_last_run.clone()))?;
+        registry.register(Box::new(http_requests.clone()))?;
+
+        // Series of closed vocabularies start at zero, so dashboards and
+        // `rate()` see them before the first event.
+        for status in RuntimeStatus::ALL {
+            games.with_label_values(&[status.as_str()]).set(0);
+        }
+        for status in HealthStatus::ALL {
+            health_observations.with_label_values(&[status.as_str()]);
+            health_changes.with_label_values(&[status.as_str()]);
+        }
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                operations_total,
+                operation_duration,
+                health_observations,
+                health_changes,
+                games,
+                lobby_lag,
+                lobby_pending,
+                lobby_dead_letters,
+                health_outbox_pending,
+                worker_runs,
+                worker_last_run,
+                http_requests,
+            }),
+        })
+    }
+
+    /// The registry, to add collectors of other components.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Everything, in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        let families = self.inner.registry.gather();
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&families, &mut buf)?;
+        // The text encoder writes UTF-8 only; a failure here would be a bug
+        // in the encoder, reported rather than panicking.
+        String::from_utf8(buf)
+            .map_err(|e| MetricsError(prometheus::Error::Msg(format!("non-UTF-8 output: {e}"))))
+    }
+
+    /// The content type of [`render`](Self::render)'s output.
+    pub fn content_type() -> &'static str {
+        prometheus::TEXT_FORMAT
+    }
+
+    /// Sets `rtm_games{status}` from a count per status (statuses missing
+    /// from `counts` are set to 0).
+    pub fn set_games(&self, counts: &[(RuntimeStatus, u64)]) {
+        for status in RuntimeStatus::ALL {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| s == status)
+                .map(|(_, n)| *n)
+                .sum::<u64>();
+            self.inner
+                .games
+                .with_label_values(&[status.as_str()])
+                .set(saturating_i64(n));
+        }
+    }
+
+    /// `rtm_lobby_lag` and `rtm_lobby_pending`.
+    pub fn set_lobby_backlog(&self, lag: u64, pending: u64) {
+        self.inner.lobby_lag.set(saturating_i64(lag));
+        self.inner.lobby_pending.set(saturating_i64(pending));
+    }
+
+    /// One more entry in the Lobby dead-letter stream.
+    pub fn lobby_dead_letter(&self) {
+        self.inner.lobby_dead_letters.inc();
+    }
+
+    /// `rtm_health_outbox_pending`.
+    pub fn set_health_outbox_pending(&self, n: u64) {
+        self.inner.health_outbox_pending.set(saturating_i64(n));
+    }
+
+    /// Counts a worker run; a run that did work (`Ok`) also stamps
+    /// `rtm_worker_last_run_timestamp_seconds`.
+    pub fn worker_run(&self, worker: &'static str, result: WorkerResult) {
+        self.inner
+            .worker_runs
+            .with_label_values(&[worker, result.as_str()])
+            .inc();
+        if result == WorkerResult::Ok {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64();
+            self.inner
+                .worker_last_run
+                .with_label_values(&[worker])
+                .set(now);
+        }
+    }
+
+    /// Counts an HTTP request. `route` is the matched route *pattern*
+    /// (e.g. `/api/v1/runtimes/{game_id}`), never the raw path.
+    pub fn http_request(&self, surface: &'static str, route: &str, status: u16) {
+        self.inner
+            .http_requests
+            .with_label_values(&[surface, route, &status.to_string()])
+            .inc();
+    }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Telemetry for Metrics {
+    fn operation_finished(
+        &self,
+        kind: OpKind,
+        source: OpSource,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        self.inner
+            .operations_total
+            .with_label_values(&[kind.as_str(), source.as_str(), outcome.as_str()])
+            .inc();
+        self.inner
+            .operation_duration
+            .with_label_values(&[kind.as_str(), outcome.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn health_observed(&self, status: HealthStatus, changed: bool) {
+        self.inner
+            .health_observations
+            .with_label_values(&[status.as_str()])
+            .inc();
+        if changed {
+            self.inner
+                .health_changes
+                .with_label_values(&[status.as_str()])
+                .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn telemetry_hooks_feed_the_metrics() {
+        let m = Metrics::new().expect("metrics");
+        m.operation_finished(
+            OpKind::Start,
+            OpSource::GmRest,
+            Outcome::Success,
+            Duration::from_millis(30),
+        );
+        m.operation_finished(
+            OpKind::Start,
+            OpSource::GmRest,
+            Outcome::Success,
+            Duration::from_millis(70),
+        );
+        m.health_observed(HealthStatus::Healthy, false);
+        m.health_observed(HealthStatus::Exited, true);
+        let text = m.render().expect("render");
+        assert_eq!(
+            line_value(
+                &text,
+                r#"rtm_operations_total{op_kind="start",op_source="gm_rest",outcome="success"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                r#"rtm_operation_duration_seconds_bucket{op_kind="start",outcome="success",le="0.05"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                r#"rtm_operation_duration_seconds_count{op_kind="start",outcome="success"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            line_value(&text, r#"rtm_health_observations_total{status="healthy"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(&text, r#"rtm_health_changes_total{status="healthy"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            line_value(&text, r#"rtm_health_changes_total{status="exited"}"#),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn gauges_and_counters_render() {
+        let m = Metrics::new().expect("metrics");
+        m.set_games(&[(RuntimeStatus::Running, 7), (RuntimeStatus::Stopped, 2)]);
+        m.set_lobby_backlog(4, 1);
+        m.lobby_dead_letter();
+        m.set_health_outbox_pending(9);
+        m.worker_run("reconcile", WorkerResult::Ok);
+        m.worker_run("reconcile", WorkerResult::NotLeader);
+        m.http_request("gm", "/api/v1/runtimes/{game_id}", 404);
+        let text = m.render().expect("render");
+        for (series, value) in [
+            (r#"rtm_games{status="running"}"#, 7.0),
+            (r#"rtm_games{status="stopped"}"#, 2.0),
+            (r#"rtm_games{status="removed"}"#, 0.0),
+            ("rtm_lobby_lag", 4.0),
+            ("rtm_lobby_pending", 1.0),
+            ("rtm_lobby_dead_letters_total", 1.0),
+            ("rtm_health_outbox_pending", 9.0),
+            (
+                r#"rtm_worker_runs_total{result="ok",worker="reconcile"}"#,
+                1.0,
+            ),
+            (
+                r#"rtm_worker_runs_total{result="not_leader",worker="reconcile"}"#,
+                1.0,
+            ),
+            (
+                r#"rtm_http_requests_total{route="/api/v1/runtimes/{game_id}",status="404",surface="gm"}"#,
+                1.0,
+            ),
+        ] {
+            assert_eq!(line_value(&text, series), Some(value), "{series}\n{text}");
+        }
+        let stamp = line_value(
+            &text,
+            r#"rtm_worker_last_run_timestamp_seconds{worker="reconcile"}"#,
+        )
+        .expect("stamped");
+        assert!(stamp > 1.6e9, "{stamp}");
+        assert!(Metrics::content_type().starts_with("text/plain"));
+    }
+
+    #[test]
+    fn registries_are_independent() {
+        let a = Metrics::new().expect("a");
+        let b = Metrics::new().expect("b");
+        a.lobby_dead_letter();
+        let text = b.render().expect("render");
+        assert_eq!(line_value(&text, "rtm_lobby_dead_letters_total"), Some(0.0));
+    }
+}
