@@ -73,7 +73,9 @@ async fn losing_the_session_loses_leadership_and_another_takes_over() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(killed, 1, "exactly the lease's session");
+    // At least the lease's session (sessions that already closed may still
+    // be ending and be counted too).
+    assert!(killed >= 1, "the lease's session was found");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while lease.is_held().await {
