@@ -17,7 +17,8 @@
 //!   per process, and never concurrently with another process doing the
 //!   same (a lock directory in the temp dir, with stale-holder detection).
 //!   The xtask rebuilds only what changed, so this is cheap when the images
-//!   are current. `RTM_TEST_SKIP_IMAGE_BUILD=1` only checks that the images
+//!   are current. When the xtask itself fails (e.g. it does not compile)
+//!   but every image exists, the existing images are used with a warning. `RTM_TEST_SKIP_IMAGE_BUILD=1` only checks that the images
 //!   exist (for CI jobs that built them beforehand).
 //! - [`OwnerGuard`] removes, on drop, every container labelled with its
 //!   owner and its state root directory, even when the test panicked.
@@ -107,12 +108,22 @@ fn build_images() -> Result<()> {
         .output()
         .context("running `cargo run -p xtask -- engine-image`")?;
     if !out.status.success() {
-        bail!(
+        let why = format!(
             "`cargo xtask engine-image` failed ({}):\n{}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // The xtask binary compiles the whole automation crate, which may be
+        // mid-edit in a shared checkout. Images that already exist are
+        // good enough then (the stub rarely changes); missing ones are not.
+        return match check_images_exist() {
+            Ok(()) => {
+                eprintln!("warning: using existing engine stub images; {why}");
+                Ok(())
+            }
+            Err(missing) => Err(missing.context(why)),
+        };
     }
     check_images_exist()
 }

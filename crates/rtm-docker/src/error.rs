@@ -1,0 +1,77 @@
+//! Translation of docker-api errors into the port's [`RuntimeError`].
+//!
+//! docker-api 0.14 reports an HTTP error status either as its own
+//! `Error::Fault` or wrapped from containers-api (`Error::Error(Fault)`),
+//! and a transport failure as `Hyper`/`IO` at either level; [`classify`]
+//! folds both shapes into one [`Failure`], so callers match on what
+//! happened, not on how the crate nested it.
+
+use docker_api::conn::Error as ConnError;
+use docker_api::Error as DockerError;
+use rtm_domain::RuntimeError;
+
+/// What a docker-api error means for us.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Docker answered with this HTTP status and message.
+    Status(u16, String),
+    /// Docker could not be reached, or the connection broke.
+    Unreachable,
+    /// Anything else (bad JSON, invalid URL…).
+    Other,
+}
+
+/// A macro rather than a function because docker-api does not re-export
+/// the `hyper` it uses, so its error type cannot be named here without a
+/// direct dependency on hyper.
+macro_rules! classify_hyper {
+    ($h:expr) => {{
+        let h = $h;
+        // Connect errors cover a missing socket and a refused connection;
+        // closed / incomplete / canceled mean Docker went away mid-request.
+        if h.is_connect()
+            || h.is_closed()
+            || h.is_incomplete_message()
+            || h.is_canceled()
+            || h.is_timeout()
+        {
+            Failure::Unreachable
+        } else {
+            Failure::Other
+        }
+    }};
+}
+
+pub(crate) fn classify(e: &DockerError) -> Failure {
+    match e {
+        DockerError::Fault { code, message } => Failure::Status(code.as_u16(), message.clone()),
+        DockerError::Error(inner) => classify_conn(inner),
+        DockerError::Hyper(h) => classify_hyper!(h),
+        DockerError::IO(_) => Failure::Unreachable,
+        _ => Failure::Other,
+    }
+}
+
+fn classify_conn(e: &ConnError) -> Failure {
+    match e {
+        ConnError::Fault { code, message } => Failure::Status(code.as_u16(), message.clone()),
+        ConnError::Hyper(h) => classify_hyper!(h),
+        ConnError::IO(_) => Failure::Unreachable,
+        _ => Failure::Other,
+    }
+}
+
+/// The default translation: 404 → `NotFound`, 409 → `Conflict`,
+/// unreachable → `Unavailable` (keeping the cause), the rest → `Other`.
+/// `what` names the object, for the message.
+pub(crate) fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
+    match classify(&e) {
+        Failure::Status(404, msg) => RuntimeError::NotFound(format!("{what}: {msg}")),
+        Failure::Status(409, msg) => RuntimeError::Conflict(format!("{what}: {msg}")),
+        Failure::Status(code, msg) => {
+            RuntimeError::Other(format!("{what}: docker answered {code}: {msg}"))
+        }
+        Failure::Unreachable => RuntimeError::Unavailable(Box::new(e)),
+        Failure::Other => RuntimeError::Other(format!("{what}: {e}")),
+    }
+}

@@ -1,0 +1,535 @@
+//! [`DockerRuntime`]: the [`ContainerRuntime`] port on the Docker Engine API.
+//!
+//! Guarantees, beyond the port's contracts:
+//! - ownership: every call that names a container inspects it first and
+//!   acts only when it carries `rtm.owner=<owner>`; a foreign container is
+//!   `NotFound`, exactly like a missing one. Later calls use the full id
+//!   from that inspect, so a name or id prefix cannot be re-resolved to
+//!   another container in between;
+//! - containers are created only with the SPEC §5 shape (see
+//!   [`DockerRuntime::create`]); nothing else is configurable;
+//! - Docker's "not modified" (304) on start/stop counts as success, so both
+//!   are idempotent as the port requires.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use docker_api::models::ContainerInspect200Response;
+use docker_api::opts::{
+    ContainerCreateOpts, ContainerFilter, ContainerListOpts, ContainerRemoveOpts,
+    ContainerStopOpts, NetworkCreateOpts, NetworkFilter, NetworkListOpts, PullOpts,
+};
+use docker_api::Docker;
+use futures_util::{Stream, StreamExt};
+use rtm_domain::ports::{
+    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary,
+};
+use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
+use time::OffsetDateTime;
+
+use crate::config::{DockerConfig, DockerConfigError, Endpoint, EngineUser};
+use crate::convert::{
+    self, LABEL_GAME_ID, LABEL_IMAGE_REF, LABEL_MANAGED, LABEL_OWNER, LABEL_STATE_PATH,
+};
+use crate::error::{classify, to_runtime, Failure};
+use crate::events;
+
+/// How long a network creator waits for concurrent creators before
+/// resolving duplicates; longer than a network creation takes.
+const NETWORK_SETTLE: Duration = Duration::from_secs(1);
+
+/// The Docker adapter. Cheap to clone: clones share one client.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    docker: Docker,
+    config: DockerConfig,
+    user: EngineUser,
+    /// Serializes network creation within the process. A tokio mutex: it
+    /// is held across the Docker calls.
+    network_lock: tokio::sync::Mutex<()>,
+}
+
+impl DockerRuntime {
+    /// Validates `config` and builds the client. Does not contact Docker
+    /// (use [`ContainerRuntime::ping`] for that), so a service can start
+    /// while Docker is down and report `docker_unavailable` per operation.
+    pub fn new(config: DockerConfig) -> Result<Self, DockerConfigError> {
+        let user = EngineUser::parse(&config.engine_user)?;
+        if config.owner.is_empty() {
+            return Err(DockerConfigError::EmptyOwner);
+        }
+        if config.network.is_empty() {
+            return Err(DockerConfigError::EmptyNetwork);
+        }
+        if !config.state_mount.starts_with('/') || config.state_mount.contains(':') {
+            return Err(DockerConfigError::BadStateMount(config.state_mount.clone()));
+        }
+        if config.log_max_size.is_empty() || config.log_max_files == 0 {
+            return Err(DockerConfigError::BadLogRotation {
+                size: config.log_max_size.clone(),
+                files: config.log_max_files,
+            });
+        }
+        let docker = Endpoint::parse(&config.host)?.connect()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                docker,
+                config,
+                user,
+                network_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &DockerConfig {
+        &self.inner.config
+    }
+
+    fn docker(&self) -> &Docker {
+        &self.inner.docker
+    }
+
+    /// Inspects `id` and returns it only when it is ours.
+    async fn owned(&self, id: &ContainerId) -> Result<ContainerInspect200Response, RuntimeError> {
+        let info = self
+            .docker()
+            .containers()
+            .get(id.as_str())
+            .inspect()
+            .await
+            .map_err(|e| to_runtime(e, &format!("container {id}")))?;
+        if !convert::is_owned(&info, &self.inner.config.owner) {
+            // Indistinguishable from a missing container on purpose.
+            return Err(RuntimeError::NotFound(format!("container {id}")));
+        }
+        Ok(info)
+    }
+
+    /// The full id of an owned container.
+    async fn owned_id(&self, id: &ContainerId) -> Result<String, RuntimeError> {
+        let info = self.owned(id).await?;
+        info.id
+            .ok_or_else(|| RuntimeError::Other(format!("inspect of {id} returned no id")))
+    }
+
+    /// Creates the engines' network unless it exists.
+    ///
+    /// Docker's `CheckDuplicate` is best effort: concurrent creators can
+    /// all succeed and leave several networks with one name (seen on
+    /// 20.10), after which `network_mode(<name>)` is ambiguous. So creation
+    /// is serialized within the process, and across processes every
+    /// creator that succeeded waits [`NETWORK_SETTLE`] for the other
+    /// concurrent creations to land, lists the networks of that name, and
+    /// keeps only the one with the smallest id: all creators see the same
+    /// set and agree without talking to each other. (Creators that look
+    /// later find the network and create nothing.) The residual risk, a
+    /// creation slower than the settle time, is why operators should create
+    /// the network up front; see `docs/docker.md`.
+    async fn ensure_network(&self) -> Result<(), RuntimeError> {
+        let name = &self.inner.config.network;
+        let what = format!("network {name}");
+        let _serial = self.inner.network_lock.lock().await;
+        match self.docker().networks().get(name).inspect().await {
+            Ok(_) => return Ok(()),
+            Err(e) => match classify(&e) {
+                Failure::Status(404, _) => {}
+                _ => return Err(to_runtime(e, &what)),
+            },
+        }
+        let opts = NetworkCreateOpts::builder(name)
+            .driver("bridge")
+            .check_duplicate(true)
+            .labels([(LABEL_MANAGED, "true")])
+            .build();
+        let created = match self.docker().networks().create(&opts).await {
+            Ok(net) => net.id().to_string(),
+            Err(e) => {
+                return match classify(&e) {
+                    Failure::Status(409, _) => Ok(()),
+                    _ => Err(to_runtime(e, &what)),
+                }
+            }
+        };
+        self.keep_one_network(&created).await?;
+        tracing::info!(network = %name, "created the engines' network");
+        Ok(())
+    }
+
+    /// Removes the network `ours` just created unless it has the smallest
+    /// id among the networks of its name (see
+    /// [`ensure_network`](Self::ensure_network)).
+    async fn keep_one_network(&self, ours: &str) -> Result<(), RuntimeError> {
+        tokio::time::sleep(NETWORK_SETTLE).await;
+        let name = &self.inner.config.network;
+        let opts = NetworkListOpts::builder()
+            .filter([NetworkFilter::Name(name.clone())])
+            .build();
+        let listed = self
+            .docker()
+            .networks()
+            .list(&opts)
+            .await
+            .map_err(|e| to_runtime(e, &format!("list networks {name}")))?;
+        // The `name` filter matches substrings: keep exact names only.
+        let winner = listed
+            .iter()
+            .filter(|n| n.name.as_deref() == Some(name.as_str()))
+            .filter_map(|n| n.id.as_deref())
+            .min();
+        if let Some(winner) = winner {
+            if winner != ours {
+                tracing::warn!(network = %name, "another creator won the race; removing our duplicate network");
+                if let Err(e) = self.docker().networks().get(ours).delete().await {
+                    if !matches!(classify(&e), Failure::Status(404, _)) {
+                        return Err(to_runtime(e, &format!("remove duplicate network {name}")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pulls `image`; errors arrive as items of the progress stream.
+    async fn pull(&self, image: &ImageRef) -> Result<(), RuntimeError> {
+        // A digest pins the content more exactly than a tag, so it wins
+        // when the reference has both.
+        let tag = image.digest().or(image.tag()).unwrap_or("latest");
+        let opts = PullOpts::builder().image(image.name()).tag(tag).build();
+        let images = self.docker().images();
+        let mut stream = images.pull(&opts);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(docker_api::models::ImageBuildChunk::Error { error, .. }) => {
+                    return Err(RuntimeError::PullFailed(format!("{image}: {error}")));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(match classify(&e) {
+                        Failure::Unreachable => RuntimeError::Unavailable(Box::new(e)),
+                        Failure::Status(_, msg) => {
+                            RuntimeError::PullFailed(format!("{image}: {msg}"))
+                        }
+                        Failure::Other => RuntimeError::PullFailed(format!("{image}: {e}")),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inspects an image: `Ok(true)` present, `Ok(false)` absent.
+    async fn image_present(&self, image: &ImageRef) -> Result<bool, RuntimeError> {
+        match self
+            .docker()
+            .images()
+            .get(image.to_string())
+            .inspect()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(&e) {
+                Failure::Status(404, _) => Ok(false),
+                _ => Err(to_runtime(e, &format!("image {image}"))),
+            },
+        }
+    }
+
+    fn create_opts(&self, spec: &ContainerSpec) -> ContainerCreateOpts {
+        let c = &self.inner.config;
+        let image = spec.image.to_string();
+        let labels = [
+            (LABEL_MANAGED, "true"),
+            (LABEL_GAME_ID, spec.game_id.as_str()),
+            (LABEL_OWNER, c.owner.as_str()),
+            (LABEL_IMAGE_REF, image.as_str()),
+            (LABEL_STATE_PATH, spec.state_path.as_str()),
+        ];
+        let env = [
+            format!("GAME_ID={}", spec.game_id),
+            format!("ENGINE_STATE_DIR={}", c.state_mount),
+            format!("ENGINE_PORT={}", c.engine_port),
+        ];
+        let mut b = ContainerCreateOpts::builder()
+            .name(&spec.name)
+            .image(&image)
+            .labels(labels)
+            .env(env)
+            .user(self.inner.user.docker_user())
+            // The only host path: the game's own state directory.
+            .volumes([format!("{}:{}", spec.state_path, c.state_mount)])
+            .network_mode(&c.network)
+            .privileged(false)
+            .security_options(["no-new-privileges"])
+            // RTM reports exits; Docker must not hide them by restarting.
+            .restart_policy("no", 0)
+            .log_driver("json-file")
+            .log_driver_config([
+                ("max-size", c.log_max_size.clone()),
+                ("max-file", c.log_max_files.to_string()),
+            ]);
+        if c.memory_bytes > 0 {
+            // Swap equal to memory: the limit is a hard one and an engine
+            // over it is OOM-killed instead of swapping the host to a crawl.
+            b = b
+                .memory(c.memory_bytes)
+                .memory_swap(i64::try_from(c.memory_bytes).unwrap_or(i64::MAX));
+        }
+        if c.nano_cpus > 0 {
+            b = b.nano_cpus(c.nano_cpus);
+        }
+        b.build()
+    }
+}
+
+/// `state_path` becomes a bind source: it must be an absolute host path
+/// (a relative one would silently become a named volume) without the `:`
+/// that separates bind fields.
+fn check_state_path(path: &str) -> Result<(), RuntimeError> {
+    if !path.starts_with('/') || path.contains(':') || path.contains(',') {
+        return Err(RuntimeError::Other(format!(
+            "state path {path:?} must be an absolute host path without ':' or ','"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the state directory (and parents) and hands the leaf to the
+/// engine user, so the non-root engine can write it.
+fn prepare_state_dir(path: &Path, user: EngineUser) -> Result<(), RuntimeError> {
+    let fail = |what: &str, e: std::io::Error| {
+        RuntimeError::Other(format!("state directory {}: {what}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(path).map_err(|e| fail("create", e))?;
+    let meta = std::fs::metadata(path).map_err(|e| fail("stat", e))?;
+    if !meta.is_dir() {
+        return Err(RuntimeError::Other(format!(
+            "state directory {} is not a directory",
+            path.display()
+        )));
+    }
+    // Skipping a needless chown lets RTM run without CAP_CHOWN when the
+    // operator prepared the directories.
+    if meta.uid() != user.uid || meta.gid() != user.gid {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+            .map_err(|e| fail("chown", e))?;
+    }
+    Ok(())
+}
+
+/// Docker's stop timeout is whole seconds; round up so a short grace is
+/// never turned into an immediate SIGKILL.
+fn grace_secs(grace: Duration) -> Duration {
+    let secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+    Duration::from_secs(secs)
+}
+
+/// 304 Not Modified: already in the requested state.
+fn ok_if_not_modified(r: docker_api::Result<()>, what: &str) -> Result<(), RuntimeError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) => match classify(&e) {
+            Failure::Status(304, _) => Ok(()),
+            _ => Err(to_runtime(e, what)),
+        },
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        self.docker()
+            .version()
+            .await
+            .map(|_| ())
+            .map_err(|e| to_runtime(e, "docker version"))
+    }
+
+    async fn ensure_image(&self, image: &ImageRef) -> Result<(), RuntimeError> {
+        if self.image_present(image).await? {
+            return Ok(());
+        }
+        tracing::info!(%image, "pulling image");
+        self.pull(image).await?;
+        // A pull stream can end without an error item and still leave
+        // nothing behind (e.g. a cut connection); only the image counts.
+        if self.image_present(image).await? {
+            Ok(())
+        } else {
+            Err(RuntimeError::PullFailed(format!(
+                "{image}: absent after pull"
+            )))
+        }
+    }
+
+    /// Creates the container per SPEC §5: network (created if missing),
+    /// state directory (created, owned by the engine user) bound at the
+    /// state mount and no other mount, memory/CPU limits, `json-file` logs
+    /// with rotation, the engine user, `no-new-privileges`, never
+    /// privileged, restart policy `no`, the five `rtm.*` labels and the
+    /// `GAME_ID`, `ENGINE_STATE_DIR`, `ENGINE_PORT` environment.
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        check_state_path(&spec.state_path)?;
+        self.ensure_network().await?;
+        let path = std::path::PathBuf::from(&spec.state_path);
+        let user = self.inner.user;
+        tokio::task::spawn_blocking(move || prepare_state_dir(&path, user))
+            .await
+            .map_err(|e| RuntimeError::Other(format!("state directory task failed: {e}")))??;
+        let container = self
+            .docker()
+            .containers()
+            .create(&self.create_opts(spec))
+            .await
+            .map_err(|e| to_runtime(e, &format!("create {}", spec.name)))?;
+        ContainerId::new(container.id().to_string())
+            .ok_or_else(|| RuntimeError::Other("create returned an empty id".to_owned()))
+    }
+
+    async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let full = self.owned_id(id).await?;
+        let r = self.docker().containers().get(full).start().await;
+        ok_if_not_modified(r, &format!("start {id}"))
+    }
+
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let full = self.owned_id(id).await?;
+        let opts = ContainerStopOpts::builder().wait(grace_secs(grace)).build();
+        let r = self.docker().containers().get(full).stop(&opts).await;
+        ok_if_not_modified(r, &format!("stop {id}"))
+    }
+
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let full = self.owned_id(id).await?;
+        let opts = ContainerRemoveOpts::builder()
+            .force(true)
+            .volumes(true)
+            .build();
+        self.docker()
+            .containers()
+            .get(full)
+            .remove(&opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| to_runtime(e, &format!("remove {id}")))
+    }
+
+    async fn rename(&self, id: &ContainerId, name: &str) -> Result<(), RuntimeError> {
+        let full = self.owned_id(id).await?;
+        self.docker()
+            .containers()
+            .get(full)
+            .rename(name)
+            .await
+            .map_err(|e| to_runtime(e, &format!("rename {id} to {name}")))
+    }
+
+    async fn inspect(&self, id: &ContainerId) -> Result<ContainerInfo, RuntimeError> {
+        let info = self.owned(id).await?;
+        convert::container_info(&info, &self.inner.config.network)
+    }
+
+    async fn list(&self, game: Option<&GameId>) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let mut filters = vec![ContainerFilter::Label(
+            LABEL_OWNER.to_owned(),
+            self.inner.config.owner.clone(),
+        )];
+        if let Some(game) = game {
+            filters.push(ContainerFilter::Label(
+                LABEL_GAME_ID.to_owned(),
+                game.as_str().to_owned(),
+            ));
+        }
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter(filters)
+            .build();
+        let listed = self
+            .docker()
+            .containers()
+            .list(&opts)
+            .await
+            .map_err(|e| to_runtime(e, "list containers"))?;
+        Ok(listed
+            .iter()
+            .filter_map(convert::container_summary)
+            .collect())
+    }
+
+    fn events(
+        &self,
+        since: Option<OffsetDateTime>,
+    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
+        events::subscribe(
+            self.inner.docker.clone(),
+            self.inner.config.owner.clone(),
+            since,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_rounds_up_to_whole_seconds() {
+        assert_eq!(grace_secs(Duration::ZERO), Duration::ZERO);
+        assert_eq!(grace_secs(Duration::from_millis(1)), Duration::from_secs(1));
+        assert_eq!(grace_secs(Duration::from_secs(30)), Duration::from_secs(30));
+        assert_eq!(
+            grace_secs(Duration::from_millis(2500)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn state_paths_must_be_plain_absolute_paths() {
+        assert!(check_state_path("/var/lib/rtmanager/games/g1").is_ok());
+        for bad in ["games/g1", "", "/a:/etc", "/a,b", "vol"] {
+            assert!(check_state_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_opts_have_the_spec_shape() {
+        let rt = DockerRuntime::new(DockerConfig::with_defaults("me")).expect("valid config");
+        let spec = ContainerSpec {
+            game_id: GameId::parse("g1").expect("valid id"),
+            name: "rtm-g1".into(),
+            image: ImageRef::parse("rtm.local/engine-stub:1.0.0").expect("valid ref"),
+            state_path: "/srv/games/g1".into(),
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&rt.create_opts(&spec).serialize().expect("serializes"))
+                .expect("json");
+        let hc = &json["HostConfig"];
+        assert_eq!(
+            hc["Binds"],
+            serde_json::json!(["/srv/games/g1:/var/lib/engine"])
+        );
+        assert_eq!(hc["SecurityOpt"], serde_json::json!(["no-new-privileges"]));
+        assert_eq!(hc["Privileged"], false);
+        assert_eq!(hc["RestartPolicy"]["Name"], "no");
+        assert_eq!(hc["NetworkMode"], "rtm-engines");
+        assert_eq!(hc["Memory"], 512 * 1024 * 1024);
+        assert_eq!(hc["MemorySwap"], 512 * 1024 * 1024);
+        assert_eq!(hc["NanoCpus"], 1_000_000_000);
+        assert_eq!(hc["LogConfig"]["Type"], "json-file");
+        assert_eq!(hc["LogConfig"]["Config"]["max-file"], "3");
+        assert_eq!(json["User"], "65534:65534");
+        assert_eq!(json["Labels"]["rtm.owner"], "me");
+        assert_eq!(
+            json["Labels"]["rtm.image_ref"],
+            "rtm.local/engine-stub:1.0.0"
+        );
+        assert_eq!(json["Labels"]["rtm.managed"], "true");
+        let env = json["Env"].as_array().expect("env array");
+        assert!(env.contains(&serde_json::json!("ENGINE_STATE_DIR=/var/lib/engine")));
+    }
+}

@@ -1,0 +1,629 @@
+//! Integration tests of [`DockerRuntime`] against the real Docker engine and
+//! the engine stub images (`rtm.local/engine-stub:*`, built when missing).
+//!
+//! Isolation: every test has its own `rtm.owner` label, state root and game
+//! ids (container names are global to Docker), and removes its containers
+//! in a drop guard; the tests of this binary share one network (Docker's
+//! default address pools hold only ~30 user networks), removed when the
+//! last test holding it ends. Nothing leaves the machine: the only pull
+//! goes to 127.0.0.1:1. Every wait polls a condition with a deadline.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rtm_docker::{DockerConfig, DockerRuntime};
+use rtm_domain::ports::{
+    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime, ContainerSpec,
+};
+use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
+use rtm_testkit::docker::{
+    docker, docker_host, engine_image, ensure_engine_images, shared_network, OwnerGuard,
+    TestNetwork,
+};
+
+/// Upper bound of every wait; generous because the machine is shared.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One test's adapter, owner and network. Fields drop in order: the
+/// owner's containers go before the network is released.
+struct Env {
+    rt: DockerRuntime,
+    guard: OwnerGuard,
+    net: Arc<TestNetwork>,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(tune: impl FnOnce(&mut DockerConfig)) -> Self {
+        ensure_engine_images();
+        let net = shared_network();
+        let guard = OwnerGuard::new();
+        let mut config = DockerConfig::with_defaults(guard.owner());
+        config.host = docker_host();
+        config.network = net.name().to_owned();
+        config.memory_bytes = 64 * 1024 * 1024;
+        config.nano_cpus = 500_000_000;
+        config.log_max_size = "1m".to_owned();
+        config.log_max_files = 2;
+        tune(&mut config);
+        let rt = DockerRuntime::new(config).expect("valid config");
+        Self { rt, guard, net }
+    }
+
+    /// A spec for a fresh game running `tag`.
+    fn spec(&self, tag: &str) -> ContainerSpec {
+        let game = GameId::parse(&rtm_testkit::unique("g")).expect("valid game id");
+        ContainerSpec {
+            name: game.container_name(),
+            image: ImageRef::parse(&engine_image(tag)).expect("valid image ref"),
+            state_path: self
+                .guard
+                .state_root()
+                .join(game.as_str())
+                .display()
+                .to_string(),
+            game_id: game,
+        }
+    }
+
+    /// Creates and starts a container, waiting until the engine has
+    /// recorded its start.
+    async fn running(&self, tag: &str) -> (ContainerSpec, ContainerId) {
+        let spec = self.spec(tag);
+        let id = self.rt.create(&spec).await.expect("create");
+        self.rt.start(&id).await.expect("start");
+        let log = PathBuf::from(&spec.state_path).join("starts.log");
+        poll("starts.log", || {
+            std::fs::read_to_string(&log).ok().filter(|s| !s.is_empty())
+        })
+        .await;
+        (spec, id)
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, at most [`DEADLINE`].
+async fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the container is no longer running and returns its state.
+async fn wait_exited(rt: &DockerRuntime, id: &ContainerId) -> ContainerInfo {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let info = rt.inspect(id).await.expect("inspect");
+        if !info.summary.running && info.status == "exited" {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {id} to exit: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A raw HTTP/1.1 GET (the stub closes the connection after answering).
+fn http_get(ip: IpAddr, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {out:?}")))?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `docker inspect` of a container, as JSON (checks what the port does not
+/// expose: the host configuration).
+fn docker_inspect(id: &ContainerId) -> serde_json::Value {
+    let out = docker(&["inspect", id.as_str()]).expect("docker inspect");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}
+
+fn write_control(spec: &ContainerSpec, name: &str, content: &str) {
+    std::fs::write(PathBuf::from(&spec.state_path).join(name), content)
+        .expect("write control file");
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn creates_a_hardened_labelled_engine_that_serves_healthz() {
+    let env = Env::new();
+    env.rt.ping().await.expect("ping");
+    let (spec, id) = env.running("1.0.1").await;
+
+    let info = env.rt.inspect(&id).await.expect("inspect");
+    assert_eq!(info.status, "running");
+    assert!(info.summary.running);
+    assert_eq!(info.summary.name, spec.name);
+    assert_eq!(info.summary.game_id.as_ref(), Some(&spec.game_id));
+    assert_eq!(info.summary.image_ref, "rtm.local/engine-stub:1.0.1");
+    assert_eq!(info.summary.state_path, spec.state_path);
+    assert_eq!(info.exit_code, None);
+    assert!(!info.oom_killed);
+    assert!(info.started_at.is_some());
+    assert_eq!(info.finished_at, None);
+    let ip = info.ip.expect("an address on the test network");
+
+    // What the port does not show: Docker's own view of the container.
+    let raw = docker_inspect(&id);
+    let labels = &raw["Config"]["Labels"];
+    assert_eq!(labels["rtm.managed"], "true");
+    assert_eq!(labels["rtm.owner"], env.guard.owner());
+    assert_eq!(labels["rtm.game_id"], spec.game_id.as_str());
+    assert_eq!(labels["rtm.image_ref"], "rtm.local/engine-stub:1.0.1");
+    assert_eq!(labels["rtm.state_path"], spec.state_path.as_str());
+    assert_eq!(raw["Config"]["User"], "65534:65534");
+    let env_vars = raw["Config"]["Env"].as_array().expect("env");
+    for want in [
+        format!("GAME_ID={}", spec.game_id),
+        "ENGINE_STATE_DIR=/var/lib/engine".to_owned(),
+        "ENGINE_PORT=8080".to_owned(),
+    ] {
+        assert!(
+            env_vars.contains(&serde_json::json!(want)),
+            "missing env {want}: {env_vars:?}"
+        );
+    }
+    let hc = &raw["HostConfig"];
+    assert_eq!(hc["Privileged"], false);
+    assert_eq!(hc["SecurityOpt"], serde_json::json!(["no-new-privileges"]));
+    assert_eq!(hc["RestartPolicy"]["Name"], "no");
+    assert_eq!(hc["Memory"], 64 * 1024 * 1024);
+    assert_eq!(hc["NanoCpus"], 500_000_000);
+    assert_eq!(hc["NetworkMode"], env.net.name());
+    assert_eq!(hc["LogConfig"]["Type"], "json-file");
+    assert_eq!(hc["LogConfig"]["Config"]["max-size"], "1m");
+    assert_eq!(hc["LogConfig"]["Config"]["max-file"], "2");
+    assert_eq!(
+        hc["Binds"],
+        serde_json::json!([format!("{}:/var/lib/engine", spec.state_path)])
+    );
+    let mounts = raw["Mounts"].as_array().expect("mounts");
+    assert_eq!(mounts.len(), 1, "only the state dir is mounted: {mounts:?}");
+    assert_eq!(mounts[0]["Type"], "bind");
+    assert_eq!(mounts[0]["Source"], spec.state_path.as_str());
+
+    // The state dir belongs to the engine user, and the engine wrote to it.
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&spec.state_path).expect("state dir");
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    let log = std::fs::read_to_string(PathBuf::from(&spec.state_path).join("starts.log"))
+        .expect("starts.log");
+    assert!(log.starts_with("1.0.1 "), "{log:?}");
+
+    // The engine answers on its container IP, from the host.
+    let (status, body) = poll("healthz", || http_get(ip, 8080, "/healthz").ok()).await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(health["game_id"], spec.game_id.as_str());
+    assert_eq!(health["version"], "1.0.1");
+    write_control(&spec, "unhealthy", "");
+    assert_eq!(http_get(ip, 8080, "/healthz").expect("healthz").0, 503);
+
+    let listed = env.rt.list(None).await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    assert!(listed[0].running);
+    assert_eq!(listed[0].name, spec.name);
+    assert_eq!(listed[0].game_id.as_ref(), Some(&spec.game_id));
+}
+
+#[tokio::test]
+async fn stop_is_graceful_and_start_stop_are_idempotent() {
+    let env = Env::new();
+    let (spec, id) = env.running("1.0.0").await;
+    env.rt
+        .start(&id)
+        .await
+        .expect("starting a running container is Ok");
+
+    env.rt
+        .stop(&id, Duration::from_secs(20))
+        .await
+        .expect("stop");
+    let info = env.rt.inspect(&id).await.expect("inspect");
+    assert_eq!(info.status, "exited");
+    // 0, not 137: the stub handled SIGTERM within the grace period.
+    assert_eq!(info.exit_code, Some(0));
+    assert!(!info.oom_killed);
+    assert!(info.finished_at.is_some());
+    env.rt
+        .stop(&id, Duration::from_secs(1))
+        .await
+        .expect("stopping a stopped container is Ok");
+
+    // Same container again: a second line in the state dir's log.
+    env.rt.start(&id).await.expect("restart");
+    let log = PathBuf::from(&spec.state_path).join("starts.log");
+    poll("second start", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|s| s.lines().count() == 2)
+    })
+    .await;
+    assert!(env.rt.inspect(&id).await.expect("inspect").summary.running);
+}
+
+#[tokio::test]
+async fn a_crash_reports_its_exit_code() {
+    let env = Env::new();
+    let (spec, id) = env.running("1.0.0").await;
+    write_control(&spec, "crash", "42\n");
+    let info = wait_exited(&env.rt, &id).await;
+    assert_eq!(info.exit_code, Some(42));
+    assert!(!info.oom_killed);
+}
+
+#[tokio::test]
+async fn the_broken_image_exits_with_3() {
+    let env = Env::new();
+    let spec = env.spec("broken");
+    let id = env.rt.create(&spec).await.expect("create");
+    env.rt.start(&id).await.expect("start");
+    let info = wait_exited(&env.rt, &id).await;
+    assert_eq!(info.exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn an_oom_kill_is_reported_as_such() {
+    let env = Env::with(|c| c.memory_bytes = 32 * 1024 * 1024);
+    let (spec, id) = env.running("1.0.0").await;
+    write_control(&spec, "oom", "");
+    let info = wait_exited(&env.rt, &id).await;
+    assert!(info.oom_killed, "{info:?}");
+    assert_eq!(info.exit_code, Some(137));
+}
+
+#[tokio::test]
+async fn a_plain_sigkill_is_137_without_oom() {
+    let env = Env::new();
+    let (_spec, id) = env.running("1.0.0").await;
+    docker(&["kill", id.as_str()]).expect("docker kill");
+    let info = wait_exited(&env.rt, &id).await;
+    assert_eq!(info.exit_code, Some(137));
+    assert!(!info.oom_killed, "a SIGKILL is not an OOM kill");
+}
+
+/// Reads events until `done` holds for the collected list.
+async fn collect_events(
+    stream: &mut (impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Unpin),
+    seen: &mut Vec<ContainerEvent>,
+    done: impl Fn(&[ContainerEvent]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done(seen) {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(e))) => seen.push(e),
+            Ok(Some(Err(e))) => panic!("event stream failed: {e}"),
+            Ok(None) => panic!("event stream ended; seen {seen:?}"),
+            Err(_) => panic!("timed out waiting for events; seen {seen:?}"),
+        }
+    }
+}
+
+fn has(seen: &[ContainerEvent], id: &ContainerId, kind: &ContainerEventKind) -> bool {
+    seen.iter()
+        .any(|e| &e.container_id == id && &e.kind == kind)
+}
+
+#[tokio::test]
+async fn events_report_start_die_oom_destroy_of_our_containers_only() {
+    let before = time::OffsetDateTime::now_utc();
+    let env = Env::with(|c| c.memory_bytes = 32 * 1024 * 1024);
+    let other = Env::new();
+    let mut events = Box::pin(env.rt.events(None));
+    let mut other_events = Box::pin(other.rt.events(None));
+
+    let (spec_a, a) = env.running("1.0.0").await;
+    let (spec_b, b) = env.running("1.0.0").await;
+    let (spec_c, c) = other.running("1.0.0").await;
+    write_control(&spec_c, "crash", "9");
+    write_control(&spec_a, "crash", "7");
+    let mut seen = Vec::new();
+    let die_a = ContainerEventKind::Die { exit_code: Some(7) };
+    collect_events(&mut events, &mut seen, |s| has(s, &a, &die_a)).await;
+    assert!(has(&seen, &a, &ContainerEventKind::Start), "{seen:?}");
+    let a_event = seen
+        .iter()
+        .find(|e| e.container_id == a)
+        .expect("an event of a");
+    assert_eq!(a_event.game_id.as_ref(), Some(&spec_a.game_id));
+    assert!(a_event.at >= before - time::Duration::seconds(1));
+
+    // A resubscription with `since` replays what happened (whole seconds).
+    let mut replay = Box::pin(env.rt.events(Some(before)));
+    let mut replayed = Vec::new();
+    collect_events(&mut replay, &mut replayed, |s| has(s, &a, &die_a)).await;
+    drop(replay);
+
+    write_control(&spec_b, "oom", "");
+    let die_b = ContainerEventKind::Die {
+        exit_code: Some(137),
+    };
+    collect_events(&mut events, &mut seen, |s| has(s, &b, &die_b)).await;
+    assert!(
+        has(&seen, &b, &ContainerEventKind::Oom),
+        "oom event before die: {seen:?}"
+    );
+
+    env.rt.remove(&a).await.expect("remove a");
+    env.rt.remove(&b).await.expect("remove b");
+    collect_events(&mut events, &mut seen, |s| {
+        has(s, &a, &ContainerEventKind::Destroy) && has(s, &b, &ContainerEventKind::Destroy)
+    })
+    .await;
+    assert!(
+        seen.iter().all(|e| e.container_id != c),
+        "another owner's events leaked: {seen:?}"
+    );
+
+    // The other owner's stream saw its own container and none of ours.
+    let die_c = ContainerEventKind::Die { exit_code: Some(9) };
+    let mut other_seen = Vec::new();
+    collect_events(&mut other_events, &mut other_seen, |s| has(s, &c, &die_c)).await;
+    assert!(
+        other_seen.iter().all(|e| e.container_id == c),
+        "{other_seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn another_owners_container_is_invisible() {
+    let env = Env::new();
+    let other = Env::new();
+    let (_mine, my_id) = env.running("1.0.0").await;
+    let (theirs, their_id) = other.running("1.0.0").await;
+
+    let listed = env.rt.list(None).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&my_id]
+    );
+    assert!(env
+        .rt
+        .list(Some(&theirs.game_id))
+        .await
+        .expect("list")
+        .is_empty());
+
+    let not_found = |r: Result<(), RuntimeError>, op: &str| {
+        assert!(matches!(r, Err(RuntimeError::NotFound(_))), "{op}: {r:?}");
+    };
+    assert!(matches!(
+        env.rt.inspect(&their_id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    not_found(env.rt.stop(&their_id, Duration::from_secs(1)).await, "stop");
+    not_found(env.rt.start(&their_id).await, "start");
+    not_found(
+        env.rt
+            .rename(&their_id, &format!("{}-x", theirs.name))
+            .await,
+        "rename",
+    );
+    not_found(env.rt.remove(&their_id).await, "remove");
+    // Not even by name.
+    let by_name = ContainerId::new(theirs.name.clone()).expect("non-empty");
+    assert!(matches!(
+        env.rt.inspect(&by_name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+
+    // Untouched: still running under its owner.
+    let info = other.rt.inspect(&their_id).await.expect("their inspect");
+    assert!(info.summary.running);
+    assert_eq!(info.summary.name, theirs.name);
+}
+
+#[tokio::test]
+async fn list_filters_by_game() {
+    let env = Env::new();
+    let g1 = env.spec("1.0.0");
+    let g2 = env.spec("1.1.0");
+    let id1 = env.rt.create(&g1).await.expect("create g1");
+    let id2 = env.rt.create(&g2).await.expect("create g2");
+    let all = env.rt.list(None).await.expect("list");
+    assert_eq!(all.len(), 2);
+    assert!(
+        all.iter().all(|c| !c.running),
+        "created, not started: {all:?}"
+    );
+    let only1 = env.rt.list(Some(&g1.game_id)).await.expect("list g1");
+    assert_eq!(only1.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id1]);
+    assert_eq!(only1[0].image_ref, "rtm.local/engine-stub:1.0.0");
+    let only2 = env.rt.list(Some(&g2.game_id)).await.expect("list g2");
+    assert_eq!(only2.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id2]);
+    // Created, never started: no exit code, no times.
+    let info = env.rt.inspect(&id1).await.expect("inspect");
+    assert_eq!(info.status, "created");
+    assert_eq!(
+        (info.exit_code, info.started_at, info.finished_at),
+        (None, None, None)
+    );
+}
+
+#[tokio::test]
+async fn names_conflict_rename_and_remove() {
+    let env = Env::new();
+    let spec = env.spec("1.0.0");
+    let id = env.rt.create(&spec).await.expect("create");
+    let again = env.rt.create(&spec).await;
+    assert!(matches!(again, Err(RuntimeError::Conflict(_))), "{again:?}");
+
+    let other = env.spec("1.0.0");
+    let other_id = env.rt.create(&other).await.expect("create other");
+    let taken = env.rt.rename(&other_id, &spec.name).await;
+    assert!(matches!(taken, Err(RuntimeError::Conflict(_))), "{taken:?}");
+
+    let parked = spec.game_id.parked_container_name();
+    env.rt.rename(&id, &parked).await.expect("rename");
+    assert_eq!(
+        env.rt.inspect(&id).await.expect("inspect").summary.name,
+        parked
+    );
+    // The canonical name is free again.
+    env.rt
+        .rename(&other_id, &spec.name)
+        .await
+        .expect("rename into the freed name");
+
+    env.rt.remove(&id).await.expect("remove");
+    assert!(matches!(
+        env.rt.inspect(&id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert!(matches!(
+        env.rt.remove(&id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    // The state directory outlives its container.
+    assert!(PathBuf::from(&spec.state_path).is_dir());
+}
+
+#[tokio::test]
+async fn remove_force_removes_a_running_container() {
+    let env = Env::new();
+    let (_spec, id) = env.running("2.0.0").await;
+    env.rt.remove(&id).await.expect("remove");
+    assert!(env.rt.list(None).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn ensure_image_keeps_present_images_and_reports_failed_pulls() {
+    let env = Env::new();
+    let present = ImageRef::parse(&engine_image("1.0.0")).expect("ref");
+    env.rt.ensure_image(&present).await.expect("present image");
+    // Loopback, port 1: the pull fails without any traffic leaving.
+    let absent = ImageRef::parse("127.0.0.1:1/engine:1.0.0").expect("ref");
+    let r = env.rt.ensure_image(&absent).await;
+    assert!(matches!(r, Err(RuntimeError::PullFailed(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_docker_is_unavailable() {
+    let env = Env::new();
+    for host in ["/nonexistent/docker.sock", "tcp://127.0.0.1:1"] {
+        let mut config = env.rt.config().clone();
+        config.host = host.to_owned();
+        let rt = DockerRuntime::new(config).expect("valid config");
+        let r = rt.ping().await;
+        assert!(
+            matches!(r, Err(RuntimeError::Unavailable(_))),
+            "{host} ping: {r:?}"
+        );
+        let r = rt.list(None).await;
+        assert!(
+            matches!(r, Err(RuntimeError::Unavailable(_))),
+            "{host} list: {r:?}"
+        );
+        let r = rt.create(&env.spec("1.0.0")).await;
+        assert!(
+            matches!(r, Err(RuntimeError::Unavailable(_))),
+            "{host} create: {r:?}"
+        );
+        let r = rt
+            .ensure_image(&ImageRef::parse(&engine_image("1.0.0")).expect("ref"))
+            .await;
+        assert!(
+            matches!(r, Err(RuntimeError::Unavailable(_))),
+            "{host} ensure_image: {r:?}"
+        );
+        let first = Box::pin(rt.events(None)).next().await;
+        assert!(
+            matches!(first, Some(Err(RuntimeError::Unavailable(_)))),
+            "{host} events: {first:?}"
+        );
+        // The cause is kept for the logs.
+        if let Err(e) = rt.ping().await {
+            assert!(std::error::Error::source(&e).is_some(), "{host}: no source");
+        }
+    }
+}
+
+/// Removes a network on drop (for the one test that makes its own).
+struct NetworkGuard(String);
+impl Drop for NetworkGuard {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.0]);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_network_is_created_once_even_by_racing_creators() {
+    let name = rtm_testkit::unique("rtmtest-own-net").replace('_', "-");
+    // Declared first, dropped last: after the containers are gone.
+    let _net_guard = NetworkGuard(name.clone());
+    let env = Env::with(|c| c.network = name.clone());
+    // Three runtimes, as three replicas would have: nothing shared in
+    // process, so only Docker (and the adapter's re-check) decides.
+    let rt2 = DockerRuntime::new(env.rt.config().clone()).expect("config");
+    let rt3 = DockerRuntime::new(env.rt.config().clone()).expect("config");
+    let (s1, s2, s3) = (env.spec("1.0.0"), env.spec("1.0.0"), env.spec("1.0.0"));
+    let (r1, r2, r3) = tokio::join!(env.rt.create(&s1), rt2.create(&s2), rt3.create(&s3));
+    let ids = [
+        r1.expect("create 1"),
+        r2.expect("create 2"),
+        r3.expect("create 3"),
+    ];
+    let nets = docker(&["network", "ls", "-q", "--filter", &format!("name=^{name}$")])
+        .expect("network ls");
+    assert_eq!(
+        nets.lines().count(),
+        1,
+        "exactly one network named {name}: {nets:?}"
+    );
+    for id in &ids {
+        env.rt.start(id).await.expect("start");
+        let info = env.rt.inspect(id).await.expect("inspect");
+        assert!(
+            info.ip.is_some(),
+            "address on the created network: {info:?}"
+        );
+    }
+    drop(env);
+}
+
+#[tokio::test]
+async fn bad_specs_and_configs_are_refused() {
+    let env = Env::new();
+    let mut spec = env.spec("1.0.0");
+    spec.state_path = "relative/dir".to_owned();
+    assert!(matches!(
+        env.rt.create(&spec).await,
+        Err(RuntimeError::Other(_))
+    ));
+    let mut config = env.rt.config().clone();
+    config.engine_user = "0:0".to_owned();
+    assert!(
+        DockerRuntime::new(config).is_err(),
+        "root engines are refused"
+    );
+}
