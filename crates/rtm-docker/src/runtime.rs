@@ -343,6 +343,8 @@ fn ok_if_not_modified(r: docker_api::Result<()>, what: &str) -> Result<(), Runti
 
 impl ContainerRuntime for DockerRuntime {
     async fn ping(&self) -> Result<(), RuntimeError> {
+        // `GET /version`, not docker-api's `ping`: the latter fails unless
+        // seven specific headers are present, which a proxy may drop.
         self.docker()
             .version()
             .await

@@ -627,3 +627,93 @@ async fn bad_specs_and_configs_are_refused() {
         "root engines are refused"
     );
 }
+
+/// A Unix-socket proxy to Docker whose connections a test can cut, to see
+/// what the adapter does when Docker goes away mid-stream.
+struct DockerProxy {
+    path: PathBuf,
+    accept: tokio::task::JoinHandle<()>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DockerProxy {
+    fn start() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.sock", rtm_testkit::unique("rtm-proxy")));
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind proxy socket");
+        let upstream = docker_host();
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepted = Arc::clone(&conns);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut docker) = tokio::net::UnixStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut docker).await;
+                    }
+                });
+                accepted.lock().expect("not poisoned").push(conn);
+            }
+        });
+        Self {
+            path,
+            accept,
+            conns,
+        }
+    }
+
+    /// Drops every proxied connection and stops accepting new ones.
+    fn cut(&self) {
+        self.accept.abort();
+        for conn in self.conns.lock().expect("not poisoned").drain(..) {
+            conn.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+#[tokio::test]
+async fn the_event_stream_ends_when_docker_goes_away() {
+    let env = Env::new();
+    let proxy = DockerProxy::start();
+    let mut config = env.rt.config().clone();
+    config.host = proxy.path.display().to_string();
+    let rt = DockerRuntime::new(config).expect("config");
+    rt.ping().await.expect("ping through the proxy");
+
+    let mut events = Box::pin(rt.events(None));
+    let spec = env.spec("1.0.0");
+    let id = rt.create(&spec).await.expect("create");
+    rt.start(&id).await.expect("start");
+    let mut seen = Vec::new();
+    collect_events(&mut events, &mut seen, |s| {
+        has(s, &id, &ContainerEventKind::Start)
+    })
+    .await;
+
+    proxy.cut();
+    // At most one Err (the broken connection, kept as Unavailable), then
+    // the end: the caller resubscribes.
+    let first = tokio::time::timeout(DEADLINE, events.next())
+        .await
+        .expect("stream reacts to the cut");
+    match first {
+        None => {}
+        Some(Err(RuntimeError::Unavailable(_))) => {
+            let end = tokio::time::timeout(DEADLINE, events.next())
+                .await
+                .expect("stream ends");
+            assert!(end.is_none(), "nothing after the error: {end:?}");
+        }
+        other => panic!("expected the end of the stream, got {other:?}"),
+    }
+    let r = rt.ping().await;
+    assert!(matches!(r, Err(RuntimeError::Unavailable(_))), "{r:?}");
+    // The engine kept running: Docker itself was never down.
+    assert!(env.rt.inspect(&id).await.expect("inspect").summary.running);
+}
