@@ -1191,6 +1191,17 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for var in KNOWN_VARIABLES {
+            assert!(
+                doc.contains(&format!("| `{var}` |")),
+                "{var} missing from docs/configuration.md"
+            );
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));

@@ -14,6 +14,14 @@ mod http;
 mod metrics;
 
 fn main() -> std::process::ExitCode {
+    let unknown =
+        config::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
+    if !unknown.is_empty() {
+        eprintln!(
+            "warning: unknown RTM_* variables (typos?): {}",
+            unknown.join(", ")
+        );
+    }
     match config::Config::from_env() {
         Ok(config) => {
             println!("{config:#?}");

@@ -1019,3 +1019,57 @@ async fn recorded_outcomes_are_counted_by_the_domain_telemetry() {
         )]
     );
 }
+
+// ---------------------------------------------------------------- docs
+
+// `test` is actix's test module here, hence the full path of the attribute.
+#[core::prelude::v1::test]
+fn openapi_documents_every_code_and_route() {
+    let doc = include_str!("../../../../docs/openapi.yaml");
+    let enum_start = doc.find("    ErrorCode:").expect("ErrorCode schema");
+    let enum_block = &doc[enum_start..];
+    let enum_block = &enum_block[..enum_block.find("    Error:").expect("next schema")];
+    let listed: Vec<&str> = enum_block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .collect();
+    let all: Vec<&str> = rtm_domain::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(listed, all, "docs/openapi.yaml ErrorCode enum");
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/runtimes/{game_id}",
+        "/api/v1/runtimes/{game_id}/start",
+        "/api/v1/runtimes/{game_id}/stop",
+        "/api/v1/runtimes/{game_id}/restart",
+        "/api/v1/runtimes/{game_id}/patch",
+        "/api/v1/runtimes/{game_id}/operations",
+        "/admin/v1/runtimes",
+        "/admin/v1/runtimes/{game_id}",
+        "/admin/v1/runtimes/{game_id}/start",
+        "/admin/v1/runtimes/{game_id}/stop",
+        "/admin/v1/runtimes/{game_id}/restart",
+        "/admin/v1/runtimes/{game_id}/patch",
+        "/admin/v1/runtimes/{game_id}/operations",
+        "/admin/v1/runtimes/{game_id}/cleanup",
+        "/admin/v1/reconcile",
+        "/admin/v1/operations",
+        "/admin/v1/health",
+    ] {
+        assert!(
+            doc.contains(&format!("\n  {path}:\n")),
+            "{path} missing from docs/openapi.yaml"
+        );
+    }
+    let rest = include_str!("../../../../docs/rest.md");
+    for code in all {
+        assert!(
+            rest.contains(&format!("| `{code}` |")),
+            "{code} missing from docs/rest.md"
+        );
+    }
+}
