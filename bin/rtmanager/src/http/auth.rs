@@ -35,6 +35,15 @@ pub struct Tokens {
     pub admin: Secret,
 }
 
+impl From<&crate::config::HttpConfig> for Tokens {
+    fn from(http: &crate::config::HttpConfig) -> Self {
+        Self {
+            gm: http.gm_token.clone(),
+            admin: http.admin_token.clone(),
+        }
+    }
+}
+
 /// Who presented a valid token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {

@@ -92,6 +92,64 @@ impl<P: Ports> std::fmt::Debug for AppState<P> {
     }
 }
 
+/// The two running listeners (see [`bind_servers`]).
+#[allow(missing_debug_implementations)] // actix's `Server` has no Debug
+pub struct Servers {
+    /// The GM listener; await it (or its handle) to serve.
+    pub gm: actix_web::dev::Server,
+    /// The admin listener.
+    pub admin: actix_web::dev::Server,
+    /// Where the GM listener is bound (useful with port 0 in tests).
+    pub gm_addr: std::net::SocketAddr,
+    pub admin_addr: std::net::SocketAddr,
+}
+
+/// Binds both listeners on `http`'s addresses with the shared `state`.
+///
+/// Signals are left to the caller (`disable_signals`): on SIGTERM it
+/// stops taking work and calls `server.handle().stop(true)`, which
+/// finishes in-flight requests for at most `shutdown_timeout`.
+pub fn bind_servers<P: Ports>(
+    state: web::Data<AppState<P>>,
+    gm_addr: std::net::SocketAddr,
+    admin_addr: std::net::SocketAddr,
+    shutdown_timeout: std::time::Duration,
+) -> std::io::Result<Servers> {
+    use actix_web::{App, HttpServer};
+    // Two workers per listener are plenty: handlers are async and the
+    // work happens in the service, not in HTTP parsing.
+    const WORKERS: usize = 2;
+    let grace = shutdown_timeout.as_secs().max(1);
+    let gm_state = state.clone();
+    let gm = HttpServer::new(move || {
+        App::new()
+            .app_data(gm_state.clone())
+            .configure(gm_routes::<P>)
+    })
+    .workers(WORKERS)
+    .disable_signals()
+    .shutdown_timeout(grace)
+    .bind(gm_addr)?;
+    let admin_state = state;
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_state.clone())
+            .configure(admin_routes::<P>)
+    })
+    .workers(WORKERS)
+    .disable_signals()
+    .shutdown_timeout(grace)
+    .bind(admin_addr)?;
+    let bound = |addrs: Vec<std::net::SocketAddr>, asked| addrs.first().copied().unwrap_or(asked);
+    let (gm_bound, admin_bound) = (bound(gm.addrs(), gm_addr), bound(admin.addrs(), admin_addr));
+    Ok(Servers {
+        gm: gm.run(),
+        admin: admin.run(),
+        gm_addr: gm_bound,
+        admin_addr: admin_bound,
+    })
+}
+
 /// What differs between the two surfaces.
 pub trait Surface: 'static {
     /// `gm` or `admin`: the `surface` label of the HTTP metrics.

@@ -1073,3 +1073,53 @@ fn openapi_documents_every_code_and_route() {
         );
     }
 }
+
+// ---------------------------------------------------------------- real listeners
+
+/// One raw HTTP/1.1 exchange over TCP (no client crate needed).
+async fn raw_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[actix_web::test]
+async fn both_listeners_serve_their_own_surface() {
+    let h = harness();
+    let any = "127.0.0.1:0".parse().expect("addr");
+    let servers = bind_servers(h.state.clone(), any, any, Duration::from_secs(1)).expect("bind");
+    assert_ne!(servers.gm_addr.port(), 0);
+    assert_ne!(servers.gm_addr, servers.admin_addr);
+    let (gm, admin) = (servers.gm.handle(), servers.admin.handle());
+    let gm_task = actix_web::rt::spawn(servers.gm);
+    let admin_task = actix_web::rt::spawn(servers.admin);
+
+    let r = raw_get(servers.gm_addr, "/healthz", None).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = raw_get(servers.admin_addr, "/healthz", None).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = raw_get(servers.gm_addr, "/api/v1/runtimes/g1", Some(GM)).await;
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    assert!(r.contains(r#""code":"not_found""#), "{r}");
+    let r = raw_get(servers.gm_addr, "/admin/v1/runtimes", Some(ADMIN)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 404"),
+        "the admin API is not on the GM port: {r}"
+    );
+    let r = raw_get(servers.admin_addr, "/admin/v1/runtimes", Some(GM)).await;
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let r = raw_get(servers.admin_addr, "/admin/v1/runtimes", Some(ADMIN)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+
+    gm.stop(true).await;
+    admin.stop(true).await;
+    gm_task.await.expect("gm task").expect("gm server");
+    admin_task.await.expect("admin task").expect("admin server");
+}
