@@ -366,7 +366,17 @@ fn sweep_leftovers() {
 
 /// Runs `docker <args>`; `Err` with its stderr when it fails.
 pub fn docker(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker")
+    let mut cmd = Command::new("docker");
+    // The CLI talks to the same engine as the adapters under test.
+    if let Ok(host) = std::env::var("RTM_TEST_DOCKER_HOST") {
+        let url = if host.starts_with('/') {
+            format!("unix://{host}")
+        } else {
+            host
+        };
+        cmd.env("DOCKER_HOST", url);
+    }
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .output()

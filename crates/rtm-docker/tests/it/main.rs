@@ -640,7 +640,8 @@ impl DockerProxy {
     fn start() -> Self {
         let path = std::env::temp_dir().join(format!("{}.sock", rtm_testkit::unique("rtm-proxy")));
         let listener = tokio::net::UnixListener::bind(&path).expect("bind proxy socket");
-        let upstream = docker_host();
+        let host = docker_host();
+        let upstream = host.strip_prefix("unix://").unwrap_or(&host).to_owned();
         let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
         let accepted = Arc::clone(&conns);
         let accept = tokio::spawn(async move {
