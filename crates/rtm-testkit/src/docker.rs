@@ -167,13 +167,13 @@ impl DirLock {
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // The holder may not have written its pid yet; only an
-                    // unreadable-for-long or dead holder is stale.
-                    if let Ok(pid) = fs::read_to_string(path.join("pid")) {
-                        if !pid_alive(pid.trim()) {
-                            let _ = fs::remove_dir_all(path);
-                            continue;
-                        }
+                    if Self::is_stale(path) {
+                        // Two waiters may both judge it stale and one may
+                        // then remove the other's fresh lock. The worst
+                        // outcome is two concurrent builds, one of which
+                        // may fail; that needs a killed run *and* a race.
+                        let _ = fs::remove_dir_all(path);
+                        continue;
                     }
                     if Instant::now() >= deadline {
                         bail!("timed out waiting for lock {}", path.display());
@@ -184,6 +184,21 @@ impl DirLock {
                     return Err(e).with_context(|| format!("creating lock {}", path.display()))
                 }
             }
+        }
+    }
+}
+
+impl DirLock {
+    /// A lock whose holder is dead, or that never got a pid file within
+    /// 10 s of its creation (the holder died in between).
+    fn is_stale(path: &Path) -> bool {
+        match fs::read_to_string(path.join("pid")) {
+            Ok(pid) => !pid_alive(pid.trim()),
+            Err(_) => fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(10)),
         }
     }
 }
