@@ -1,35 +1,49 @@
-//! The `rtmanager` binary: reads the configuration, wires the adapters
-//! into the domain and serves the REST surfaces.
-//!
-//! Placeholder wiring (HTTP engineer): the lead engineer replaces `main`
-//! with the real start-up; the modules below are complete.
+//! The `rtmanager` binary: reads and validates the configuration, sets up
+//! logging, starts the application and shuts it down gracefully on
+//! SIGTERM/SIGINT (exit 0; engines keep running).
 
-// ---- HTTP engineer's modules (config, REST surfaces, metrics) ----
-// Not all of their API is used until the lead's wiring lands.
-#[allow(dead_code)]
-mod config;
-#[allow(dead_code)]
-mod http;
-#[allow(dead_code)]
-mod metrics;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
+use rtmanager::{app, config};
+
+fn main() -> ExitCode {
+    let config = match config::Config::from_env() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("rtmanager: invalid configuration\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    app::init_tracing(config.log_format);
     let unknown =
         config::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
     if !unknown.is_empty() {
-        eprintln!(
-            "warning: unknown RTM_* variables (typos?): {}",
-            unknown.join(", ")
-        );
+        tracing::warn!(variables = %unknown.join(", "), "unknown RTM_* variables (typos?)");
     }
-    match config::Config::from_env() {
-        Ok(config) => {
-            println!("{config:#?}");
-            std::process::ExitCode::SUCCESS
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtmanager: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-        Err(errors) => {
-            eprintln!("{errors}");
-            std::process::ExitCode::from(2)
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "rtmanager stopped on an error");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let app = app::start(config).await?;
+    app::wait_for_signal().await;
+    tracing::info!("shutdown signal received; finishing in-flight work");
+    app.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -1,0 +1,519 @@
+//! Wiring: the production adapters plugged into the domain, the REST
+//! listeners, the Lobby consumer and the background workers, and the
+//! graceful shutdown of all of it.
+//!
+//! `start` returns once everything listens; `RunningApp::shutdown` stops
+//! taking work (HTTP listeners, stream reads, worker ticks), lets in-flight
+//! operations finish within `RTM_SHUTDOWN_TIMEOUT`, and abandons the rest
+//! cleanly (they are atomic; the reconciler repairs what Docker kept).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use anyhow::Context;
+use rtm_docker::{DockerConfig, DockerRuntime};
+use rtm_domain::health::{HealthConfig, HealthMonitor};
+use rtm_domain::ports::{Adapters, ContainerRuntime, HealthOutbox, Ports, UnitOfWork};
+use rtm_domain::service::{OperationError, OperationOutcome, OperationRequest, RuntimeService};
+use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
+use rtm_probe::{HttpProbe, ProbeConfig};
+use rtm_redis::{
+    CommandHandler, HealthStreamConfig, LobbyConfig, LobbyConsumer, RedisHealthPublisher,
+};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::clock::SystemClock;
+use crate::config::{Config, DockerHost, LogFormat};
+use crate::http::{self, probe_fn, AppState, DependencyStatus, Readiness, Tokens};
+use crate::metrics::{Metrics, WorkerResult};
+use crate::workers::{self, PassObserver, Shutdown, ShutdownTrigger};
+
+/// The production adapter set.
+#[derive(Debug)]
+pub struct Prod;
+
+impl Ports for Prod {
+    type Store = PgStore;
+    type Locks = PgLocks;
+    type Runtime = DockerRuntime;
+    type Probe = HttpProbe;
+    type Clock = SystemClock;
+    type Telemetry = Metrics;
+}
+
+/// A started application.
+#[allow(missing_debug_implementations)] // actix's server handles have no Debug
+pub struct RunningApp {
+    /// Where the GM surface listens (the real port when 0 was asked).
+    pub gm_addr: std::net::SocketAddr,
+    /// Where the admin surface listens.
+    pub admin_addr: std::net::SocketAddr,
+    /// The domain service, for tests that want to drive it directly.
+    pub service: Arc<RuntimeService<Prod>>,
+    trigger: ShutdownTrigger,
+    servers: Vec<actix_web::dev::ServerHandle>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    shutdown_timeout: Duration,
+}
+
+/// The Lobby consumer's handler: the domain service itself.
+struct ServiceHandler(Arc<RuntimeService<Prod>>);
+
+impl CommandHandler for ServiceHandler {
+    fn handle(
+        &self,
+        req: OperationRequest,
+    ) -> impl std::future::Future<Output = Result<OperationOutcome, OperationError>> + Send {
+        let service = self.0.clone();
+        async move { service.execute(req).await }
+    }
+}
+
+impl PassObserver for Metrics {
+    fn pass_finished(&self, worker: &'static str, ok: bool, _elapsed: Duration) {
+        self.worker_run(
+            worker,
+            if ok {
+                WorkerResult::Ok
+            } else {
+                WorkerResult::Error
+            },
+        );
+    }
+}
+
+/// Sets up `tracing` (text or JSON lines, `RUST_LOG` filter, info default).
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn pg_config(config: &Config) -> PgConfig {
+    let mut pg = PgConfig::new(config.database.url.expose(), config.database.schema.clone());
+    pg.pool_size = config.database.pool_size;
+    pg
+}
+
+fn docker_config(config: &Config) -> DockerConfig {
+    let d = &config.docker;
+    let host = match &d.host {
+        DockerHost::Unix(path) => path.display().to_string(),
+        DockerHost::Tcp { host, port } => format!("tcp://{host}:{port}"),
+    };
+    DockerConfig {
+        host,
+        owner: config.owner.clone(),
+        network: d.network.clone(),
+        engine_user: format!("{}:{}", d.engine.user.uid, d.engine.user.gid),
+        memory_bytes: d.engine.memory_bytes,
+        nano_cpus: d.engine.nano_cpus,
+        engine_port: d.engine.port,
+        state_mount: d.engine.state_mount.clone(),
+        // Docker's json-file driver reads a plain number as bytes.
+        log_max_size: d.engine.log_max_size.to_string(),
+        log_max_files: d.engine.log_max_files,
+    }
+}
+
+fn health_config(config: &Config) -> HealthConfig {
+    let h = &config.health;
+    HealthConfig {
+        probe_failures: h.probe_failures,
+        probe_concurrency: h.probe_concurrency,
+        // Spread one pass's probes over most of the interval.
+        probe_spread: (h.probe_interval * 4 / 5).min(Duration::from_secs(30)),
+        snapshot_refresh: h.inspect_interval,
+        engine_port: config.docker.engine.port,
+        ..HealthConfig::default()
+    }
+}
+
+/// Applies the migrations, retrying while PostgreSQL is not reachable yet
+/// (a replica often starts before its database): up to ~60 s.
+async fn migrate_on_start(pg: &PgConfig) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempts = 0;
+    loop {
+        match rtm_postgres::migrate(pg).await {
+            Ok(report) => {
+                info!(?report, "migrations applied");
+                return Ok(());
+            }
+            Err(e) if attempts < 20 => {
+                warn!(error = %e, "migrations could not run yet; retrying");
+                attempts += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("applying migrations (RTM_MIGRATE_ON_START)"),
+        }
+    }
+}
+
+/// Starts everything; returns once the listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
+    let pg = pg_config(&config);
+    if config.database.migrate_on_start {
+        migrate_on_start(&pg).await?;
+    }
+    let store = PgStore::new(&pg).context("PostgreSQL pool")?;
+    let locks = PgLocks::new(&pg).context("PostgreSQL locks")?;
+    let leader = PgLeader::new(&pg).context("PostgreSQL leader election")?;
+    let runtime = DockerRuntime::new(docker_config(&config)).context("Docker client")?;
+    let probe = HttpProbe::new(ProbeConfig {
+        path: config.health.probe_path.clone(),
+        timeout: config.health.probe_timeout,
+    });
+    let metrics = Metrics::new().context("metrics registry")?;
+    let adapters = Adapters::<Prod> {
+        store: store.clone(),
+        locks,
+        runtime: runtime.clone(),
+        probe,
+        clock: SystemClock,
+        telemetry: metrics.clone(),
+    };
+    let service = Arc::new(RuntimeService::new(
+        adapters.clone(),
+        config.service_config(),
+    ));
+    let monitor = Arc::new(HealthMonitor::new(adapters, health_config(&config)));
+
+    let redis_url = config.redis.url.expose();
+    let publisher = RedisHealthPublisher::new(
+        redis_url,
+        HealthStreamConfig::new(config.health.stream.clone(), config.health.stream_maxlen),
+    )
+    .context("Redis health publisher")?;
+    let mut lobby = LobbyConfig::new(
+        config.lobby.stream.clone(),
+        config.lobby.group.clone(),
+        config.instance_id.clone(),
+    );
+    lobby.claim_idle = config.lobby.claim_idle;
+    lobby.max_deliveries = u64::from(config.lobby.max_deliveries);
+    lobby.concurrency = config.lobby.concurrency;
+    let consumer = LobbyConsumer::new(redis_url, lobby, ServiceHandler(service.clone()))
+        .context("Redis Lobby consumer")?;
+    let lobby_stats = consumer.stats();
+
+    let readiness = Readiness::new(
+        vec![
+            probe_fn("postgres", {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move {
+                        let status = DependencyStatus::from_result(store.ping().await);
+                        match store.pending_count().await {
+                            Ok(n) => status.with("health_outbox_pending", n),
+                            Err(_) => status,
+                        }
+                    }
+                }
+            }),
+            probe_fn("redis", {
+                let publisher = publisher.clone();
+                let stats = lobby_stats.clone();
+                move || {
+                    let publisher = publisher.clone();
+                    let stats = stats.clone();
+                    async move {
+                        let mut status = DependencyStatus::from_result(publisher.ping().await)
+                            .with("lobby_consumer_connected", stats.connected())
+                            .with("lobby_dead_lettered", stats.dead_lettered());
+                        if let Ok(Some(info)) = stats.group_info().await {
+                            status = status
+                                .with("lobby_pending", info.pending)
+                                .with("lobby_lag", info.lag);
+                        }
+                        status
+                    }
+                }
+            }),
+            probe_fn("docker", {
+                let runtime = runtime.clone();
+                move || {
+                    let runtime = runtime.clone();
+                    async move { DependencyStatus::from_result(runtime.ping().await) }
+                }
+            }),
+        ],
+        http::DEFAULT_CHECK_TIMEOUT,
+    );
+    let state = web::Data::new(AppState::new(
+        service.clone(),
+        store.clone(),
+        Tokens::from(&config.http),
+        readiness,
+        metrics.clone(),
+    ));
+    let servers = http::bind_servers(
+        state,
+        config.http.gm_addr,
+        config.http.admin_addr,
+        config.shutdown_timeout,
+    )
+    .context("binding the HTTP listeners")?;
+
+    let (trigger, shutdown) = workers::shutdown_pair();
+    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+    let server_handles = vec![servers.gm.handle(), servers.admin.handle()];
+    let (gm_addr, admin_addr) = (servers.gm_addr, servers.admin_addr);
+    tasks.push((
+        "http-gm",
+        tokio::spawn(async move {
+            if let Err(e) = servers.gm.await {
+                warn!(error = %e, "GM listener stopped");
+            }
+        }),
+    ));
+    tasks.push((
+        "http-admin",
+        tokio::spawn(async move {
+            if let Err(e) = servers.admin.await {
+                warn!(error = %e, "admin listener stopped");
+            }
+        }),
+    ));
+
+    // The Lobby consumer runs on every replica (the consumer group shares
+    // the entries out).
+    tasks.push(("lobby", {
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = consumer.run(async move { stop.wait().await }).await {
+                warn!(error = %e, "Lobby consumer stopped");
+            }
+        })
+    }));
+
+    spawn_workers(
+        &config,
+        &mut tasks,
+        &shutdown,
+        &leader,
+        &service,
+        &monitor,
+        &publisher,
+        &metrics,
+        store,
+        lobby_stats,
+    );
+
+    info!(
+        gm = %gm_addr, admin = %admin_addr, instance = %config.instance_id, owner = %config.owner,
+        "rtmanager started"
+    );
+    Ok(RunningApp {
+        gm_addr,
+        admin_addr,
+        service,
+        trigger,
+        servers: server_handles,
+        tasks,
+        shutdown_timeout: config.shutdown_timeout,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_workers(
+    config: &Config,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+    shutdown: &Shutdown,
+    leader: &PgLeader,
+    service: &Arc<RuntimeService<Prod>>,
+    monitor: &Arc<HealthMonitor<Prod>>,
+    publisher: &RedisHealthPublisher,
+    metrics: &Metrics,
+    store: PgStore,
+    lobby_stats: rtm_redis::LobbyStats,
+) {
+    let w = &config.workers;
+    let h = &config.health;
+    let jitter = |d: Duration| d / 10;
+
+    macro_rules! periodic {
+        ($name:literal, $interval:expr, $body:expr) => {{
+            let interval: Duration = $interval;
+            tasks.push((
+                $name,
+                tokio::spawn(workers::periodic(
+                    $name,
+                    leader.clone(),
+                    interval,
+                    jitter(interval),
+                    shutdown.clone(),
+                    metrics.clone(),
+                    $body,
+                )),
+            ));
+        }};
+    }
+
+    let svc = service.clone();
+    periodic!("reconcile", w.reconcile_interval, move || {
+        let svc = svc.clone();
+        async move {
+            svc.reconcile()
+                .await
+                .map(|s| {
+                    if s.changed() {
+                        format!("{s:?}")
+                    } else {
+                        String::new()
+                    }
+                })
+                .map_err(|e| e.to_string())
+        }
+    });
+    let svc = service.clone();
+    let retention = w.stopped_retention;
+    periodic!("cleanup", w.cleanup_interval, move || {
+        let svc = svc.clone();
+        async move {
+            svc.cleanup_expired(retention)
+                .await
+                .map(|s| format!("{s:?}"))
+                .map_err(|e| e.to_string())
+        }
+    });
+    let mon = monitor.clone();
+    periodic!("inspect", h.inspect_interval, move || {
+        let mon = mon.clone();
+        async move {
+            mon.inspect_pass()
+                .await
+                .map(|s| format!("{s:?}"))
+                .map_err(|e| e.to_string())
+        }
+    });
+    let mon = monitor.clone();
+    periodic!("probe", h.probe_interval, move || {
+        let mon = mon.clone();
+        async move {
+            mon.probe_pass()
+                .await
+                .map(|s| format!("{s:?}"))
+                .map_err(|e| e.to_string())
+        }
+    });
+    // The relay polls the outbox often: a health change should reach the
+    // stream within about a second.
+    let mon = monitor.clone();
+    let relay_publisher = publisher.clone();
+    let relay_metrics = metrics.clone();
+    let relay_store = store.clone();
+    periodic!("relay", Duration::from_millis(500), move || {
+        let mon = mon.clone();
+        let publisher = relay_publisher.clone();
+        let metrics = relay_metrics.clone();
+        let store = relay_store.clone();
+        async move {
+            let result = mon.relay_once(&publisher).await;
+            if let Ok(n) = store.pending_count().await {
+                metrics.set_health_outbox_pending(n);
+            }
+            result
+                .map(|n| {
+                    if n > 0 {
+                        format!("published {n}")
+                    } else {
+                        String::new()
+                    }
+                })
+                .map_err(|e| e.to_string())
+        }
+    });
+
+    let mon = monitor.clone();
+    tasks.push((
+        "events",
+        tokio::spawn(workers::long_running(
+            "events",
+            leader.clone(),
+            shutdown.clone(),
+            move |stop| {
+                let mon = mon.clone();
+                async move {
+                    let stats = mon.follow_events(stop).await;
+                    info!(?stats, "event follower stopped");
+                }
+            },
+        )),
+    ));
+
+    // Per-replica gauges: this consumer's view of the group.
+    let mut stop = shutdown.clone();
+    let metrics = metrics.clone();
+    tasks.push((
+        "gauges",
+        tokio::spawn(async move {
+            let seen = AtomicU64::new(0);
+            loop {
+                if let Ok(Some(info)) = lobby_stats.group_info().await {
+                    metrics.set_lobby_backlog(info.lag.unwrap_or(0), info.pending);
+                }
+                let dead = lobby_stats.dead_lettered();
+                for _ in seen.swap(dead, Ordering::Relaxed)..dead {
+                    metrics.lobby_dead_letter();
+                }
+                if !stop.sleep(Duration::from_secs(5)).await {
+                    return;
+                }
+            }
+        }),
+    ));
+}
+
+impl RunningApp {
+    /// Graceful shutdown: stop taking work, let in-flight work finish for
+    /// at most `RTM_SHUTDOWN_TIMEOUT`, abandon the rest.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        let stops = self.servers.iter().map(|h| h.stop(true));
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(stops)).await;
+        for (name, task) in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                warn!(
+                    task = name,
+                    "did not stop in time; abandoned (the reconciler repairs)"
+                );
+                abort.abort();
+            }
+        }
+    }
+}

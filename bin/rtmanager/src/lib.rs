@@ -1,0 +1,10 @@
+//! The Runtime Manager service as a library, so the end-to-end tests can
+//! start the real application in-process (`app::start`) against real
+//! PostgreSQL, Redis and Docker. `main.rs` is a thin shell around it.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod workers;
