@@ -1,0 +1,301 @@
+//! `spawn_app()` and the helpers every end-to-end test uses.
+
+#![allow(dead_code)] // each test module uses a different subset
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use rtm_testkit::docker::{ensure_engine_images, shared_network, OwnerGuard, TestNetwork};
+use rtm_testkit::pg::TestDb;
+use rtmanager::app::{self, RunningApp};
+use rtmanager::config::Config;
+use serde_json::Value;
+
+pub const GM_TOKEN: &str = "test-gm-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// `rtm.local/engine-stub:<tag>` (built when missing).
+pub fn image(tag: &str) -> String {
+    rtm_testkit::docker::engine_image(tag)
+}
+
+/// A running rtmanager and everything it owns. Dropping it removes the
+/// test's containers, schema and state directory (the app's tasks end with
+/// the test's runtime; call [`TestApp::stop`] for a graceful stop).
+pub struct TestApp {
+    pub app: Option<RunningApp>,
+    pub gm: String,
+    pub admin: String,
+    pub vars: HashMap<String, String>,
+    pub lobby_stream: String,
+    pub health_stream: String,
+    pub db: TestDb,
+    // Declared before `network`: containers go before their network.
+    pub owner: OwnerGuard,
+    pub network: Arc<TestNetwork>,
+    keys: rtm_testkit::redis::KeyGuard,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Starts rtmanager with test settings (fast health intervals, reconcile
+/// and TTL cleanup effectively only at start).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with `tweak` editing the `RTM_*` variables first.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    init_logs();
+    tokio::task::spawn_blocking(ensure_engine_images)
+        .await
+        .expect("engine images");
+    let db = TestDb::new().await;
+    let owner = OwnerGuard::new();
+    let network = shared_network();
+    let mut keys = rtm_testkit::redis::KeyGuard::new(&rtm_testkit::redis::redis_url());
+    let lobby_stream = keys.unique_key("e2e_lobby");
+    keys.key(format!("{lobby_stream}:dead"));
+    let health_stream = keys.unique_key("e2e_health");
+    let mut vars: HashMap<String, String> = [
+        ("RTM_DATABASE_URL", db.url().to_owned()),
+        ("RTM_DATABASE_SCHEMA", db.schema().to_owned()),
+        ("RTM_MIGRATE_ON_START", "true".into()),
+        ("RTM_REDIS_URL", rtm_testkit::redis::redis_url()),
+        ("RTM_HTTP_ADDR", "127.0.0.1:0".into()),
+        ("RTM_ADMIN_HTTP_ADDR", "127.0.0.1:0".into()),
+        ("RTM_GM_TOKEN", GM_TOKEN.into()),
+        ("RTM_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("RTM_IMAGE_ALLOWLIST", "rtm.local/engine-stub".into()),
+        ("RTM_OWNER", owner.owner().to_owned()),
+        ("RTM_INSTANCE_ID", format!("{}-a", owner.owner())),
+        ("RTM_DOCKER_NETWORK", network.name().to_owned()),
+        ("RTM_STATE_ROOT", owner.state_root().display().to_string()),
+        ("RTM_LOBBY_STREAM", lobby_stream.clone()),
+        ("RTM_HEALTH_STREAM", health_stream.clone()),
+        ("RTM_PROBE_INTERVAL", "500ms".into()),
+        ("RTM_PROBE_TIMEOUT", "1s".into()),
+        ("RTM_INSPECT_INTERVAL", "1s".into()),
+        ("RTM_RECONCILE_INTERVAL", "1h".into()),
+        ("RTM_CLEANUP_INTERVAL", "1h".into()),
+        ("RTM_STOP_TIMEOUT", "5s".into()),
+        ("RTM_PATCH_HEALTH_TIMEOUT", "10s".into()),
+        ("RTM_SHUTDOWN_TIMEOUT", "10s".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    tweak(&mut vars);
+    let mut test = TestApp {
+        app: None,
+        gm: String::new(),
+        admin: String::new(),
+        vars,
+        lobby_stream,
+        health_stream,
+        db,
+        owner,
+        network,
+        keys,
+    };
+    test.start().await;
+    test
+}
+
+impl TestApp {
+    /// Starts (or starts again) the application with `self.vars`.
+    pub async fn start(&mut self) {
+        assert!(self.app.is_none(), "already running");
+        let config = Config::from_map(&self.vars, None)
+            .unwrap_or_else(|e| panic!("test configuration: {e}"));
+        let app = app::start(config).await.expect("rtmanager starts");
+        self.gm = format!("http://{}", app.gm_addr);
+        self.admin = format!("http://{}", app.admin_addr);
+        self.app = Some(app);
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+
+    pub fn app(&self) -> &RunningApp {
+        self.app.as_ref().expect("running")
+    }
+
+    /// `GET <gm>/api/v1/runtimes/{game}`: `(status, body)`.
+    pub async fn runtime(&self, game: &str) -> (u16, Value) {
+        gm_get(self, &format!("/api/v1/runtimes/{game}")).await
+    }
+
+    /// POST to the GM surface: `(status, body)`.
+    pub async fn gm_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(
+            "POST",
+            &format!("{}{path}", self.gm),
+            Some(GM_TOKEN),
+            body,
+            &[],
+        )
+        .await
+    }
+
+    /// POST to the admin surface.
+    pub async fn admin_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(
+            "POST",
+            &format!("{}{path}", self.admin),
+            Some(ADMIN_TOKEN),
+            body,
+            &[],
+        )
+        .await
+    }
+
+    /// GET on the admin surface.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        call(
+            "GET",
+            &format!("{}{path}", self.admin),
+            Some(ADMIN_TOKEN),
+            None,
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /api/v1/runtimes/{game}/start` with `image_ref`.
+    pub async fn start_game(&self, game: &str, image_ref: &str) -> (u16, Value) {
+        self.gm_post(
+            &format!("/api/v1/runtimes/{game}/start"),
+            Some(serde_json::json!({ "image_ref": image_ref })),
+        )
+        .await
+    }
+
+    /// Rows of `operation_log` for `game`, oldest first, read directly.
+    pub async fn operation_rows(&self, game: &str) -> Vec<tokio_postgres::Row> {
+        let client = self.db.admin_client().await.expect("admin client");
+        client
+            .query(
+                "SELECT * FROM operation_log WHERE game_id = $1 ORDER BY id",
+                &[&game],
+            )
+            .await
+            .expect("operation rows")
+    }
+
+    /// Ids of this test's containers for `game` (`docker ps -a`).
+    pub fn containers(&self, game: &str) -> Vec<String> {
+        rtm_testkit::docker::docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=rtm.owner={}", self.owner.owner()),
+            "--filter",
+            &format!("label=rtm.game_id={game}"),
+        ])
+        .expect("docker ps")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// The host state directory of `game`.
+    pub fn state_dir(&self, game: &str) -> std::path::PathBuf {
+        self.owner.state_root().join(game)
+    }
+}
+
+/// GET on the GM surface.
+pub async fn gm_get(app: &TestApp, path: &str) -> (u16, Value) {
+    call(
+        "GET",
+        &format!("{}{path}", app.gm),
+        Some(GM_TOKEN),
+        None,
+        &[],
+    )
+    .await
+}
+
+/// One HTTP request; returns the status and the JSON body (`Null` when the
+/// body is empty or not JSON).
+pub async fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let (status, text) = call_raw(method, url, token, body.map(|b| b.to_string()), headers).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One HTTP request with a raw body; returns the status and the body text.
+pub async fn call_raw(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(hyper::Body::from(body.unwrap_or_default()))
+        .expect("request");
+    let client = hyper::Client::new();
+    let resp = tokio::time::timeout(Duration::from_secs(120), client.request(req))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url} timed out"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let bytes = hyper::body::to_bytes(resp.into_body())
+        .await
+        .expect("response body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Polls `probe` every 100 ms until it yields `Some`, failing the test with
+/// `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
