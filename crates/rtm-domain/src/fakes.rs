@@ -283,6 +283,12 @@ impl OperationLog for MemStore {
     ) -> impl Future<Output = Result<Vec<OperationEntry>, StoreError>> + Send {
         let s = lock(&self.inner);
         let r = s.check_up().map(|()| {
+            let cursor = query.before_id.and_then(|b| {
+                s.operations
+                    .iter()
+                    .find(|o| o.id == b)
+                    .map(|o| (o.started_at, o.id))
+            });
             let mut rows: Vec<OperationEntry> = s
                 .operations
                 .iter()
@@ -291,7 +297,13 @@ impl OperationLog for MemStore {
                 .filter(|o| query.outcome.is_none_or(|x| o.outcome == x))
                 .filter(|o| query.source.is_none_or(|x| o.source == x))
                 .filter(|o| query.since.is_none_or(|t| o.started_at >= t))
-                .filter(|o| query.before_id.is_none_or(|b| o.id < b))
+                .filter(|o| {
+                    // Same contract as the adapter: strictly after the
+                    // cursor row in (started_at DESC, id DESC) order.
+                    query.before_id.is_none_or(|b| {
+                        cursor.is_some_and(|(t, id)| (o.started_at, o.id) < (t, id))
+                    })
+                })
                 .cloned()
                 .collect();
             rows.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));

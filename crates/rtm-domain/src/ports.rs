@@ -41,7 +41,11 @@ pub struct OperationQuery {
     pub source: Option<OpSource>,
     /// Only rows that started at or after this instant.
     pub since: Option<OffsetDateTime>,
-    /// Keyset cursor: only rows with an `id` strictly below this one.
+    /// Keyset cursor: the `id` of the last row of the previous page; only
+    /// rows that sort strictly after it in `(started_at DESC, id DESC)`
+    /// order are returned. (Comparing ids alone would skip a row whose
+    /// operation started earlier but committed later.) An id that names no
+    /// row yields an empty page.
     pub before_id: Option<i64>,
     pub limit: u32,
 }

@@ -204,7 +204,13 @@ impl OperationLog for PgStore {
             sql += &format!(" AND started_at >= {}", p.push(since));
         }
         if let Some(before) = q.before_id {
-            sql += &format!(" AND id < {}", p.push(before));
+            // Page by the sort key itself, (started_at, id), so a row that
+            // started earlier but committed later (a higher id) is never
+            // skipped or repeated at a page boundary.
+            sql += &format!(
+                " AND (started_at, id) < (SELECT started_at, id FROM operation_log WHERE id = {})",
+                p.push(before)
+            );
         }
         sql += &format!(
             " ORDER BY started_at DESC, id DESC LIMIT {}",

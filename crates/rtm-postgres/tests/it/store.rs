@@ -198,23 +198,41 @@ async fn operations_roundtrip_filter_and_page_newest_first() {
     let read = s.list_operations(&all).await.unwrap();
     assert!(entries.iter().all(|e| read.contains(e)));
 
-    // Keyset: rows with id strictly below the cursor, same order.
+    // Keyset: the rows after the cursor row in (started_at DESC, id DESC)
+    // order. ids[2] started later than ids[3] but has a lower id: comparing
+    // ids alone would repeat it here.
     assert_eq!(
         list(OperationQuery {
             before_id: Some(ids[3]),
             ..all.clone()
         })
         .await,
-        vec![ids[2], ids[1], ids[0]]
+        vec![ids[1], ids[0], ids[4]]
     );
-    assert_eq!(
-        list(OperationQuery {
+    // Walking pages of two yields the full order, each row exactly once.
+    let mut walked = vec![];
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = list(OperationQuery {
             limit: 2,
+            before_id: cursor,
             ..all.clone()
         })
-        .await,
-        vec![ids[2], ids[3]]
-    );
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().copied();
+        walked.extend(page);
+    }
+    assert_eq!(walked, vec![ids[2], ids[3], ids[1], ids[0], ids[4]]);
+    // A cursor naming no row yields an empty page, not everything.
+    assert!(list(OperationQuery {
+        before_id: Some(i64::MAX),
+        ..all.clone()
+    })
+    .await
+    .is_empty());
 
     let g1 = OperationQuery {
         game_id: Some(gid("g1")),
@@ -258,7 +276,9 @@ async fn operations_roundtrip_filter_and_page_newest_first() {
             kind: Some(OpKind::Restart),
             source: Some(OpSource::AdminRest),
             since: Some(t(20)),
-            before_id: Some(ids[4]),
+            // The newest row (started at 30) as the cursor: the restart
+            // (started at 20) follows it.
+            before_id: Some(ids[2]),
             ..g1
         })
         .await,
