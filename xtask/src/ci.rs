@@ -18,6 +18,9 @@ pub fn run(args: &[String]) -> Result<()> {
     step("cargo xtask provision", || db::provision(&[]))?;
     step("cargo xtask migrate", || db::migrate(&[]))?;
     step("cargo xtask engine-image", || engine_image::run(&[]))?;
+    step("the domain crate depends on no I/O crate", || {
+        domain_is_pure(&root)
+    })?;
     for args in [
         &["fmt", "--all", "--", "--check"][..],
         &[
@@ -36,6 +39,57 @@ pub fn run(args: &[String]) -> Result<()> {
         step(&line, || cargo(&root, args))?;
     }
     println!("==> ci: all steps passed");
+    Ok(())
+}
+
+/// Crates that do I/O (drivers, runtimes, HTTP) and must never reach the
+/// domain's dependency tree: it is embedded in other services as a pure
+/// library.
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "tokio-postgres",
+    "deadpool-postgres",
+    "postgres-protocol",
+    "refinery",
+    "docker-api",
+    "fred",
+    "redis",
+    "actix-web",
+    "hyper",
+    "reqwest",
+    "mio",
+];
+
+fn domain_is_pure(root: &std::path::Path) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "rtm-domain",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(root)
+        .output()
+        .context("cargo tree")?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| IO_CRATES.contains(name))
+        .collect();
+    if !found.is_empty() {
+        bail!("rtm-domain depends on I/O crates: {}", found.join(", "));
+    }
     Ok(())
 }
 
