@@ -1,0 +1,136 @@
+//! Redis restarted mid-stream (with AOF persistence): the app keeps serving
+//! REST while Redis is down and reports it in `/readyz`, reconnects by
+//! itself, processes every entry exactly once, and publishes the health
+//! changes it recorded meanwhile once Redis is back.
+
+use std::time::Duration;
+
+use rtm_testkit::redis::RedisServer;
+
+use super::*;
+
+async fn readyz(app: &TestApp) -> (u16, Json) {
+    call("GET", &format!("{}/readyz", app.gm), None, None, &[]).await
+}
+
+/// Health events of `game` with `event_type` on the app's health stream.
+async fn health_events(lobby: &Lobby, stream: &str, game: &str, kind: &str) -> usize {
+    rtm_testkit::redis::xrange(&lobby.client, stream)
+        .await
+        .iter()
+        .filter(|(_, f)| {
+            f.iter().any(|(k, v)| k == "game_id" && v == game)
+                && f.iter().any(|(k, v)| k == "event_type" && v == kind)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--save", ""]);
+    let url = redis.url();
+    let app = spawn_app_with(|v| {
+        v.insert("RTM_REDIS_URL".into(), url.clone());
+    })
+    .await;
+    let lobby = Lobby::new(&app).await;
+    let v1 = image("1.0.0");
+    let (g1, g2, g3) = ("redis-g1", "redis-g2", "redis-g3");
+    let mut ids = vec![lobby.start(g1, &v1).await, lobby.start(g2, &v1).await];
+    wait_rows(&app, 2, Duration::from_secs(60)).await;
+    lobby.wait_drained(Duration::from_secs(20)).await;
+    // g1 healthy, and that change published, before the outage.
+    wait_for(
+        "g1 healthy on the stream",
+        Duration::from_secs(30),
+        || async {
+            (health_events(&lobby, &app.health_stream, g1, "healthy").await == 1).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Redis goes down.
+    tokio::task::block_in_place(|| redis.stop());
+    let body = wait_for("/readyz 503", Duration::from_secs(20), || async {
+        let (status, body) = readyz(&app).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(body["dependencies"]["redis"]["ok"], false, "{body}");
+    assert_eq!(body["dependencies"]["postgres"]["ok"], true, "{body}");
+    assert_eq!(body["dependencies"]["docker"]["ok"], true, "{body}");
+    // REST keeps serving.
+    assert_runtime(&app, g1, "running", &v1).await;
+
+    // g1's engine crashes while Redis is down: recorded, not yet published.
+    std::fs::write(app.state_dir(g1).join("crash"), "7").expect("crash file");
+    wait_for("g1 exited", Duration::from_secs(30), || async {
+        let rt = runtime(&app, g1).await;
+        (rt["status"] == "stopped" && rt["health"]["status"] == "exited").then_some(())
+    })
+    .await;
+
+    // Redis comes back with its data; more entries arrive.
+    tokio::task::block_in_place(|| redis.restart());
+    ids.push(lobby.stop(g2).await);
+    ids.push(lobby.start(g3, &v1).await);
+    wait_rows(&app, ids.len(), Duration::from_secs(60)).await;
+    lobby.wait_drained(Duration::from_secs(30)).await;
+    wait_for("/readyz 200", Duration::from_secs(20), || async {
+        (readyz(&app).await.0 == 200).then_some(())
+    })
+    .await;
+
+    // Every entry exactly once.
+    let all = all_rows(&app).await;
+    assert_eq!(all.len(), ids.len(), "{all:#?}");
+    // (Different games: their rows may commit in any order.)
+    let mut refs: Vec<&str> = all.iter().map(|r| r.source_ref.as_str()).collect();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    refs.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(refs, want);
+    assert!(all.iter().all(|r| r.outcome == "success"), "{all:#?}");
+    assert_runtime(&app, g2, "stopped", &v1).await;
+    assert_runtime(&app, g3, "running", &v1).await;
+    assert_eq!(starts(&app, g2).len(), 1);
+    assert!(lobby.pending().await.is_empty());
+    assert!(lobby.dead_letters().await.is_empty());
+
+    // The crash reaches the health stream once the outbox is flushed,
+    // exactly once.
+    let client = app.db.admin_client().await.expect("admin client");
+    wait_for("outbox flushed", Duration::from_secs(20), || async {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM health_outbox", &[])
+            .await
+            .expect("outbox")
+            .get(0);
+        (n == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        health_events(&lobby, &app.health_stream, g1, "exited").await,
+        1
+    );
+    let exited = rtm_testkit::redis::xrange(&lobby.client, &app.health_stream)
+        .await
+        .into_iter()
+        .find(|(_, f)| {
+            f.iter().any(|(k, v)| k == "game_id" && v == g1)
+                && f.iter().any(|(k, v)| k == "event_type" && v == "exited")
+        })
+        .expect("exited event");
+    let details = exited
+        .1
+        .iter()
+        .find(|(k, _)| k == "details")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(details.contains("\"exit_code\":7"), "{exited:?}");
+    drop(lobby);
+    drop(app);
+    drop(redis);
+}
