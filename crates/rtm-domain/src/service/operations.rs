@@ -350,7 +350,18 @@ impl<P: Ports> RuntimeService<P> {
         };
         let record_image = record.and_then(|r| r.image_ref.clone());
         match transition.action {
-            Action::Nothing => Ok(done(None, None)),
+            Action::Nothing => {
+                let mut acted = done(None, None);
+                // A no-op does not *enter* the status it is already in
+                // (SPEC §4): only `last_op_at` moves, so `started_at` still
+                // says when the engine started.
+                if let Some(r) = record.filter(|r| r.status == next) {
+                    acted.record.started_at = r.started_at;
+                    acted.record.stopped_at = r.stopped_at;
+                    acted.record.removed_at = r.removed_at;
+                }
+                Ok(acted)
+            }
             Action::CreateAndStart { replace } => {
                 let image = match &req.command {
                     Command::Start { image } | Command::Patch { image } => image.clone(),

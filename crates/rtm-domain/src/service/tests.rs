@@ -211,6 +211,42 @@ async fn start_of_the_same_image_while_running_touches_nothing() {
 }
 
 #[tokio::test]
+async fn a_no_op_moves_only_last_op_at() {
+    let h = Harness::new();
+    let rec = |h: &Harness| h.fakes.store.record(&game("g")).unwrap();
+    let tick = |h: &Harness| h.fakes.clock.advance(Duration::from_secs(1));
+    h.start("g", V1).await;
+    tick(&h);
+    let before = rec(&h);
+    assert!(h.start("g", V1).await.succeeded());
+    let after = rec(&h);
+    assert!(after.last_op_at > before.last_op_at);
+    assert_eq!(after.started_at, before.started_at, "no-op start");
+    tick(&h);
+    assert!(h.run("g", Command::Stop).await.succeeded());
+    tick(&h);
+    let before = rec(&h);
+    assert!(h.run("g", Command::Stop).await.succeeded());
+    let after = rec(&h);
+    assert!(after.last_op_at > before.last_op_at);
+    assert_eq!(after.stopped_at, before.stopped_at, "no-op stop");
+    tick(&h);
+    assert!(h.run("g", Command::Cleanup).await.succeeded());
+    tick(&h);
+    let before = rec(&h);
+    for command in [Command::Stop, Command::Cleanup] {
+        assert!(h.run("g", command).await.succeeded());
+    }
+    let after = rec(&h);
+    assert!(after.last_op_at > before.last_op_at);
+    assert_eq!(after.removed_at, before.removed_at, "no-op stop/cleanup");
+    assert_eq!(
+        (after.started_at, after.stopped_at),
+        (before.started_at, before.stopped_at)
+    );
+}
+
+#[tokio::test]
 async fn stop_keeps_the_container() {
     let h = Harness::new();
     let id = h.start("g", V1).await.record.unwrap().container_id.unwrap();
