@@ -363,17 +363,20 @@ fn parse_entry(entry: &str) -> Result<AllowEntry, AllowlistError> {
         Some(prefix) => (prefix, true),
         None => (entry, false),
     };
+    // `host[:port]/*` first: a registry's port is not a tag.
+    let whole_registry = subtree && !name.contains('/') && looks_like_registry(name);
     if name.contains('@')
-        || name
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':'))
+        || (!whole_registry
+            && name
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':')))
     {
         return Err(err(
             "an entry names a repository, without tag or digest".into()
         ));
     }
-    if subtree && !name.contains('/') && looks_like_registry(name) {
+    if whole_registry {
         // `host/*`: every repository of one registry.
         validate_registry(name).map_err(|e| err(e.to_string()))?;
         return Ok(AllowEntry {
@@ -565,6 +568,28 @@ mod tests {
             assert!(!list.allows(&p(s)), "{s} should be refused");
         }
         assert!(!Allowlist::empty().allows(&p("nginx")));
+    }
+
+    #[test]
+    fn a_whole_registry_with_a_port() {
+        let list = Allowlist::parse("rtm.local/engine, 127.0.0.1:1/*, localhost:5000/*").unwrap();
+        for s in [
+            "127.0.0.1:1/engine:1.0.0",
+            "127.0.0.1:1/a/b:2",
+            "localhost:5000/x:1",
+        ] {
+            assert!(list.allows(&p(s)), "{s} should be allowed");
+        }
+        for s in [
+            "127.0.0.1:2/engine:1",
+            "127.0.0.1/engine:1",
+            "localhost/x:1",
+        ] {
+            assert!(!list.allows(&p(s)), "{s} should be refused");
+        }
+        for bad in ["127.0.0.1:x/*", "engine:1.0/*", "127.0.0.1:1/engine:1"] {
+            assert!(Allowlist::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
     #[test]
