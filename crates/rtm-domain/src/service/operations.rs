@@ -119,7 +119,7 @@ impl<P: Ports> RuntimeService<P> {
     /// was recorded (lock timeout, database failure).
     pub async fn execute(&self, req: OperationRequest) -> Result<OperationOutcome, OperationError> {
         let clock = &self.adapters.clock;
-        let started_at = clock.now();
+        let requested_at = clock.now();
         let kind = op_kind(&req.command);
         let guard = match self
             .adapters
@@ -136,10 +136,15 @@ impl<P: Ports> RuntimeService<P> {
             }
             Err(LockError::Store(e)) => return Err(e.into()),
         };
+        // The operation begins once it holds the game: its row's interval
+        // then never overlaps another row of the game (time spent queued
+        // for the lock is not part of the operation; it still counts in
+        // the duration logged and measured below).
+        let started_at = clock.now();
         let result = self.execute_locked(&req, started_at).await;
         guard.release().await;
 
-        let elapsed = (clock.now() - started_at)
+        let elapsed = (clock.now() - requested_at)
             .try_into()
             .unwrap_or(Duration::ZERO);
         match &result {

@@ -457,6 +457,31 @@ async fn a_held_lock_refuses_with_operation_in_progress_and_records_nothing() {
 }
 
 #[tokio::test]
+async fn a_row_starts_when_the_operation_holds_the_game() {
+    let h = Harness::new();
+    let held = crate::ports::GameLocks::acquire(&h.fakes.locks, &game("g"), Duration::ZERO)
+        .await
+        .unwrap();
+    let queued_at = crate::ports::Clock::now(&h.fakes.clock);
+    let release = async {
+        // The queued start waits (its lock polls advance the fake clock).
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        crate::ports::GameLockGuard::release(held).await;
+        crate::ports::Clock::now(&h.fakes.clock)
+    };
+    let (out, released_at) = tokio::join!(h.start("g", V1), release);
+    assert!(out.succeeded());
+    assert!(released_at > queued_at, "the start did wait");
+    assert!(
+        out.operation.started_at >= released_at,
+        "row starts at {} although the lock was free only at {released_at}",
+        out.operation.started_at
+    );
+}
+
+#[tokio::test]
 async fn a_pull_failure_is_image_pull_failed_and_leaves_no_container() {
     let h = Harness::new();
     let absent = "rtm.local/engine-stub:9.9.9";
