@@ -299,3 +299,27 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ---- added for readiness (two replicas) --------------------------------
+
+/// Starts another replica of `app`'s deployment: the same schema, owner,
+/// network, state root and streams, with instance id `<owner>-<suffix>`
+/// and its own ports; `tweak` edits its variables first. The caller stops
+/// it with `RunningApp::shutdown`.
+pub async fn spawn_replica(
+    app: &TestApp,
+    suffix: &str,
+    tweak: impl FnOnce(&mut HashMap<String, String>),
+) -> RunningApp {
+    let mut vars = app.vars.clone();
+    vars.insert(
+        "RTM_INSTANCE_ID".into(),
+        format!("{}-{suffix}", app.owner.owner()),
+    );
+    vars.insert("RTM_HTTP_ADDR".into(), "127.0.0.1:0".into());
+    vars.insert("RTM_ADMIN_HTTP_ADDR".into(), "127.0.0.1:0".into());
+    tweak(&mut vars);
+    let config = Config::from_map(&vars, None)
+        .unwrap_or_else(|e| panic!("replica configuration: {e}"));
+    app::start(config).await.expect("replica starts")
+}

@@ -1,0 +1,252 @@
+//! A dependency that goes away for a while: RTM degrades, reports it
+//! (`/readyz`, metrics), loses nothing, and recovers by itself without a
+//! restart. PostgreSQL is cut with a TCP proxy between the app and the
+//! server; Redis is a private server that is stopped and started again.
+//! (Docker cannot be taken away on the shared engine; its adapter's own
+//! tests cut a socket proxy.)
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::proxy::TcpProxy;
+use super::*;
+
+/// The PostgreSQL server the test databases live on (host:port of the
+/// admin URL; the per-test URLs use the same server).
+async fn pg_upstream() -> SocketAddr {
+    let admin = rtm_testkit::pg::admin_url();
+    let target = host_port(&admin).to_owned();
+    let mut addrs = tokio::net::lookup_host(target.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("resolve {target}: {e}"));
+    addrs
+        .next()
+        .unwrap_or_else(|| panic!("resolve {target}: no address"))
+}
+
+/// The `host:port` part of `scheme://user:pass@host:port/db`.
+fn host_port(url: &str) -> &str {
+    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    after_at.split('/').next().unwrap_or(after_at)
+}
+
+/// `url` with its `host:port` replaced by `addr` (user, password and
+/// database kept).
+fn with_host(url: &str, addr: SocketAddr) -> String {
+    url.replacen(host_port(url), &addr.to_string(), 1)
+}
+
+fn container_running(id: &str) -> bool {
+    rtm_testkit::docker::docker(&["inspect", "-f", "{{.State.Running}}", id])
+        .map(|s| s.trim() == "true")
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
+    let proxy = TcpProxy::start(pg_upstream().await).await;
+    let proxy_addr = proxy.addr();
+    let app = spawn_app_with(|v| {
+        let url = with_host(&v["RTM_DATABASE_URL"], proxy_addr);
+        v.insert("RTM_DATABASE_URL".into(), url);
+    })
+    .await;
+    assert!(
+        proxy.forwarded() > 0,
+        "the app must reach PostgreSQL through the proxy"
+    );
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+    let (status, body) = app.start_game("before", &image("1.0.0")).await;
+    assert_eq!(status, 200, "{body}");
+    let before = app.containers("before");
+    assert_eq!(before.len(), 1);
+
+    proxy.cut();
+
+    // Reported: /readyz says which dependency is down, /healthz stays up.
+    let body = wait_readyz(&app.gm, 503, Duration::from_secs(20)).await;
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["dependencies"]["postgres"]["ok"], false, "{body}");
+    assert_eq!(body["dependencies"]["redis"]["ok"], true, "{body}");
+    assert_eq!(body["dependencies"]["docker"]["ok"], true, "{body}");
+    let (status, _) = readyz(&app.admin).await;
+    assert_eq!(status, 503);
+    let (status, _) = call("GET", &format!("{}/healthz", app.gm), None, None, &[]).await;
+    assert_eq!(status, 200, "alive while a dependency is down");
+    let _ = metrics_text(&app.gm).await; // still served
+
+    // Operations fail cleanly, before touching Docker.
+    let (status, body) = app.start_game("during", &image("1.0.0")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    assert!(
+        app.containers("during").is_empty(),
+        "nothing created in Docker"
+    );
+    let (status, body) = app
+        .gm_post(
+            "/api/v1/runtimes/before/stop",
+            Some(json!({"timeout_s": 1})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    assert!(container_running(&before[0]), "the engine was not stopped");
+    let (status, body) = app.runtime("before").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+
+    // Work that arrives meanwhile on the Lobby stream waits, it is not lost.
+    let redis = rtm_testkit::redis::client(&rtm_testkit::redis::redis_url()).await;
+    rtm_testkit::redis::xadd(
+        &redis,
+        &app.lobby_stream,
+        &[
+            ("op", "start"),
+            ("game_id", "queued"),
+            ("image_ref", &image("1.0.0")),
+        ],
+    )
+    .await;
+
+    let probes_before = worker_runs(&app.gm, "probe").await;
+    proxy.restore();
+
+    // Recovered, same process.
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+    let (status, body) = app.start_game("after", &image("1.0.0")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["runtime"]["status"], "running", "{body}");
+    assert_eq!(app.containers("after").len(), 1);
+    let queued = wait_for(
+        "the queued Lobby start",
+        Duration::from_secs(30),
+        || async {
+            let (s, v) = app.runtime("queued").await;
+            (s == 200 && v["status"] == "running").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(app.containers("queued").len(), 1, "{queued}");
+    let rows = app.operation_rows("queued").await;
+    assert_eq!(rows.len(), 1, "exactly one operation for the entry");
+    assert_eq!(rows[0].get::<_, String>("op_source"), "lobby_stream");
+    assert_eq!(rows[0].get::<_, String>("outcome"), "success");
+    assert!(
+        app.operation_rows("during").await.is_empty(),
+        "the refused start left no trace"
+    );
+    // The singleton workers took their leases back.
+    wait_for("probe passes again", Duration::from_secs(20), || async {
+        (worker_runs(&app.gm, "probe").await > probes_before).then_some(())
+    })
+    .await;
+    wait_for("'after' healthy", Duration::from_secs(30), || async {
+        let (_, v) = app.runtime("after").await;
+        (v["health"]["status"] == "healthy").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_is_reported_and_no_health_event_is_lost() {
+    let mut server = tokio::task::spawn_blocking(rtm_testkit::redis::RedisServer::start)
+        .await
+        .expect("redis-server");
+    let url = server.url();
+    let app = spawn_app_with(|v| {
+        v.insert("RTM_REDIS_URL".into(), url.clone());
+    })
+    .await;
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.stop();
+        server
+    })
+    .await
+    .expect("stop redis");
+
+    let body = wait_readyz(&app.gm, 503, Duration::from_secs(20)).await;
+    assert_eq!(body["dependencies"]["redis"]["ok"], false, "{body}");
+    assert_eq!(body["dependencies"]["postgres"]["ok"], true, "{body}");
+    assert_eq!(body["dependencies"]["docker"]["ok"], true, "{body}");
+
+    // REST operations do not need Redis.
+    let (status, body) = app.start_game("while-down", &image("1.0.0")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["runtime"]["status"], "running", "{body}");
+    wait_for(
+        "healthy while Redis is down",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = app.runtime("while-down").await;
+            (v["health"]["status"] == "healthy").then_some(())
+        },
+    )
+    .await;
+    // The change waits in the outbox, and the metrics say so.
+    wait_for(
+        "outbox backlog reported",
+        Duration::from_secs(20),
+        || async {
+            let text = metrics_text(&app.gm).await;
+            (series(&text, "rtm_health_outbox_pending").unwrap_or(0.0) >= 1.0).then_some(())
+        },
+    )
+    .await;
+
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart redis");
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+
+    // Published once Redis is back (the restarted server lost its data, so
+    // everything on the stream now came from the outbox).
+    let client = rtm_testkit::redis::client(&server.url()).await;
+    let published = wait_for(
+        "the health change published",
+        Duration::from_secs(30),
+        || async {
+            let entries = rtm_testkit::redis::xrange(&client, &app.health_stream).await;
+            entries
+                .iter()
+                .any(|(_, f)| f.iter().any(|(k, v)| k == "game_id" && v == "while-down"))
+                .then_some(entries)
+        },
+    )
+    .await;
+    assert!(!published.is_empty());
+    wait_for("outbox drained", Duration::from_secs(20), || async {
+        let text = metrics_text(&app.gm).await;
+        (series(&text, "rtm_health_outbox_pending") == Some(0.0)).then_some(())
+    })
+    .await;
+
+    // The Lobby consumer re-created its group on the empty server.
+    rtm_testkit::redis::xadd(
+        &client,
+        &app.lobby_stream,
+        &[
+            ("op", "start"),
+            ("game_id", "after-redis"),
+            ("image_ref", &image("1.0.0")),
+        ],
+    )
+    .await;
+    wait_for(
+        "Lobby entry processed after the outage",
+        Duration::from_secs(30),
+        || async {
+            let (s, v) = app.runtime("after-redis").await;
+            (s == 200 && v["status"] == "running").then_some(())
+        },
+    )
+    .await;
+    drop(server);
+}
