@@ -223,10 +223,27 @@ impl From<&tokio_postgres::Row> for OpRow {
 /// Every row of the test's `operation_log`, in id (commit) order.
 pub async fn all_rows(app: &TestApp) -> Vec<OpRow> {
     let client = app.db.admin_client().await.expect("admin client");
-    client
-        .query("SELECT * FROM operation_log ORDER BY id", &[])
-        .await
-        .expect("operation rows")
+    query_rows(&client, None).await
+}
+
+/// Rows through an open admin connection; only those of `entry` if given.
+pub async fn query_rows(client: &tokio_postgres::Client, entry: Option<&str>) -> Vec<OpRow> {
+    let rows = match entry {
+        Some(e) => {
+            client
+                .query(
+                    "SELECT * FROM operation_log WHERE source_ref = $1 ORDER BY id",
+                    &[&e],
+                )
+                .await
+        }
+        None => {
+            client
+                .query("SELECT * FROM operation_log ORDER BY id", &[])
+                .await
+        }
+    };
+    rows.expect("operation rows")
         .iter()
         .map(OpRow::from)
         .collect()

@@ -16,45 +16,57 @@ pub fn id_key(id: &str) -> (u64, u64) {
     )
 }
 
-/// Appends `fields` and follows the entry until it is acknowledged,
-/// checking at every sample that an acknowledged entry already has its row
-/// (Redis is read first, then SQL: an ack seen before its commit would show
-/// as "acked, no row"). Returns the entry id and its single row.
+/// Appends `fields` and follows the entry until it is acknowledged.
+///
+/// First, deterministically: the game's lock is held by the test while the
+/// entry arrives, so the operation cannot finish; once the app waits for
+/// that lock, the entry must be pending and have no row. Then, after the
+/// lock is released, every sample checks that an acknowledged entry already
+/// has its row (Redis is read first, then SQL: an ack seen before its
+/// commit would show as "acked, no row"). Returns the entry id and its
+/// single row.
 pub async fn run_entry(app: &TestApp, lobby: &Lobby, fields: &[(&str, &str)]) -> (String, OpRow) {
+    let game = fields
+        .iter()
+        .find(|(k, _)| *k == "game_id")
+        .map(|(_, v)| *v)
+        .expect("game_id");
+    let sql = app.db.admin_client().await.expect("admin client");
+    let held = hold_locks(app, &[game]).await;
     let id = lobby.xadd(fields).await;
+    wait_for(
+        "the operation waiting for the game's lock",
+        Duration::from_secs(20),
+        || async { (lock_waiters(app, &[game]).await == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        lobby.pending().await.iter().any(|p| p.id == id),
+        "entry {id} acknowledged while its operation could not run"
+    );
+    assert!(query_rows(&sql, Some(&id)).await.is_empty());
+    release_locks(&held).await;
+
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut samples = (0u32, 0u32); // (pending without row, pending with row)
     loop {
-        // The app creates its group asynchronously: no group, not delivered.
-        let last_delivered = lobby.group_info().await.map(|g| g.2);
-        let delivered = last_delivered.is_some_and(|l| id_key(&l) >= id_key(&id));
-        let pending = delivered && lobby.pending().await.iter().any(|p| p.id == id);
-        let rows = rows_for_entry(app, &id).await;
+        let (_, _, last_delivered) = lobby.group_info().await.expect("group");
+        assert!(id_key(&last_delivered) >= id_key(&id), "delivered");
+        let pending = lobby.pending().await.iter().any(|p| p.id == id);
+        let rows = query_rows(&sql, Some(&id)).await;
         assert!(rows.len() <= 1, "entry {id} has {} rows", rows.len());
-        if delivered && !pending {
+        if !pending {
             assert_eq!(
                 rows.len(),
                 1,
                 "entry {id} ({fields:?}) was acknowledged without an operation row"
             );
-            eprintln!(
-                "entry {id}: {} samples pending without row, {} pending with row",
-                samples.0, samples.1
-            );
             return (id, rows[0].clone());
-        }
-        if pending {
-            if rows.is_empty() {
-                samples.0 += 1;
-            } else {
-                samples.1 += 1;
-            }
         }
         assert!(
             Instant::now() < deadline,
             "entry {id} ({fields:?}) not acknowledged in time"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -70,7 +82,11 @@ fn assert_row(row: &OpRow, entry: &str, game: &str, kind: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_op_is_recorded_with_the_entry_id_and_acknowledged_after_its_row() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|v| {
+        // Longer than the lock is held in `run_entry`: one attempt.
+        v.insert("RTM_LOCK_WAIT".into(), "20s".into());
+    })
+    .await;
     let lobby = Lobby::new(&app).await;
     let game = "lobby-happy";
     let (v1, v2) = (image("1.0.0"), image("1.0.1"));

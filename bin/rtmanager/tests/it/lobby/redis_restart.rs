@@ -9,6 +9,17 @@ use rtm_testkit::redis::RedisServer;
 
 use super::*;
 
+/// `rtm_worker_runs_total{result="error",worker="relay"}` from `/metrics`.
+async fn relay_errors(app: &TestApp) -> u64 {
+    let (status, text) = call_raw("GET", &format!("{}/metrics", app.gm), None, None, &[]).await;
+    assert_eq!(status, 200);
+    text.lines()
+        .find(|l| l.starts_with(r#"rtm_worker_runs_total{result="error",worker="relay"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
+}
+
 async fn readyz(app: &TestApp) -> (u16, Json) {
     call("GET", &format!("{}/readyz", app.gm), None, None, &[]).await
 }
@@ -71,6 +82,26 @@ async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
         (rt["status"] == "stopped" && rt["health"]["status"] == "exited").then_some(())
     })
     .await;
+    // The change waits in the outbox, and the relay has tried (and failed)
+    // to publish it: two failed passes after this point guarantee one that
+    // began after the event was queued.
+    let client = app.db.admin_client().await.expect("admin client");
+    let queued: i64 = client
+        .query_one(
+            "SELECT count(*) FROM health_outbox WHERE game_id = $1 AND event_type = 'exited'",
+            &[&g1],
+        )
+        .await
+        .expect("outbox")
+        .get(0);
+    assert_eq!(queued, 1, "the exited change is queued");
+    let failed = relay_errors(&app).await;
+    wait_for(
+        "two failed relay passes",
+        Duration::from_secs(30),
+        || async { (relay_errors(&app).await >= failed + 2).then_some(()) },
+    )
+    .await;
 
     // Redis comes back with its data; more entries arrive.
     tokio::task::block_in_place(|| redis.restart());
@@ -101,7 +132,6 @@ async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
 
     // The crash reaches the health stream once the outbox is flushed,
     // exactly once.
-    let client = app.db.admin_client().await.expect("admin client");
     wait_for("outbox flushed", Duration::from_secs(20), || async {
         let n: i64 = client
             .query_one("SELECT count(*) FROM health_outbox", &[])
