@@ -258,15 +258,6 @@ pub async fn rows(app: &TestApp, game: &str) -> Vec<OpRow> {
         .collect()
 }
 
-/// Rows whose `source_ref` is `entry`.
-pub async fn rows_for_entry(app: &TestApp, entry: &str) -> Vec<OpRow> {
-    all_rows(app)
-        .await
-        .into_iter()
-        .filter(|r| r.source_ref == entry)
-        .collect()
-}
-
 /// Waits until the log holds at least `n` rows; returns them all.
 pub async fn wait_rows(app: &TestApp, n: usize, timeout: Duration) -> Vec<OpRow> {
     wait_for(&format!("{n} operation rows"), timeout, || async {
