@@ -74,3 +74,77 @@ async fn a_dead_consumers_entries_are_claimed_and_processed_once() {
     // The claimer worked under the app's own name.
     assert_ne!(instance, "dead-consumer");
 }
+
+/// A second replica of the same deployment (same database, stream and
+/// group) under another consumer name.
+async fn second_replica(app: &TestApp, name: &str) -> rtmanager::app::RunningApp {
+    let mut vars = app.vars.clone();
+    vars.insert("RTM_INSTANCE_ID".into(), name.to_owned());
+    let config = rtmanager::config::Config::from_map(&vars, None).expect("config");
+    rtmanager::app::start(config).await.expect("second replica")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_operation_is_not_claimed_away_by_another_replica() {
+    // One delivery allowed: any claim of the held entry would make it a
+    // dead letter.
+    let tweak = |v: &mut std::collections::HashMap<String, String>| {
+        v.insert("RTM_LOBBY_CLAIM_IDLE".into(), "1s".into());
+        v.insert("RTM_LOBBY_MAX_DELIVERIES".into(), "1".into());
+        v.insert("RTM_LOCK_WAIT".into(), "30s".into());
+    };
+    let app = spawn_app_with(tweak).await;
+    let lobby = Lobby::new(&app).await;
+    lobby.wait_group().await;
+    let other = second_replica(&app, &format!("{}-b", app.owner.owner())).await;
+
+    // The operation is stuck behind the test's lock for several claim
+    // idle times (the scenario itself, not a synchronisation wait).
+    let game = "claim-long";
+    let held = hold_locks(&app, &[game]).await;
+    let id = lobby.stop(game).await;
+    wait_for("the operation waiting", Duration::from_secs(20), || async {
+        (lock_waiters(&app, &[game]).await == 1).then_some(())
+    })
+    .await;
+    let holder = lobby.pending().await[0].consumer.clone();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let p = lobby.pending().await;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].id.as_str(), p[0].consumer.as_str(), p[0].deliveries),
+        (id.as_str(), holder.as_str(), 1),
+        "the entry moved or was delivered again while in progress"
+    );
+    release_locks(&held).await;
+
+    lobby.wait_drained(Duration::from_secs(20)).await;
+    let all = all_rows(&app).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].source_ref, id);
+    assert_eq!(all[0].error_code, "not_found");
+    assert!(lobby.dead_letters().await.is_empty());
+
+    // Both replicas share the stream: 20 entries for 10 games, each
+    // processed exactly once by one of them, each game in order.
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        for i in 0..10 {
+            let g = format!("shared-{i}");
+            ids.push((g.clone(), round, lobby.stop(&g).await));
+        }
+    }
+    wait_rows(&app, 1 + ids.len(), Duration::from_secs(60)).await;
+    lobby.wait_drained(Duration::from_secs(20)).await;
+    let all = all_rows(&app).await;
+    assert_eq!(all.len(), 1 + ids.len(), "{all:#?}");
+    for (g, _, id) in &ids {
+        assert_eq!(
+            all.iter().filter(|r| &r.source_ref == id).count(),
+            1,
+            "{g} {id}"
+        );
+    }
+    assert!(lobby.dead_letters().await.is_empty());
+    other.shutdown().await;
+}

@@ -212,3 +212,64 @@ async fn an_entry_delivered_too_often_is_dead_lettered_and_never_run() {
     assert_runtime(&app, "poison-behind", "running", &v1).await;
     assert!(lobby.pending().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_entries_trimmed_before_processing_are_dead_lettered_as_trimmed() {
+    let mut app = spawn_app_with(|v| {
+        v.insert("RTM_LOBBY_CLAIM_IDLE".into(), "1s".into());
+    })
+    .await;
+    let lobby = Lobby::new(&app).await;
+    lobby.wait_group().await;
+    let instance = app.vars["RTM_INSTANCE_ID"].clone();
+    app.stop().await;
+
+    // One pending on the app's own name, one on a dead consumer; both
+    // deleted from the stream before anyone processed them. A stop of an
+    // unknown game is cheap: a recorded `not_found` failure.
+    let own = lobby.stop("trim-own").await;
+    assert_eq!(lobby.read_as(&instance, 10, ">").await, vec![own.clone()]);
+    let other = lobby.stop("trim-other").await;
+    assert_eq!(
+        lobby.read_as("dead-consumer", 10, ">").await,
+        vec![other.clone()]
+    );
+    let deleted: u64 = lobby
+        .client
+        .xdel(&lobby.stream, vec![own.clone(), other.clone()])
+        .await
+        .expect("XDEL");
+    assert_eq!(deleted, 2);
+    let behind = lobby.stop("trim-behind").await;
+
+    app.start().await;
+    wait_rows(&app, 1, Duration::from_secs(30)).await;
+    let dead = wait_for(
+        "both trimmed dead letters",
+        Duration::from_secs(20),
+        || async {
+            let d = lobby.dead_letters().await;
+            (d.len() >= 2).then_some(d)
+        },
+    )
+    .await;
+    lobby.wait_drained(Duration::from_secs(20)).await;
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    for id in [&own, &other] {
+        let d = dead_of(&dead, id);
+        assert_eq!(field(d, "dead_reason"), Some("trimmed"), "{d:?}");
+        assert_eq!(field(d, "op"), None, "no original field survives: {d:?}");
+    }
+    let all = all_rows(&app).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].source_ref, behind);
+    assert_eq!(
+        (all[0].outcome.as_str(), all[0].error_code.as_str()),
+        ("failure", "not_found")
+    );
+    assert!(
+        lobby.pending().await.is_empty(),
+        "{:?}",
+        lobby.pending().await
+    );
+}

@@ -164,3 +164,71 @@ async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
     drop(app);
     drop(redis);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_starts_while_redis_is_down_and_catches_up() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    tokio::task::block_in_place(|| redis.stop());
+    let app = spawn_app_with(|v| {
+        v.insert("RTM_REDIS_URL".into(), url.clone());
+    })
+    .await;
+    // Up, serving REST, not ready.
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["dependencies"]["redis"]["ok"], false, "{body}");
+    let (status, _) = app.runtime("nothing-yet").await;
+    assert_eq!(status, 404);
+
+    tokio::task::block_in_place(|| redis.restart());
+    let lobby = Lobby::new(&app).await;
+    // Written before the group exists: processed all the same (group
+    // created from id 0).
+    let ids = [lobby.stop("late-1").await, lobby.stop("late-2").await];
+    wait_rows(&app, 2, Duration::from_secs(30)).await;
+    lobby.wait_drained(Duration::from_secs(20)).await;
+    wait_for("/readyz 200", Duration::from_secs(20), || async {
+        (readyz(&app).await.0 == 200).then_some(())
+    })
+    .await;
+    let all = all_rows(&app).await;
+    assert_eq!(all.len(), 2);
+    for id in &ids {
+        assert_eq!(all.iter().filter(|r| &r.source_ref == id).count(), 1);
+    }
+    drop(lobby);
+    drop(app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_without_persistence_the_group_is_recreated() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(|v| {
+        v.insert("RTM_REDIS_URL".into(), url.clone());
+    })
+    .await;
+    let lobby = Lobby::new(&app).await;
+    let first = lobby.stop("volatile-1").await;
+    wait_rows(&app, 1, Duration::from_secs(30)).await;
+    lobby.wait_drained(Duration::from_secs(20)).await;
+
+    // Redis loses everything: stream, group, pending list.
+    tokio::task::block_in_place(|| redis.restart());
+    assert!(lobby.group_info().await.is_none(), "data survived?");
+    let later = [
+        lobby.stop("volatile-2").await,
+        lobby.stop("volatile-3").await,
+    ];
+    wait_rows(&app, 3, Duration::from_secs(30)).await;
+    lobby.wait_drained(Duration::from_secs(20)).await;
+    let all = all_rows(&app).await;
+    assert_eq!(all.len(), 3, "{all:#?}");
+    for id in std::iter::once(&first).chain(&later) {
+        assert_eq!(all.iter().filter(|r| &r.source_ref == id).count(), 1);
+    }
+    assert!(lobby.pending().await.is_empty());
+    drop(lobby);
+    drop(app);
+}
