@@ -474,7 +474,9 @@ fn spawn_workers(
         )),
     ));
 
-    // Per-replica gauges: this consumer's view of the group.
+    // Per-replica gauges: this consumer's view of the group, and the
+    // database-wide counts (every replica reports them, so a dashboard
+    // needs no leader to see them).
     let mut stop = shutdown.clone();
     let metrics = metrics.clone();
     tasks.push((
@@ -484,6 +486,12 @@ fn spawn_workers(
             loop {
                 if let Ok(Some(info)) = lobby_stats.group_info().await {
                     metrics.set_lobby_backlog(info.lag.unwrap_or(0), info.pending);
+                }
+                if let Ok(counts) = store.record_counts().await {
+                    metrics.set_games(&counts);
+                }
+                if let Ok(n) = store.pending_count().await {
+                    metrics.set_health_outbox_pending(n);
                 }
                 let dead = lobby_stats.dead_lettered();
                 for _ in seen.swap(dead, Ordering::Relaxed)..dead {
