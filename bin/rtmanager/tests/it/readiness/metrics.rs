@@ -110,6 +110,17 @@ async fn metrics_count_operations_latencies_and_worker_runs() {
         "{text}"
     );
 
+    // Runtime records by status (m1 running, m2 stopped; m3 was refused
+    // before any record existed), refreshed every few seconds.
+    wait_for("rtm_games by status", Duration::from_secs(20), || async {
+        let text = metrics_text(&app.gm).await;
+        (series(&text, r#"rtm_games{status="running"}"#) == Some(1.0)
+            && series(&text, r#"rtm_games{status="stopped"}"#) == Some(1.0)
+            && series(&text, r#"rtm_games{status="removed"}"#) == Some(0.0))
+        .then_some(())
+    })
+    .await;
+
     // Content type: Prometheus text format, on both surfaces, no token.
     for base in [&app.gm, &app.admin] {
         let url: hyper::Uri = format!("{base}/metrics").parse().expect("uri");
