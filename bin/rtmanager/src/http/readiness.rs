@@ -42,11 +42,14 @@ impl DependencyStatus {
         }
     }
 
-    /// `ok` or `failed(err.to_string())`.
-    pub fn from_result<E: std::fmt::Display>(r: Result<(), E>) -> Self {
+    /// `ok` or `failed` with the error and its causes: drivers put the
+    /// useful part in the source (tokio-postgres says only "db error" at
+    /// the top, the server's "too many clients already" below), and an
+    /// operator reading `/readyz` needs the cause.
+    pub fn from_result<E: std::error::Error>(r: Result<(), E>) -> Self {
         match r {
             Ok(()) => Self::ok(),
-            Err(e) => Self::failed(e.to_string()),
+            Err(e) => Self::failed(error_chain(&e)),
         }
     }
 
@@ -55,6 +58,27 @@ impl DependencyStatus {
         self.details.insert(key.to_owned(), value.into());
         self
     }
+}
+
+/// `e: cause: cause…`, skipping a cause whose text the previous level
+/// already shows (many errors print their source themselves).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    let mut depth = 0;
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !c.is_empty() && !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+        depth += 1;
+        if depth >= 8 {
+            break;
+        }
+    }
+    text
 }
 
 /// One dependency check.
@@ -202,6 +226,25 @@ mod tests {
         assert_eq!(deps["redis"]["lag"], 3);
         assert_eq!(deps["docker"]["ok"], false);
         assert_eq!(deps["docker"]["error"], "timed out after 50 ms");
+    }
+
+    #[test]
+    fn a_failure_shows_its_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("FATAL: sorry, too many clients already")]
+        struct Server;
+        #[derive(Debug, thiserror::Error)]
+        #[error("db error")]
+        struct Driver(#[source] Server);
+        #[derive(Debug, thiserror::Error)]
+        #[error("database unavailable: {0}")]
+        struct Port(#[source] Driver);
+        let status = DependencyStatus::from_result(Err::<(), _>(Port(Driver(Server))));
+        assert!(!status.ok);
+        assert_eq!(
+            status.error.as_deref(),
+            Some("database unavailable: db error: FATAL: sorry, too many clients already")
+        );
     }
 
     #[tokio::test]
