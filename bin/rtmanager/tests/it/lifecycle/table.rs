@@ -190,6 +190,14 @@ async fn check(app: &TestApp, cell: Cell) {
         }
         (want, got) => panic!("{ctx}: record want {want:?}, got {got:?}"),
     }
+    if let Some(r) = &rec {
+        // The answer's runtime is the record as stored (and as GET shows it).
+        assert_eq!(
+            without_health(&Some(body["runtime"].clone())),
+            without_health(&Some(r.clone())),
+            "{ctx}: the answer's runtime is the stored one"
+        );
+    }
     if cell.code.is_some() {
         // A refusal changes nothing in the record.
         assert_eq!(
