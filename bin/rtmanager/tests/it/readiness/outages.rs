@@ -250,3 +250,41 @@ async fn redis_outage_is_reported_and_no_health_event_is_lost() {
     .await;
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_started_while_postgres_is_down_serves_once_it_is_back() {
+    let proxy = TcpProxy::start(pg_upstream().await).await;
+    let proxy_addr = proxy.addr();
+    // Migrated by a first start; the second starts with PostgreSQL away.
+    let mut app = spawn_app_with(|v| {
+        let url = with_host(&v["RTM_DATABASE_URL"], proxy_addr);
+        v.insert("RTM_DATABASE_URL".into(), url);
+    })
+    .await;
+    app.stop().await;
+    app.vars
+        .insert("RTM_MIGRATE_ON_START".into(), "false".into());
+    proxy.cut();
+    app.start().await; // listens without waiting for the database
+
+    let body = wait_readyz(&app.gm, 503, Duration::from_secs(20)).await;
+    assert_eq!(body["dependencies"]["postgres"]["ok"], false, "{body}");
+    let (status, body) = app.start_game("early", &image("1.0.0")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(app.containers("early").is_empty());
+
+    proxy.restore();
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+    let (status, body) = app.start_game("early", &image("1.0.0")).await;
+    assert_eq!(status, 200, "{body}");
+    // The workers got their leases: the start-up reconcile ran.
+    wait_for("a reconcile pass", Duration::from_secs(20), || async {
+        (worker_runs(&app.gm, "reconcile").await >= 1.0).then_some(())
+    })
+    .await;
+    wait_for("'early' healthy", Duration::from_secs(30), || async {
+        let (_, v) = app.runtime("early").await;
+        (v["health"]["status"] == "healthy").then_some(())
+    })
+    .await;
+}
