@@ -33,6 +33,7 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
     let v1 = image("1.0.0");
     let g = "poison-g";
     let instance = app.vars["RTM_INSTANCE_ID"].clone();
+    let long_request_id = "r".repeat(257);
 
     // (fields, expected dead_reason)
     let poison: Vec<(Vec<(&str, &str)>, &str)> = vec![
@@ -77,6 +78,18 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
             vec![("op", "stop"), ("game_id", g), ("op", "start")],
             "duplicate_field",
         ),
+        (
+            vec![("op", "stop"), ("game_id", g), ("stop_timeout_s", "3601")],
+            "invalid_stop_timeout",
+        ),
+        (
+            vec![
+                ("op", "stop"),
+                ("game_id", g),
+                ("request_id", &long_request_id),
+            ],
+            "invalid_request_id",
+        ),
     ];
     type Fields<'a> = Vec<(&'a str, &'a str)>;
     let mut dead_ids: Vec<(String, Fields, &str)> = Vec::new();
@@ -86,20 +99,49 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
     }
     // Well-formed entries behind them, for the same game: a refused start
     // (recorded failure), then a real start and stop.
+    // A value that is not UTF-8 (written raw: the helpers take &str).
+    let not_utf8: String = lobby
+        .client
+        .xadd(
+            &lobby.stream,
+            false,
+            None,
+            "*",
+            vec![
+                ("op", fred::types::Value::from("stop")),
+                (
+                    "game_id",
+                    fred::types::Value::Bytes(vec![0x67, 0xff, 0xfe].into()),
+                ),
+            ],
+        )
+        .await
+        .expect("XADD raw bytes");
     let refused = lobby.start(g, "docker.io/library/nginx:1.25").await;
     let started = lobby.start(g, &v1).await;
+    // A major-version patch is refused: a failed row, not a dead letter.
+    let major = lobby
+        .xadd(&[
+            ("op", "patch"),
+            ("game_id", g),
+            ("image_ref", &image("2.0.0")),
+        ])
+        .await;
     let stopped = lobby
         .xadd(&[("op", "stop"), ("game_id", g), ("stop_timeout_s", "2")])
         .await;
 
-    wait_rows(&app, 3, Duration::from_secs(60)).await;
+    wait_rows(&app, 4, Duration::from_secs(60)).await;
     lobby.wait_drained(Duration::from_secs(20)).await;
     let dead = wait_for("every dead letter", Duration::from_secs(10), || async {
         let d = lobby.dead_letters().await;
-        (d.len() >= poison.len()).then_some(d)
+        (d.len() > poison.len()).then_some(d)
     })
     .await;
-    assert_eq!(dead.len(), poison.len(), "{dead:#?}");
+    assert_eq!(dead.len(), poison.len() + 1, "{dead:#?}");
+    let d = dead_of(&dead, &not_utf8);
+    assert_eq!(field(d, "dead_reason"), Some("invalid_encoding"), "{d:?}");
+    assert_eq!(field(d, "op"), Some("stop"), "{d:?}");
 
     for (id, fields, reason) in &dead_ids {
         let d = dead_of(&dead, id);
@@ -122,7 +164,7 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
 
     // Dead letters have no row; the well-formed entries have one each.
     let all = all_rows(&app).await;
-    assert_eq!(all.len(), 3, "{all:#?}");
+    assert_eq!(all.len(), 4, "{all:#?}");
     for (id, _, _) in &dead_ids {
         assert!(all.iter().all(|r| &r.source_ref != id), "row for dead {id}");
     }
@@ -141,6 +183,19 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
         .iter()
         .all(|(_, f)| field(f, "dead_entry_id") != Some(&refused)));
     assert_eq!(by_ref[started.as_str()].outcome, "success");
+    let r = by_ref[major.as_str()];
+    assert_eq!(
+        (
+            r.op_kind.as_str(),
+            r.outcome.as_str(),
+            r.error_code.as_str()
+        ),
+        ("patch", "failure", "patch_not_allowed"),
+        "{r:?}"
+    );
+    assert!(dead
+        .iter()
+        .all(|(_, f)| field(f, "dead_entry_id") != Some(&major)));
     assert_eq!(by_ref[stopped.as_str()].outcome, "success");
     assert_eq!(by_ref[stopped.as_str()].op_kind, "stop");
     assert_runtime(&app, g, "stopped", &v1).await;
@@ -150,7 +205,7 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
     let (_, ready) = call("GET", &format!("{}/readyz", app.gm), None, None, &[]).await;
     assert_eq!(
         ready["dependencies"]["redis"]["lobby_dead_lettered"],
-        poison.len(),
+        poison.len() + 1,
         "{ready}"
     );
 }
@@ -159,6 +214,7 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
 async fn an_entry_delivered_too_often_is_dead_lettered_and_never_run() {
     let mut app = spawn_app_with(|v| {
         v.insert("RTM_LOBBY_MAX_DELIVERIES".into(), "2".into());
+        v.insert("RTM_LOBBY_CLAIM_IDLE".into(), "1s".into());
     })
     .await;
     let lobby = Lobby::new(&app).await;
@@ -180,18 +236,40 @@ async fn an_entry_delivered_too_often_is_dead_lettered_and_never_run() {
             vec![poison.clone()]
         );
     }
+    // The same on a replica that is gone: found by the claimer.
+    let claimed = lobby.start("poison-claimed", &v1).await;
+    assert_eq!(
+        lobby.read_as("dead-consumer", 10, ">").await,
+        vec![claimed.clone()]
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            lobby.read_as("dead-consumer", 10, "0").await,
+            vec![claimed.clone()]
+        );
+    }
     let p = lobby.pending().await;
-    assert_eq!(p.len(), 1);
-    assert_eq!(p[0].deliveries, 3, "{p:?}");
-    // An entry behind it.
+    assert_eq!(p.len(), 2);
+    assert!(p.iter().all(|p| p.deliveries == 3), "{p:?}");
+    // An entry behind them.
     let behind = lobby.start("poison-behind", &v1).await;
 
     app.start().await;
     wait_rows(&app, 1, Duration::from_secs(60)).await;
+    let dead = wait_for("two dead letters", Duration::from_secs(20), || async {
+        let d = lobby.dead_letters().await;
+        (d.len() >= 2).then_some(d)
+    })
+    .await;
     lobby.wait_drained(Duration::from_secs(20)).await;
-
-    let dead = lobby.dead_letters().await;
-    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    let d = dead_of(&dead, &claimed);
+    assert_eq!(field(d, "dead_reason"), Some("max_deliveries"), "{d:?}");
+    assert_eq!(field(d, "game_id"), Some("poison-claimed"));
+    assert!(
+        app.containers("poison-claimed").is_empty(),
+        "claimed poison ran"
+    );
     let d = dead_of(&dead, &poison);
     assert_eq!(field(d, "dead_reason"), Some("max_deliveries"), "{d:?}");
     let n: u64 = field(d, "dead_deliveries")
