@@ -166,3 +166,76 @@ async fn a_graceful_stop_with_entries_in_flight_loses_and_doubles_nothing() {
     assert!(lobby.pending().await.is_empty());
     assert!(lobby.dead_letters().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_docker_work_but_before_the_commit_converges_to_one_container() {
+    let mut app = spawn_app().await;
+    let lobby = Lobby::new(&app).await;
+    lobby.wait_group().await;
+    let instance = app.vars["RTM_INSTANCE_ID"].clone();
+    let game = "crash-uncommitted";
+    let v1 = image("1.0.0");
+
+    // The crash state: the entry is pending on the app's name; its start
+    // happened on Docker (a container runs) but nothing was committed.
+    app.stop().await;
+    let entry = lobby.start(game, &v1).await;
+    assert_eq!(lobby.read_as(&instance, 10, ">").await, vec![entry.clone()]);
+    app.vars
+        .insert("RTM_INSTANCE_ID".into(), format!("{instance}-other"));
+    app.start().await;
+    let req = OperationRequest::new(
+        GameId::parse(game).expect("game id"),
+        Command::Start {
+            image: rtm_domain::ImageRef::parse(&v1).expect("image"),
+        },
+        OpSource::GmRest,
+    );
+    let outcome = app.app().service.execute(req).await.expect("start");
+    assert_eq!(outcome.operation.outcome.to_string(), "success");
+    let leftover = outcome.operation.container_id.clone();
+    assert!(!leftover.is_empty());
+    app.stop().await;
+    let client = app.db.admin_client().await.expect("admin client");
+    client
+        .batch_execute(&format!(
+            "DELETE FROM operation_log WHERE game_id = '{game}'; \
+             DELETE FROM runtime_records WHERE game_id = '{game}'; \
+             DELETE FROM health_snapshots WHERE game_id = '{game}'; \
+             DELETE FROM health_outbox WHERE game_id = '{game}'"
+        ))
+        .await
+        .expect("forget the commit");
+    assert_eq!(app.containers(game), vec![leftover.clone()]);
+
+    // Back under its own name: the entry is handled (with the reconciler
+    // running at start too), and the game converges.
+    app.vars.insert("RTM_INSTANCE_ID".into(), instance.clone());
+    app.start().await;
+    wait_for("the entry's row", Duration::from_secs(60), || async {
+        (!query_rows(&client, Some(&entry)).await.is_empty()).then_some(())
+    })
+    .await;
+    lobby.wait_drained(Duration::from_secs(30)).await;
+
+    let rows = query_rows(&client, Some(&entry)).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (rows[0].op_source.as_str(), rows[0].outcome.as_str()),
+        ("lobby_stream", "success"),
+        "{rows:#?}"
+    );
+    let container = assert_runtime(&app, game, "running", &v1).await;
+    eprintln!(
+        "uncommitted start: leftover {} adopted: {}; rows {:?}",
+        &leftover[..12],
+        container == leftover,
+        all_rows(&app)
+            .await
+            .iter()
+            .map(|r| (&r.op_kind, &r.op_source))
+            .collect::<Vec<_>>()
+    );
+    assert!(lobby.pending().await.is_empty());
+    assert!(lobby.dead_letters().await.is_empty());
+}
