@@ -16,6 +16,13 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// A game id unique to this run: container names (`rtm-<game_id>`) are
+/// global on the shared Docker engine, whatever the owner label, so two
+/// tests (or two test processes) must never use the same game id.
+pub fn game(name: &str) -> String {
+    rtm_testkit::unique(name)
+}
+
 /// `GET <base>/readyz`: `(status, body)`.
 pub async fn readyz(base: &str) -> (u16, serde_json::Value) {
     call("GET", &format!("{base}/readyz"), None, None, &[]).await

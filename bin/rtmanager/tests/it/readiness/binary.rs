@@ -164,6 +164,7 @@ fn bad_configuration_stops_the_binary_naming_every_bad_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_logs_operations_and_exits_0_on_sigterm() {
+    let bin = game("bin");
     // The in-process app provisions schema, owner, network and streams;
     // it is stopped and the binary takes over its configuration.
     let mut app = spawn_app().await;
@@ -217,7 +218,7 @@ async fn the_binary_serves_logs_operations_and_exits_0_on_sigterm() {
 
     let (status, body) = call(
         "POST",
-        &format!("{gm}/api/v1/runtimes/bin/start"),
+        &format!("{gm}/api/v1/runtimes/{bin}/start"),
         Some(GM_TOKEN),
         Some(serde_json::json!({ "image_ref": image("1.0.0") })),
         &[("idempotency-key", "bin-start-1")],
@@ -228,9 +229,11 @@ async fn the_binary_serves_logs_operations_and_exits_0_on_sigterm() {
     // One line per operation: game, op, source, outcome, duration.
     let line = wait_for("the operation's log line", Duration::from_secs(10), || {
         let logs = proc.json_logs();
+        let bin = bin.clone();
         async move {
             logs.into_iter().find(|l| {
-                l["fields"]["message"] == "operation finished" && l["fields"]["game_id"] == "bin"
+                l["fields"]["message"] == "operation finished"
+                    && l["fields"]["game_id"] == bin.as_str()
             })
         }
     })
@@ -273,7 +276,7 @@ async fn the_binary_serves_logs_operations_and_exits_0_on_sigterm() {
     );
     assert!(refuses(gm_addr).await && refuses(admin_addr).await);
     // The engine outlives RTM.
-    let ids = app.containers("bin");
+    let ids = app.containers(&bin);
     assert_eq!(ids.len(), 1);
     let running = rtm_testkit::docker::docker(&["inspect", "-f", "{{.State.Running}}", &ids[0]])
         .expect("inspect");

@@ -6,20 +6,23 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_operations_latencies_and_worker_runs() {
+    let m1 = game("m1");
+    let m2 = game("m2");
+    let m3 = game("m3");
     let app = spawn_app().await;
-    for game in ["m1", "m2"] {
+    for game in [&m1, &m2] {
         let (status, body) = app.start_game(game, &image("1.0.0")).await;
         assert_eq!(status, 200, "{body}");
     }
     // A replay of the same start is a no-op success, recorded too.
-    let (status, body) = app.start_game("m1", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&m1, &image("1.0.0")).await;
     assert_eq!(status, 200, "{body}");
     // A refused one is a recorded failure.
-    let (status, body) = app.start_game("m3", "docker.io/library/alpine:3.19").await;
+    let (status, body) = app.start_game(&m3, "docker.io/library/alpine:3.19").await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = app
         .admin_post(
-            "/admin/v1/runtimes/m2/stop",
+            &format!("/admin/v1/runtimes/{m2}/stop"),
             Some(serde_json::json!({"timeout_s": 2})),
         )
         .await;

@@ -46,6 +46,10 @@ fn container_running(id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
+    let before = game("before");
+    let during = game("during");
+    let after = game("after");
+    let queued = game("queued");
     let proxy = TcpProxy::start(pg_upstream().await).await;
     let proxy_addr = proxy.addr();
     let app = spawn_app_with(|v| {
@@ -58,10 +62,10 @@ async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
         "the app must reach PostgreSQL through the proxy"
     );
     wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
-    let (status, body) = app.start_game("before", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&before, &image("1.0.0")).await;
     assert_eq!(status, 200, "{body}");
-    let before = app.containers("before");
-    assert_eq!(before.len(), 1);
+    let before_ids = app.containers(&before);
+    assert_eq!(before_ids.len(), 1);
 
     proxy.cut();
 
@@ -78,23 +82,26 @@ async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
     let _ = metrics_text(&app.gm).await; // still served
 
     // Operations fail cleanly, before touching Docker.
-    let (status, body) = app.start_game("during", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&during, &image("1.0.0")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
     assert!(
-        app.containers("during").is_empty(),
+        app.containers(&during).is_empty(),
         "nothing created in Docker"
     );
     let (status, body) = app
         .gm_post(
-            "/api/v1/runtimes/before/stop",
+            &format!("/api/v1/runtimes/{before}/stop"),
             Some(json!({"timeout_s": 1})),
         )
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
-    assert!(container_running(&before[0]), "the engine was not stopped");
-    let (status, body) = app.runtime("before").await;
+    assert!(
+        container_running(&before_ids[0]),
+        "the engine was not stopped"
+    );
+    let (status, body) = app.runtime(&before).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
 
@@ -105,7 +112,7 @@ async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
         &app.lobby_stream,
         &[
             ("op", "start"),
-            ("game_id", "queued"),
+            ("game_id", queued.as_str()),
             ("image_ref", &image("1.0.0")),
         ],
     )
@@ -116,26 +123,26 @@ async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
 
     // Recovered, same process.
     wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
-    let (status, body) = app.start_game("after", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&after, &image("1.0.0")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["runtime"]["status"], "running", "{body}");
-    assert_eq!(app.containers("after").len(), 1);
-    let queued = wait_for(
+    assert_eq!(app.containers(&after).len(), 1);
+    let queued_runtime = wait_for(
         "the queued Lobby start",
         Duration::from_secs(30),
         || async {
-            let (s, v) = app.runtime("queued").await;
+            let (s, v) = app.runtime(&queued).await;
             (s == 200 && v["status"] == "running").then_some(v)
         },
     )
     .await;
-    assert_eq!(app.containers("queued").len(), 1, "{queued}");
-    let rows = app.operation_rows("queued").await;
+    assert_eq!(app.containers(&queued).len(), 1, "{queued_runtime}");
+    let rows = app.operation_rows(&queued).await;
     assert_eq!(rows.len(), 1, "exactly one operation for the entry");
     assert_eq!(rows[0].get::<_, String>("op_source"), "lobby_stream");
     assert_eq!(rows[0].get::<_, String>("outcome"), "success");
     assert!(
-        app.operation_rows("during").await.is_empty(),
+        app.operation_rows(&during).await.is_empty(),
         "the refused start left no trace"
     );
     // The singleton workers took their leases back.
@@ -144,7 +151,7 @@ async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
     })
     .await;
     wait_for("'after' healthy", Duration::from_secs(30), || async {
-        let (_, v) = app.runtime("after").await;
+        let (_, v) = app.runtime(&after).await;
         (v["health"]["status"] == "healthy").then_some(())
     })
     .await;
@@ -152,6 +159,8 @@ async fn postgres_outage_is_reported_and_recovered_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_is_reported_and_no_health_event_is_lost() {
+    let while_down = game("while-down");
+    let after_redis = game("after-redis");
     let mut server = tokio::task::spawn_blocking(rtm_testkit::redis::RedisServer::start)
         .await
         .expect("redis-server");
@@ -175,14 +184,14 @@ async fn redis_outage_is_reported_and_no_health_event_is_lost() {
     assert_eq!(body["dependencies"]["docker"]["ok"], true, "{body}");
 
     // REST operations do not need Redis.
-    let (status, body) = app.start_game("while-down", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&while_down, &image("1.0.0")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["runtime"]["status"], "running", "{body}");
     wait_for(
         "healthy while Redis is down",
         Duration::from_secs(30),
         || async {
-            let (_, v) = app.runtime("while-down").await;
+            let (_, v) = app.runtime(&while_down).await;
             (v["health"]["status"] == "healthy").then_some(())
         },
     )
@@ -216,7 +225,7 @@ async fn redis_outage_is_reported_and_no_health_event_is_lost() {
             let entries = rtm_testkit::redis::xrange(&client, &app.health_stream).await;
             entries
                 .iter()
-                .any(|(_, f)| f.iter().any(|(k, v)| k == "game_id" && v == "while-down"))
+                .any(|(_, f)| f.iter().any(|(k, v)| k == "game_id" && *v == while_down))
                 .then_some(entries)
         },
     )
@@ -234,7 +243,7 @@ async fn redis_outage_is_reported_and_no_health_event_is_lost() {
         &app.lobby_stream,
         &[
             ("op", "start"),
-            ("game_id", "after-redis"),
+            ("game_id", after_redis.as_str()),
             ("image_ref", &image("1.0.0")),
         ],
     )
@@ -243,7 +252,7 @@ async fn redis_outage_is_reported_and_no_health_event_is_lost() {
         "Lobby entry processed after the outage",
         Duration::from_secs(30),
         || async {
-            let (s, v) = app.runtime("after-redis").await;
+            let (s, v) = app.runtime(&after_redis).await;
             (s == 200 && v["status"] == "running").then_some(())
         },
     )
@@ -253,6 +262,7 @@ async fn redis_outage_is_reported_and_no_health_event_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_started_while_postgres_is_down_serves_once_it_is_back() {
+    let early = game("early");
     let proxy = TcpProxy::start(pg_upstream().await).await;
     let proxy_addr = proxy.addr();
     // Migrated by a first start; the second starts with PostgreSQL away.
@@ -269,13 +279,13 @@ async fn an_app_started_while_postgres_is_down_serves_once_it_is_back() {
 
     let body = wait_readyz(&app.gm, 503, Duration::from_secs(20)).await;
     assert_eq!(body["dependencies"]["postgres"]["ok"], false, "{body}");
-    let (status, body) = app.start_game("early", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&early, &image("1.0.0")).await;
     assert_eq!(status, 503, "{body}");
-    assert!(app.containers("early").is_empty());
+    assert!(app.containers(&early).is_empty());
 
     proxy.restore();
     wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
-    let (status, body) = app.start_game("early", &image("1.0.0")).await;
+    let (status, body) = app.start_game(&early, &image("1.0.0")).await;
     assert_eq!(status, 200, "{body}");
     // The workers got their leases: the start-up reconcile ran.
     wait_for("a reconcile pass", Duration::from_secs(20), || async {
@@ -283,8 +293,58 @@ async fn an_app_started_while_postgres_is_down_serves_once_it_is_back() {
     })
     .await;
     wait_for("'early' healthy", Duration::from_secs(30), || async {
-        let (_, v) = app.runtime("early").await;
+        let (_, v) = app.runtime(&early).await;
         (v["health"]["status"] == "healthy").then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_postgres_is_reported_and_nothing_hangs() {
+    let before = game("before");
+    let during = game("during");
+    let after = game("after");
+    let proxy = TcpProxy::start(pg_upstream().await).await;
+    let proxy_addr = proxy.addr();
+    let app = spawn_app_with(|v| {
+        let url = with_host(&v["RTM_DATABASE_URL"], proxy_addr);
+        v.insert("RTM_DATABASE_URL".into(), url);
+    })
+    .await;
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+    let (status, body) = app.start_game(&before, &image("1.0.0")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A partition: connections stay open, nothing answers.
+    proxy.stall();
+    let body = wait_readyz(&app.gm, 503, Duration::from_secs(20)).await;
+    assert_eq!(body["dependencies"]["postgres"]["ok"], false, "{body}");
+    assert_eq!(body["dependencies"]["redis"]["ok"], true, "{body}");
+    let (status, _) = call("GET", &format!("{}/healthz", app.gm), None, None, &[]).await;
+    assert_eq!(status, 200);
+    // Callers get an answer, not a hung request.
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.start_game(&during, &image("1.0.0")),
+    )
+    .await
+    .expect("an operation answers while PostgreSQL is black-holed");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    assert!(
+        app.containers(&during).is_empty(),
+        "nothing created in Docker"
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), app.runtime(&before))
+        .await
+        .expect("a read answers while PostgreSQL is black-holed");
+    assert_eq!(status, 503, "{body}");
+
+    proxy.restore();
+    wait_readyz(&app.gm, 200, Duration::from_secs(30)).await;
+    for game in [&during, &after] {
+        let (status, body) = app.start_game(game, &image("1.0.0")).await;
+        assert_eq!(status, 200, "{game}: {body}");
+        assert_eq!(app.containers(game).len(), 1);
+    }
 }

@@ -49,13 +49,14 @@ async fn singleton_leaders(a: &str, b: &str) -> Vec<(&'static str, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_work_without_doing_anything_twice() {
+    let shared = game("shared");
     let mut a = spawn_app().await;
     let b: RunningApp = spawn_replica(&a, "b", |_| {}).await;
     let mut b = Some(b);
     let b_gm = format!("http://{}", b.as_ref().expect("b").gm_addr);
     wait_readyz(&b_gm, 200, Duration::from_secs(30)).await;
     // A game, so that the probe and inspect passes have work.
-    let (status, body) = a.start_game("shared", &image("1.0.0")).await;
+    let (status, body) = a.start_game(&shared, &image("1.0.0")).await;
     assert_eq!(status, 200, "{body}");
 
     // Singletons: one replica each.
@@ -67,7 +68,7 @@ async fn two_replicas_share_the_work_without_doing_anything_twice() {
 
     // Lobby entries: each handled exactly once across the two consumers.
     let redis = rtm_testkit::redis::client(&rtm_testkit::redis::redis_url()).await;
-    let games: Vec<String> = (0..6).map(|i| format!("lobby-{i}")).collect();
+    let games: Vec<String> = (0..6).map(|i| game(&format!("lobby{i}"))).collect();
     for game in &games {
         rtm_testkit::redis::xadd(
             &redis,
@@ -102,7 +103,7 @@ async fn two_replicas_share_the_work_without_doing_anything_twice() {
 
     // Concurrent starts of one game through both replicas.
     for i in 0..3 {
-        let game = format!("race-{i}");
+        let game = game(&format!("race{i}"));
         let url_a = format!("{}/api/v1/runtimes/{game}/start", a.gm);
         let url_b = format!("{b_gm}/api/v1/runtimes/{game}/start");
         let body = serde_json::json!({ "image_ref": image("1.0.0") });

@@ -11,6 +11,10 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
+    let slow = game("slow");
+    let steady = game("steady");
+    let parked = game("parked");
+    let late = game("late");
     let mut app = spawn_app_with(|v| {
         // The slow operation is a health-gated patch held back by the
         // stub's `unhealthy` file; both bounds exceed the test's steps.
@@ -18,23 +22,23 @@ async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
         v.insert("RTM_SHUTDOWN_TIMEOUT".into(), "30s".into());
     })
     .await;
-    for game in ["slow", "steady", "parked"] {
+    for game in [&slow, &steady, &parked] {
         let (status, body) = app.start_game(game, &image("1.0.0")).await;
         assert_eq!(status, 200, "{body}");
     }
     let (status, body) = app
         .gm_post(
-            "/api/v1/runtimes/parked/stop",
+            &format!("/api/v1/runtimes/{parked}/stop"),
             Some(json!({"timeout_s": 2})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
 
     // The patch's new engine answers 503 while this file exists.
-    let unhealthy = app.state_dir("slow").join("unhealthy");
+    let unhealthy = app.state_dir(&slow).join("unhealthy");
     std::fs::write(&unhealthy, "").expect("write unhealthy");
     let patch = tokio::spawn({
-        let url = format!("{}/api/v1/runtimes/slow/patch", app.gm);
+        let url = format!("{}/api/v1/runtimes/{slow}/patch", app.gm);
         async move {
             call(
                 "POST",
@@ -50,7 +54,7 @@ async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
     wait_for(
         "the patch's second container",
         Duration::from_secs(30),
-        || async { (app.containers("slow").len() == 2).then_some(()) },
+        || async { (app.containers(&slow).len() == 2).then_some(()) },
     )
     .await;
 
@@ -74,7 +78,7 @@ async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
         &app.lobby_stream,
         &[
             ("op", "start"),
-            ("game_id", "late"),
+            ("game_id", late.as_str()),
             ("image_ref", &image("1.0.0")),
         ],
     )
@@ -93,7 +97,7 @@ async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
         .expect("shutdown task");
 
     // Recorded, committed.
-    let rows = app.operation_rows("slow").await;
+    let rows = app.operation_rows(&slow).await;
     let last = rows.last().expect("rows");
     assert_eq!(last.get::<_, String>("op_kind"), "patch");
     assert_eq!(last.get::<_, String>("outcome"), "success");
@@ -111,7 +115,7 @@ async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
 
     // Engines outlive RTM.
     let mut expected = Vec::new();
-    for game in ["slow", "steady"] {
+    for game in [&slow, &steady] {
         let ids = app.containers(game);
         assert_eq!(ids.len(), 1, "{game}: {ids:?}");
         let state = rtm_testkit::docker::docker(&["inspect", "-f", "{{.State.Running}}", &ids[0]])
@@ -144,17 +148,17 @@ async fn shutdown_finishes_in_flight_work_and_leaves_engines_running() {
         assert_eq!(v["status"], "running", "{v}");
         assert_eq!(v["container_id"], id.as_str(), "{v}");
     }
-    let (_, v) = app.runtime("parked").await;
+    let (_, v) = app.runtime(&parked).await;
     assert_eq!(v["status"], "stopped", "{v}");
 
     // The entry that arrived during the shutdown is handled exactly once.
     wait_for("the late Lobby entry", Duration::from_secs(30), || async {
-        let (s, v) = app.runtime("late").await;
+        let (s, v) = app.runtime(&late).await;
         (s == 200 && v["status"] == "running").then_some(())
     })
     .await;
-    assert_eq!(app.operation_rows("late").await.len(), 1);
-    assert_eq!(app.containers("late").len(), 1);
+    assert_eq!(app.operation_rows(&late).await.len(), 1);
+    assert_eq!(app.containers(&late).len(), 1);
     let repairs: i64 = client
         .query_one(
             "SELECT count(*) FROM operation_log WHERE op_kind IN ('reconcile_adopt', 'reconcile_dispose')",
