@@ -220,9 +220,24 @@ impl From<&tokio_postgres::Row> for OpRow {
     }
 }
 
+/// A superuser connection in the test's schema. PostgreSQL's connection
+/// slots are shared by every test running on the machine: a full server
+/// ("too many clients") is retried for a bounded time.
+pub async fn admin(app: &TestApp) -> tokio_postgres::Client {
+    let mut last = None;
+    for _ in 0..40 {
+        match app.db.admin_client().await {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("admin client: {:#}", last.expect("an error"));
+}
+
 /// Every row of the test's `operation_log`, in id (commit) order.
 pub async fn all_rows(app: &TestApp) -> Vec<OpRow> {
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(app).await;
     query_rows(&client, None).await
 }
 
@@ -251,8 +266,14 @@ pub async fn query_rows(client: &tokio_postgres::Client, entry: Option<&str>) ->
 
 /// `game`'s rows, oldest first.
 pub async fn rows(app: &TestApp, game: &str) -> Vec<OpRow> {
-    app.operation_rows(game)
+    admin(app)
         .await
+        .query(
+            "SELECT * FROM operation_log WHERE game_id = $1 ORDER BY id",
+            &[&game],
+        )
+        .await
+        .expect("operation rows")
         .iter()
         .map(OpRow::from)
         .collect()
@@ -260,8 +281,9 @@ pub async fn rows(app: &TestApp, game: &str) -> Vec<OpRow> {
 
 /// Waits until the log holds at least `n` rows; returns them all.
 pub async fn wait_rows(app: &TestApp, n: usize, timeout: Duration) -> Vec<OpRow> {
+    let client = admin(app).await;
     wait_for(&format!("{n} operation rows"), timeout, || async {
-        let rows = all_rows(app).await;
+        let rows = query_rows(&client, None).await;
         (rows.len() >= n).then_some(rows)
     })
     .await
@@ -326,7 +348,7 @@ pub fn lock_key(app: &TestApp, game: &str) -> String {
 /// the app's operations on them wait (and, past `RTM_LOCK_WAIT`, fail as
 /// transient `InProgress`). Release with [`release_locks`].
 pub async fn hold_locks(app: &TestApp, games: &[&str]) -> tokio_postgres::Client {
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(app).await;
     for g in games {
         let taken: bool = client
             .query_one(
@@ -352,7 +374,7 @@ pub async fn release_locks(client: &tokio_postgres::Client) {
 /// How many sessions wait (ungranted) for the locks of `games` right now.
 pub async fn lock_waiters(app: &TestApp, games: &[&str]) -> i64 {
     let keys: Vec<String> = games.iter().map(|g| lock_key(app, g)).collect();
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(app).await;
     client
         .query_one(
             "SELECT count(*) FROM pg_locks l \

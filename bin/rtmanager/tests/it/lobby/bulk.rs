@@ -25,8 +25,11 @@ fn game(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
     let app = spawn_app_with(|v| {
-        // The default concurrency (16): more does not help on 2 cores
-        // and costs PostgreSQL connections shared with parallel tests.
+        // Docker is the bottleneck on 2 cores: a modest concurrency does
+        // as well and keeps PostgreSQL connections (shared by every test
+        // on the machine) for the others.
+        v.insert("RTM_LOBBY_CONCURRENCY".into(), "8".into());
+        v.insert("RTM_DATABASE_POOL_SIZE".into(), "8".into());
         // 100 engines probed every 500 ms would compete with the work
         // measured here; health is not under test.
         v.insert("RTM_PROBE_INTERVAL".into(), "5s".into());
@@ -98,7 +101,7 @@ async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
 
     // Where the time went (printed, not asserted): the first start/stop
     // of a game acts on Docker, the rest are no-ops.
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(&app).await;
     for r in client
         .query(
             "SELECT op_kind, n = 1 AS real, count(*), \
@@ -173,7 +176,7 @@ async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
         .map(|(g, s)| (g.to_owned(), s.to_owned()))
         .collect();
     assert_eq!(states.len(), GAMES, "one container per game: {ps}");
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(&app).await;
     let records: HashMap<String, String> = client
         .query("SELECT game_id, status FROM runtime_records", &[])
         .await

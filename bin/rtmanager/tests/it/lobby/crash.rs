@@ -196,7 +196,7 @@ async fn killed_after_the_docker_work_but_before_the_commit_converges_to_one_con
     let leftover = outcome.operation.container_id.clone();
     assert!(!leftover.is_empty());
     app.stop().await;
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(&app).await;
     client
         .batch_execute(&format!(
             "DELETE FROM operation_log WHERE game_id = '{game}'; \

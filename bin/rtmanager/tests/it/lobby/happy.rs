@@ -31,7 +31,7 @@ pub async fn run_entry(app: &TestApp, lobby: &Lobby, fields: &[(&str, &str)]) ->
         .find(|(k, _)| *k == "game_id")
         .map(|(_, v)| *v)
         .expect("game_id");
-    let sql = app.db.admin_client().await.expect("admin client");
+    let sql = admin(app).await;
     let held = hold_locks(app, &[game]).await;
     let id = lobby.xadd(fields).await;
     wait_for(

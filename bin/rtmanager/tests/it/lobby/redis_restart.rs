@@ -85,7 +85,7 @@ async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
     // The change waits in the outbox, and the relay has tried (and failed)
     // to publish it: two failed passes after this point guarantee one that
     // began after the event was queued.
-    let client = app.db.admin_client().await.expect("admin client");
+    let client = admin(&app).await;
     let queued: i64 = client
         .query_one(
             "SELECT count(*) FROM health_outbox WHERE game_id = $1 AND event_type = 'exited'",
