@@ -30,6 +30,7 @@ pub fn run(args: &[String]) -> Result<()> {
     redis()?;
     docker()?;
     admin_role()?;
+    connection_capacity()?;
     println!("services: PostgreSQL on {PG_ADDR}, Redis on {REDIS_ADDR} ready");
     Ok(())
 }
@@ -173,6 +174,59 @@ fn admin_role() -> Result<()> {
         bail!("creating rtm_admin failed: {status}");
     }
     wait_for("rtm_admin login", Duration::from_secs(10), admin_can_login)
+}
+
+/// Enough connections for the test suite and local multi-replica runs.
+/// Each rtmanager holds a store pool, a lock pool and one session per
+/// leader role; the end-to-end tests run several apps at once. Debian's
+/// default of 100 is too tight for that.
+const MIN_CONNECTIONS: u32 = 400;
+
+/// Raises `max_connections` to [`MIN_CONNECTIONS`] when it is lower
+/// (`ALTER SYSTEM` + one restart of the local cluster). Idempotent: once
+/// raised, nothing is restarted again.
+fn connection_capacity() -> Result<()> {
+    let current = admin_query("SHOW max_connections")?
+        .parse::<u32>()
+        .context("max_connections is not a number")?;
+    if current >= MIN_CONNECTIONS {
+        return Ok(());
+    }
+    let version = pg_version().context("PostgreSQL server not found under /usr/lib/postgresql")?;
+    if !is_root() {
+        bail!("services: max_connections is {current}; raise it to {MIN_CONNECTIONS} (needs root)");
+    }
+    println!("services: raising max_connections from {current} to {MIN_CONNECTIONS}");
+    admin_query(&format!(
+        "ALTER SYSTEM SET max_connections = {MIN_CONNECTIONS}"
+    ))?;
+    sh(
+        "pg_ctlcluster",
+        &["--skip-systemctl-redirect", &version, "main", "restart"],
+        &[],
+    )?;
+    wait_for("PostgreSQL", Duration::from_secs(60), pg_answers)?;
+    wait_for("rtm_admin login", Duration::from_secs(10), admin_can_login)
+}
+
+/// Runs one statement as `rtm_admin`; returns the first column of the
+/// first row as text (empty when none).
+fn admin_query(sql: &str) -> Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut cfg: tokio_postgres::Config = ADMIN_URL.parse()?;
+        cfg.connect_timeout(Duration::from_secs(5));
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let rows = client.simple_query(sql).await?;
+        let first = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        });
+        Ok(first.unwrap_or_default())
+    })
 }
 
 fn admin_can_login() -> bool {
