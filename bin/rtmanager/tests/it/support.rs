@@ -319,7 +319,7 @@ pub async fn spawn_replica(
     vars.insert("RTM_HTTP_ADDR".into(), "127.0.0.1:0".into());
     vars.insert("RTM_ADMIN_HTTP_ADDR".into(), "127.0.0.1:0".into());
     tweak(&mut vars);
-    let config = Config::from_map(&vars, None)
-        .unwrap_or_else(|e| panic!("replica configuration: {e}"));
+    let config =
+        Config::from_map(&vars, None).unwrap_or_else(|e| panic!("replica configuration: {e}"));
     app::start(config).await.expect("replica starts")
 }

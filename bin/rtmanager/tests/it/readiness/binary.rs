@@ -45,9 +45,12 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader threads drain the pipes (bounded).
-                let drained = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < drained && Arc::strong_count(&self.stdout) > 1 {
+                // Let both reader threads drain the pipes (each drops its
+                // handle at EOF, which follows the exit; bounded anyway).
+                let drained = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < drained
+                    && (Arc::strong_count(&self.stdout) > 1 || Arc::strong_count(&self.stderr) > 1)
+                {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 return status;
