@@ -300,7 +300,7 @@ impl OperationLog for MemStore {
                 .filter(|o| {
                     // Same contract as the adapter: strictly after the
                     // cursor row in (started_at DESC, id DESC) order.
-                    query.before_id.is_none_or(|b| {
+                    query.before_id.is_none_or(|_| {
                         cursor.is_some_and(|(t, id)| (o.started_at, o.id) < (t, id))
                     })
                 })
