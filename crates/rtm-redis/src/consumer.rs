@@ -16,9 +16,11 @@
 //!   `<stream>:dead` and then acknowledged; they never block anything.
 //! - On start the consumer first re-reads its own pending entries (id `0`),
 //!   then new ones (`>`). A claimer takes over entries idle longer than
-//!   `claim_idle` (`XAUTOCLAIM`); entries this consumer holds in memory are
-//!   "touched" (`XCLAIM … JUSTID`, which does not count as a delivery) so a
-//!   slow operation or a long retry is never claimed from under it.
+//!   `claim_idle` (`XAUTOCLAIM`); every entry delivered to this consumer and
+//!   not yet finished (running, queued, or still waiting to be received
+//!   behind a backlog) is "touched" (`XCLAIM … JUSTID`, which does not
+//!   count as a delivery) so a slow operation, a long retry or a long
+//!   backlog is never claimed from under it.
 //! - The blocking `XREADGROUP` has its own connection; every client
 //!   reconnects by itself. When Redis comes back without the group (a
 //!   restart without persistence) the group is re-created (from id `0`, so
@@ -233,6 +235,15 @@ struct Shared<H> {
     handler: H,
     counters: Arc<Counters>,
     dead_stream: String,
+    /// Every entry delivered to this consumer (read or claimed) and not yet
+    /// finished, wherever it waits: in the reader's hands, in the channel,
+    /// queued or running in the dispatcher. The dispatcher touches all of
+    /// them, not only those it holds: with a backlog it stops receiving,
+    /// and entries delivered but not yet received must not look idle to
+    /// another replica's claimer (which would run them out of order, or
+    /// dead-letter them as over-delivered while this consumer still runs
+    /// them). A std Mutex: never held across an `.await`.
+    delivered: Mutex<HashSet<String>>,
 }
 
 impl<H: CommandHandler> LobbyConsumer<H> {
@@ -266,6 +277,7 @@ impl<H: CommandHandler> LobbyConsumer<H> {
                 handler,
                 counters: Arc::new(Counters::default()),
                 dead_stream,
+                delivered: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -448,6 +460,29 @@ fn classify(entry: StreamEntry, deliveries: u64, max: u64) -> Delivery {
             id: entry.id,
             req: Box::new(req),
         },
+    }
+}
+
+impl<H> Shared<H> {
+    /// Records entries as delivered to this consumer (see `delivered`).
+    fn track<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut set) = self.delivered.lock() {
+            set.extend(ids.into_iter().map(str::to_owned));
+        }
+    }
+
+    /// The entry is finished here (acknowledged, or left for later).
+    fn untrack(&self, id: &str) {
+        if let Ok(mut set) = self.delivered.lock() {
+            set.remove(id);
+        }
+    }
+
+    fn tracked(&self) -> Vec<String> {
+        self.delivered
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -666,6 +701,8 @@ async fn reader<H: CommandHandler>(
             }
         };
         backoff.reset();
+        // Delivered to us from now on: keep them from looking idle.
+        shared.track(entries.iter().map(|e| e.id.as_str()));
 
         let counts = match (&pending_cursor, entries.first(), entries.last()) {
             (None, _, _) | (_, None, _) | (_, _, None) => HashMap::new(),
@@ -755,6 +792,7 @@ async fn claimer<H: CommandHandler>(
                     break;
                 }
             };
+            shared.track(claimed.iter().map(|e| e.id.as_str()));
             let mut out = Vec::with_capacity(claimed.len() + deleted.len());
             for entry in claimed {
                 info!(entry = %entry.id, "claimed an idle pending entry");
@@ -762,7 +800,10 @@ async fn claimer<H: CommandHandler>(
                     Ok(Some(n)) => n,
                     // Gone from the pending list meanwhile (acknowledged by
                     // its old owner): nothing to do.
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        shared.untrack(&entry.id);
+                        continue;
+                    }
                     Err(e) => {
                         warn!(error = %e, "XPENDING failed; delivery count unknown");
                         1
@@ -874,6 +915,7 @@ async fn dispatch<H: CommandHandler>(
                 match done {
                     Ok(Done::Game { game, id, acked }) => {
                         held.remove(&id);
+                        shared.untrack(&id);
                         if acked {
                             if recent.len() >= RECENT_ACKS {
                                 if let Some(old) = recent_order.pop_front() {
@@ -891,7 +933,10 @@ async fn dispatch<H: CommandHandler>(
                             scheduled.remove(&game);
                         }
                     }
-                    Ok(Done::Other(id)) => { held.remove(&id); }
+                    Ok(Done::Other(id)) => {
+                        held.remove(&id);
+                        shared.untrack(&id);
+                    }
                     // Tasks catch panics themselves; a JoinError here means
                     // the task was cancelled, which only happens at drop.
                     Err(e) => error!(error = %e, "lobby task failed"),
@@ -899,7 +944,13 @@ async fn dispatch<H: CommandHandler>(
             }
             d = rx.recv(), if held.len() < max_held => {
                 let Some(d) = d else { break };
-                if recent.contains(d.id()) || !held.insert(d.id().to_owned()) {
+                if recent.contains(d.id()) {
+                    // Already acknowledged here: a late duplicate.
+                    debug!(entry = d.id(), "entry already acknowledged; duplicate delivery ignored");
+                    shared.untrack(d.id());
+                    continue;
+                }
+                if !held.insert(d.id().to_owned()) {
                     // Already queued or running here (e.g. re-read after a
                     // reconnection, or claimed back from ourselves).
                     debug!(entry = d.id(), "entry already held; duplicate delivery ignored");
@@ -923,8 +974,9 @@ async fn dispatch<H: CommandHandler>(
                 }
             }
             _ = touch.tick() => {
-                if !held.is_empty() {
-                    let ids: Vec<String> = held.iter().cloned().collect();
+                // Everything delivered to us, held here or not (yet).
+                let ids = shared.tracked();
+                if !ids.is_empty() {
                     let s = shared.clone();
                     // Detached: a slow Redis must not stall dispatching; the
                     // command timeout bounds it.
