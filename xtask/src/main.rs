@@ -5,6 +5,7 @@
 //! `provision` (role + schema), `migrate`, `engine-image`, `ci` (the whole
 //! check: services, fmt, clippy, tests), `up` (the demo), `bench`.
 
+mod bench;
 mod ci;
 mod db;
 mod engine_image;
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
         "engine-image" => engine_image::run(&rest),
         "ci" => ci::run(&rest),
         "up" => up::run(&rest),
+        "bench" => bench::run(&rest),
         _ => {
             eprintln!("usage: cargo xtask <services|provision|migrate|engine-image|ci|up|bench>");
             bail!("unknown task {task:?}")
