@@ -172,6 +172,41 @@ impl Lobby {
     }
 }
 
+/// Appends many entries in order, pipelined 100 at a time, through a
+/// client of its own (a busy machine can exceed the helpers' 5 s command
+/// timeout for a batch). Returns the ids in order.
+pub async fn xadd_many(
+    app: &TestApp,
+    lobby: &Lobby,
+    entries: &[Vec<(String, String)>],
+) -> Vec<String> {
+    use fred::prelude::ClientLike;
+    let config = fred::prelude::Config::from_url(&app.vars["RTM_REDIS_URL"]).expect("url");
+    let writer = fred::prelude::Builder::from_config(config)
+        .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(60))
+        .build()
+        .expect("redis client");
+    writer.init().await.expect("redis connect");
+    let mut ids = Vec::with_capacity(entries.len());
+    for chunk in entries.chunks(100) {
+        let pipe = writer.pipeline();
+        for fields in chunk {
+            let () = pipe
+                .xadd(&lobby.stream, false, None, "*", fields.clone())
+                .await
+                .expect("queue XADD");
+        }
+        let replies: Vec<Value> = pipe.all().await.expect("pipelined XADD");
+        ids.extend(
+            replies
+                .into_iter()
+                .map(|v| v.as_string().expect("entry id")),
+        );
+    }
+    let _ = writer.quit().await;
+    ids
+}
+
 /// A reply of alternating names and values (RESP2) or a map (RESP3), as
 /// `(name, value)` pairs.
 fn pairs(v: &Value) -> Vec<(String, Value)> {
@@ -188,6 +223,20 @@ fn pairs(v: &Value) -> Vec<(String, Value)> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// `<name>-<token of this test>`: container names (`rtm-<game_id>`) are
+/// global on the Docker engine, so games that run containers get ids no
+/// concurrent test (or concurrent run of this binary) can share.
+pub fn gid(app: &TestApp, name: &str) -> String {
+    let alnum: Vec<char> = app
+        .owner
+        .owner()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let token: String = alnum[alnum.len().saturating_sub(14)..].iter().collect();
+    format!("{name}-{token}")
 }
 
 /// The columns of `operation_log` these tests look at.

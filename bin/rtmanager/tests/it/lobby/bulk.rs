@@ -18,8 +18,8 @@ use super::*;
 const GAMES: usize = 100;
 const PER_GAME: usize = 10;
 
-fn game(i: usize) -> String {
-    format!("bulk-{i:03}")
+fn game(app: &TestApp, i: usize) -> String {
+    gid(app, &format!("bulk-{i:03}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +46,7 @@ async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
     for step in 0..PER_GAME {
         for i in 0..GAMES {
             let stop = i % 2 == 1 && step >= 5;
-            plan.push((game(i), if stop { "stop" } else { "start" }));
+            plan.push((game(&app, i), if stop { "stop" } else { "start" }));
         }
     }
     // Its own client: a busy machine (the app shares this runtime) can
@@ -143,7 +143,7 @@ async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
     }
     assert_eq!(by_game.len(), GAMES);
     for i in 0..GAMES {
-        let g = game(i);
+        let g = game(&app, i);
         let got: Vec<&str> = by_game[g.as_str()]
             .iter()
             .map(|r| r.source_ref.as_str())
@@ -185,7 +185,7 @@ async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     for i in 0..GAMES {
-        let g = game(i);
+        let g = game(&app, i);
         let want = if i % 2 == 1 { "stopped" } else { "running" };
         assert_eq!(records.get(&g).map(String::as_str), Some(want), "{g}");
         let docker_state = states.iter().find(|(n, _)| *n == g).map(|(_, s)| s);
@@ -194,8 +194,8 @@ async fn a_thousand_entries_for_a_hundred_games_make_exactly_a_thousand_rows() {
         assert_eq!(starts(&app, &g).len(), 1, "{g}: engine starts");
     }
     // Spot-check the REST view of a few.
-    assert_runtime(&app, &game(0), "running", &v1).await;
-    assert_runtime(&app, &game(1), "stopped", &v1).await;
+    assert_runtime(&app, &game(&app, 0), "running", &v1).await;
+    assert_runtime(&app, &game(&app, 1), "stopped", &v1).await;
 
     assert!(lobby.pending().await.is_empty(), "pending left");
     assert!(lobby.dead_letters().await.is_empty(), "dead letters");

@@ -25,7 +25,8 @@ async fn a_redelivered_entry_whose_row_exists_is_acknowledged_without_acting_aga
     let mut app = spawn_app().await;
     let lobby = Lobby::new(&app).await;
     let instance = app.vars["RTM_INSTANCE_ID"].clone();
-    let game = "crash-replay";
+    let game_id = gid(&app, "crash-replay");
+    let game = game_id.as_str();
     let v1 = image("1.0.0");
 
     // A running game, through the stream.
@@ -109,7 +110,9 @@ async fn a_graceful_stop_with_entries_in_flight_loses_and_doubles_nothing() {
     let lobby = Lobby::new(&app).await;
     lobby.wait_group().await;
     let v1 = image("1.0.0");
-    let games: Vec<String> = (0..6).map(|i| format!("inflight-{i}")).collect();
+    let games: Vec<String> = (0..6)
+        .map(|i| gid(&app, &format!("inflight-{i}")))
+        .collect();
 
     // Game 0's lock is held: its entries are certainly unfinished when the
     // app stops (its first one in a transient retry loop).
@@ -173,7 +176,8 @@ async fn killed_after_the_docker_work_but_before_the_commit_converges_to_one_con
     let lobby = Lobby::new(&app).await;
     lobby.wait_group().await;
     let instance = app.vars["RTM_INSTANCE_ID"].clone();
-    let game = "crash-uncommitted";
+    let game_id = gid(&app, "crash-uncommitted");
+    let game = game_id.as_str();
     let v1 = image("1.0.0");
 
     // The crash state: the entry is pending on the app's name; its start

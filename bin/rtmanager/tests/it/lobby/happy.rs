@@ -88,7 +88,8 @@ async fn each_op_is_recorded_with_the_entry_id_and_acknowledged_after_its_row() 
     })
     .await;
     let lobby = Lobby::new(&app).await;
-    let game = "lobby-happy";
+    let game_id = gid(&app, "lobby-happy");
+    let game = game_id.as_str();
     let (v1, v2) = (image("1.0.0"), image("1.0.1"));
 
     // start

@@ -22,7 +22,12 @@ async fn games_run_concurrently_and_each_game_runs_in_stream_order() {
     let lobby = Lobby::new(&app).await;
     lobby.wait_group().await;
     let v1 = image("1.0.0");
-    let (a, b, c) = ("order-a", "order-b", "order-c");
+    let (a, b, c) = (
+        gid(&app, "order-a"),
+        gid(&app, "order-b"),
+        gid(&app, "order-c"),
+    );
+    let (a, b, c) = (a.as_str(), b.as_str(), c.as_str());
 
     let held = hold_locks(&app, &[a, b]).await;
     let mut entries: Vec<(&str, &str, String)> = Vec::new();

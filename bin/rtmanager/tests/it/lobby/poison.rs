@@ -31,7 +31,8 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_rest() {
     let lobby = Lobby::new(&app).await;
     lobby.wait_group().await;
     let v1 = image("1.0.0");
-    let g = "poison-g";
+    let g_id = gid(&app, "poison-g");
+    let g = g_id.as_str();
     let instance = app.vars["RTM_INSTANCE_ID"].clone();
     let long_request_id = "r".repeat(257);
 
@@ -252,7 +253,8 @@ async fn an_entry_delivered_too_often_is_dead_lettered_and_never_run() {
     assert_eq!(p.len(), 2);
     assert!(p.iter().all(|p| p.deliveries == 3), "{p:?}");
     // An entry behind them.
-    let behind = lobby.start("poison-behind", &v1).await;
+    let behind_game = gid(&app, "poison-behind");
+    let behind = lobby.start(&behind_game, &v1).await;
 
     app.start().await;
     wait_rows(&app, 1, Duration::from_secs(60)).await;
@@ -287,7 +289,7 @@ async fn an_entry_delivered_too_often_is_dead_lettered_and_never_run() {
     assert!(app.containers("poison-many").is_empty(), "poison entry ran");
     let (status, _) = app.runtime("poison-many").await;
     assert_eq!(status, 404);
-    assert_runtime(&app, "poison-behind", "running", &v1).await;
+    assert_runtime(&app, &behind_game, "running", &v1).await;
     assert!(lobby.pending().await.is_empty());
 }
 

@@ -46,7 +46,12 @@ async fn a_redis_restart_loses_nothing_and_doubles_nothing() {
     .await;
     let lobby = Lobby::new(&app).await;
     let v1 = image("1.0.0");
-    let (g1, g2, g3) = ("redis-g1", "redis-g2", "redis-g3");
+    let (g1, g2, g3) = (
+        gid(&app, "redis-g1"),
+        gid(&app, "redis-g2"),
+        gid(&app, "redis-g3"),
+    );
+    let (g1, g2, g3) = (g1.as_str(), g2.as_str(), g3.as_str());
     let mut ids = vec![lobby.start(g1, &v1).await, lobby.start(g2, &v1).await];
     wait_rows(&app, 2, Duration::from_secs(60)).await;
     lobby.wait_drained(Duration::from_secs(20)).await;
