@@ -25,6 +25,14 @@ mod patch;
 mod reconcile;
 mod table;
 
+/// A game id unique to this test: container names (`rtm-<game>`) are
+/// global on the shared Docker engine, so two tests (or two runs) must
+/// never use the same game id. The suffix comes from the test's owner.
+pub fn gid(app: &TestApp, base: &str) -> String {
+    let owner = app.owner.owner();
+    format!("{base}-{}", owner.trim_start_matches("rtmtest_"))
+}
+
 /// One container of a game as Docker sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ctr {

@@ -30,7 +30,8 @@ async fn fifty_concurrent_starts_make_one_container() {
         v.insert("RTM_LOCK_WAIT".into(), "20s".into());
     })
     .await;
-    let g = "herd";
+    let g = gid(&app, "herd");
+    let g = g.as_str();
     let img = image("1.0.0");
     let answers = join_all((0..50).map(|_| app.start_game(g, &img))).await;
 
@@ -92,7 +93,8 @@ async fn a_mix_of_operations_never_interleaves() {
         v.insert("RTM_LOCK_WAIT".into(), "25s".into());
     })
     .await;
-    let g = "mix";
+    let g = gid(&app, "mix");
+    let g = g.as_str();
     start_running(&app, g, "1.0.0").await;
     let p = |what: &str| format!("/api/v1/runtimes/{g}/{what}");
     let requests = [
@@ -143,10 +145,11 @@ async fn a_mix_of_operations_never_interleaves() {
 /// Fires a start of a new game and waits until it holds the game's lock.
 async fn start_holding_lock(
     app: &std::sync::Arc<TestApp>,
-    g: &'static str,
+    g: &str,
 ) -> tokio::task::JoinHandle<(u16, Value)> {
     let a = app.clone();
-    let start = tokio::spawn(async move { a.start_game(g, &image("1.0.0")).await });
+    let game = g.to_owned();
+    let start = tokio::spawn(async move { a.start_game(&game, &image("1.0.0")).await });
     wait_for("start holds the lock", Duration::from_secs(10), || async {
         lock_held(app, g).await.then_some(())
     })
@@ -162,7 +165,8 @@ async fn a_stop_during_a_start_waits_its_turn() {
         })
         .await,
     );
-    let g = "start-then-stop";
+    let g = gid(&app, "start-then-stop");
+    let g = g.as_str();
     let start = start_holding_lock(&app, g).await;
     let (status, body) = app
         .gm_post(
@@ -196,7 +200,8 @@ async fn an_operation_that_cannot_get_the_lock_is_refused_without_a_trace() {
         v.insert("RTM_LOCK_WAIT".into(), "300ms".into());
     })
     .await;
-    let g = "busy";
+    let g = gid(&app, "busy");
+    let g = g.as_str();
     start_running(&app, g, "1.0.0").await;
     let before = snapshot(&app, g).await;
 

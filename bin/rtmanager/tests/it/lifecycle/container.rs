@@ -16,7 +16,8 @@ async fn a_started_container_is_shaped_by_the_spec() {
         v.insert("RTM_ENGINE_LOG_MAX_FILES".into(), "2".into());
     })
     .await;
-    let g = "shape-1";
+    let g = gid(&app, "shape");
+    let g = g.as_str();
     start_running(&app, g, "1.0.0").await;
     let rec = record(&app, g).await.expect("record");
     let cs = containers(&app, g);

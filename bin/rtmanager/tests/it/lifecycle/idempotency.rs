@@ -8,7 +8,8 @@ use super::*;
 #[tokio::test]
 async fn the_same_key_replays_instead_of_acting() {
     let app = spawn_app().await;
-    let (a, b) = ("idem-a", "idem-b");
+    let (a, b) = (gid(&app, "idem-a"), gid(&app, "idem-b"));
+    let (a, b) = (a.as_str(), b.as_str());
     let start = |g: &str| format!("/api/v1/runtimes/{g}/start");
     let body = || Some(json!({"image_ref": image("1.0.0")}));
     let key = "start-1";
@@ -75,7 +76,8 @@ async fn the_same_key_replays_instead_of_acting() {
 #[tokio::test]
 async fn a_recorded_failure_replays_with_its_status() {
     let app = spawn_app().await;
-    let g = "idem-fail";
+    let g = gid(&app, "idem-fail");
+    let g = g.as_str();
     let path = format!("/api/v1/runtimes/{g}/stop");
     let (s1, first) = post_keyed(&app.gm, GM_TOKEN, &path, None, "stop-1").await;
     assert_eq!(s1, 404, "{first}");

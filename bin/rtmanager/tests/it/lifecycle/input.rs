@@ -48,9 +48,12 @@ async fn world(app: &TestApp, games: &[&str]) -> World {
 #[tokio::test]
 async fn bad_requests_change_nothing() {
     let app = spawn_app().await;
-    let live = "input-live";
+    let live = gid(&app, "input-live");
+    let live = live.as_str();
+    let fresh = gid(&app, "input-new");
+    let fresh = fresh.as_str();
     start_running(&app, live, "1.0.0").await;
-    let games = [live, "input-new"];
+    let games = [live, fresh];
     let before = world(&app, &games).await;
     let start_url = |g: &str| format!("{}/api/v1/runtimes/{g}/start", app.gm);
     let good = json!({"image_ref": image("1.0.0")}).to_string();
@@ -119,7 +122,7 @@ async fn bad_requests_change_nothing() {
         (start_url("-x"), Some("wrong-token"), 401, "unauthorized"),
         (start_url(live), Some(ADMIN_TOKEN), 403, "forbidden"),
         (admin_start(live), Some(GM_TOKEN), 403, "forbidden"),
-        (admin_start("input-new"), Some(GM_TOKEN), 403, "forbidden"),
+        (admin_start(fresh), Some(GM_TOKEN), 403, "forbidden"),
         (admin_start(live), Some("wrong-token"), 401, "unauthorized"),
         (
             format!("{}/admin/v1/runtimes/{live}/cleanup", app.admin),
@@ -224,7 +227,8 @@ async fn an_image_that_cannot_be_pulled_fails_cleanly() {
         );
     })
     .await;
-    let g = "pull-fail";
+    let g = gid(&app, "pull-fail");
+    let g = g.as_str();
     let (s, v) = app.start_game(g, "127.0.0.1:1/engine:1.0.0").await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["error"]["code"], "image_pull_failed", "{v}");

@@ -34,7 +34,8 @@ async fn all_pages(base: &str, token: &str, first_url: &str) -> Vec<Vec<i64>> {
 #[tokio::test]
 async fn operations_are_listed_newest_first_and_paginated() {
     let app = spawn_app().await;
-    let (g, h) = ("list-g", "list-h");
+    let (g, h) = (gid(&app, "list-g"), gid(&app, "list-h"));
+    let (g, h) = (g.as_str(), h.as_str());
     start_running(&app, g, "1.0.0").await;
     start_running(&app, h, "1.0.0").await;
     stop_game(&app, g).await;
@@ -91,7 +92,11 @@ async fn operations_are_listed_newest_first_and_paginated() {
     assert_eq!(s, 200);
     assert_eq!(v2["operations"], v["operations"]);
     // A game without any row: an empty list, not 404.
-    let (s, v) = gm_get(&app, "/api/v1/runtimes/list-none/operations").await;
+    let (s, v) = gm_get(
+        &app,
+        &format!("/api/v1/runtimes/{}/operations", gid(&app, "list-none")),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["operations"], json!([]));
     assert!(v["next_before"].is_null());
@@ -181,7 +186,12 @@ async fn operations_are_listed_newest_first_and_paginated() {
 #[tokio::test]
 async fn admin_lists_runtimes_by_status() {
     let app = spawn_app().await;
-    let (r, s, x) = ("st-running", "st-stopped", "st-removed");
+    let (r, s, x) = (
+        gid(&app, "st-running"),
+        gid(&app, "st-stopped"),
+        gid(&app, "st-removed"),
+    );
+    let (r, s, x) = (r.as_str(), s.as_str(), x.as_str());
     for g in [r, s, x] {
         start_running(&app, g, "1.0.0").await;
     }

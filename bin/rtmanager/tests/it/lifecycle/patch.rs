@@ -9,7 +9,8 @@ use super::*;
 #[tokio::test]
 async fn a_broken_patch_rolls_back_to_the_old_container() {
     let app = spawn_app().await;
-    let g = "patch-broken";
+    let g = gid(&app, "patch-broken");
+    let g = g.as_str();
     start_running(&app, g, "1.0.0").await;
     let before = snapshot(&app, g).await;
     assert_eq!(before.containers.len(), 1);
@@ -88,7 +89,8 @@ async fn only_patch_versions_without_force_and_never_another_repository() {
         v.insert("RTM_IMAGE_ALLOWLIST".into(), "rtm.local/*".into());
     })
     .await;
-    let g = "patch-rules";
+    let g = gid(&app, "patch-rules");
+    let g = g.as_str();
     start_running(&app, g, "1.0.0").await;
     let path = format!("/runtimes/{g}/patch");
 

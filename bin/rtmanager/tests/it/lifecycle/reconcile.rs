@@ -7,7 +7,12 @@ use super::*;
 #[tokio::test]
 async fn reconcile_adopts_removes_and_disposes() {
     let app = spawn_app().await;
-    let (adopt, gone, stray) = ("rc-adopt", "rc-gone", "rc-stray");
+    let (adopt, gone, stray) = (
+        gid(&app, "rc-adopt"),
+        gid(&app, "rc-gone"),
+        gid(&app, "rc-stray"),
+    );
+    let (adopt, gone, stray) = (adopt.as_str(), gone.as_str(), stray.as_str());
     for g in [adopt, gone, stray] {
         start_running(&app, g, "1.0.0").await;
     }

@@ -116,7 +116,7 @@ async fn act(app: &TestApp, game: &str, op: Op) -> (u16, Value) {
 /// Runs one cell on its own game and checks everything it must change,
 /// and everything it must not.
 async fn check(app: &TestApp, cell: Cell) {
-    let game = game_name(cell.from, cell.op);
+    let game = gid(app, &game_name(cell.from, cell.op));
     let g = game.as_str();
     setup(app, g, cell.from).await;
     let before = snapshot(app, g).await;
