@@ -15,13 +15,15 @@ use actix_web::web;
 use anyhow::Context;
 use rtm_docker::{DockerConfig, DockerRuntime};
 use rtm_domain::health::{HealthConfig, HealthMonitor};
-use rtm_domain::ports::{Adapters, ContainerRuntime, HealthOutbox, Ports, UnitOfWork};
+use rtm_domain::ports::{Adapters, ContainerRuntime, HealthOutbox, Ports, Telemetry, UnitOfWork};
 use rtm_domain::service::{OperationError, OperationOutcome, OperationRequest, RuntimeService};
+use rtm_domain::{HealthStatus, OpKind, OpSource, Outcome};
 use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
 use rtm_probe::{HttpProbe, ProbeConfig};
 use rtm_redis::{
     CommandHandler, HealthStreamConfig, LobbyConfig, LobbyConsumer, RedisHealthPublisher,
 };
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -41,7 +43,37 @@ impl Ports for Prod {
     type Runtime = DockerRuntime;
     type Probe = HttpProbe;
     type Clock = SystemClock;
-    type Telemetry = Metrics;
+    type Telemetry = AppTelemetry;
+}
+
+/// The domain's telemetry hooks: Prometheus metrics, plus a wake-up for
+/// the outbox relay when this replica commits a health change, so the
+/// event reaches the stream at once instead of at the relay's next tick
+/// (the tick remains for changes committed by other replicas).
+#[derive(Debug, Clone)]
+pub struct AppTelemetry {
+    metrics: Metrics,
+    health_changed: Arc<Notify>,
+}
+
+impl Telemetry for AppTelemetry {
+    fn operation_finished(
+        &self,
+        kind: OpKind,
+        source: OpSource,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        self.metrics
+            .operation_finished(kind, source, outcome, elapsed);
+    }
+
+    fn health_observed(&self, status: HealthStatus, changed: bool) {
+        self.metrics.health_observed(status, changed);
+        if changed {
+            self.health_changed.notify_one();
+        }
+    }
 }
 
 /// A started application.
@@ -196,13 +228,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         timeout: config.health.probe_timeout,
     });
     let metrics = Metrics::new().context("metrics registry")?;
+    let health_changed = Arc::new(Notify::new());
     let adapters = Adapters::<Prod> {
         store: store.clone(),
         locks,
         runtime: runtime.clone(),
         probe,
         clock: SystemClock,
-        telemetry: metrics.clone(),
+        telemetry: AppTelemetry {
+            metrics: metrics.clone(),
+            health_changed: health_changed.clone(),
+        },
     };
     let service = Arc::new(RuntimeService::new(
         adapters.clone(),
@@ -319,18 +355,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         })
     }));
 
-    spawn_workers(
-        &config,
-        &mut tasks,
-        &shutdown,
-        &leader,
-        &service,
-        &monitor,
-        &publisher,
-        &metrics,
+    let deps = WorkerDeps {
+        leader,
+        service: service.clone(),
+        monitor,
+        publisher,
+        metrics,
         store,
         lobby_stats,
-    );
+        health_changed,
+    };
+    spawn_workers(&config, &mut tasks, &shutdown, deps);
 
     info!(
         gm = %gm_addr, admin = %admin_addr, instance = %config.instance_id, owner = %config.owner,
@@ -347,25 +382,46 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the background workers share.
+struct WorkerDeps {
+    leader: PgLeader,
+    service: Arc<RuntimeService<Prod>>,
+    monitor: Arc<HealthMonitor<Prod>>,
+    publisher: RedisHealthPublisher,
+    metrics: Metrics,
+    store: PgStore,
+    lobby_stats: rtm_redis::LobbyStats,
+    /// Notified when this replica commits a health change.
+    health_changed: Arc<Notify>,
+}
+
 fn spawn_workers(
     config: &Config,
     tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
     shutdown: &Shutdown,
-    leader: &PgLeader,
-    service: &Arc<RuntimeService<Prod>>,
-    monitor: &Arc<HealthMonitor<Prod>>,
-    publisher: &RedisHealthPublisher,
-    metrics: &Metrics,
-    store: PgStore,
-    lobby_stats: rtm_redis::LobbyStats,
+    deps: WorkerDeps,
 ) {
+    let WorkerDeps {
+        leader,
+        service,
+        monitor,
+        publisher,
+        metrics,
+        store,
+        lobby_stats,
+        health_changed,
+    } = deps;
+    let (leader, service, monitor, publisher, metrics) =
+        (&leader, &service, &monitor, &publisher, &metrics);
     let w = &config.workers;
     let h = &config.health;
     let jitter = |d: Duration| d / 10;
 
     macro_rules! periodic {
-        ($name:literal, $interval:expr, $body:expr) => {{
+        ($name:literal, $interval:expr, $body:expr) => {
+            periodic!($name, $interval, None, $body)
+        };
+        ($name:literal, $interval:expr, $wake:expr, $body:expr) => {{
             let interval: Duration = $interval;
             tasks.push((
                 $name,
@@ -374,6 +430,7 @@ fn spawn_workers(
                     leader.clone(),
                     interval,
                     jitter(interval),
+                    $wake,
                     shutdown.clone(),
                     metrics.clone(),
                     $body,
@@ -429,33 +486,32 @@ fn spawn_workers(
                 .map_err(|e| e.to_string())
         }
     });
-    // The relay polls the outbox often: a health change should reach the
-    // stream within about a second.
+    // The relay runs as soon as this replica commits a health change, and
+    // polls the outbox for changes committed elsewhere. (The outbox gauge
+    // is refreshed by the per-replica gauges task.)
     let mon = monitor.clone();
     let relay_publisher = publisher.clone();
-    let relay_metrics = metrics.clone();
-    let relay_store = store.clone();
-    periodic!("relay", Duration::from_millis(500), move || {
-        let mon = mon.clone();
-        let publisher = relay_publisher.clone();
-        let metrics = relay_metrics.clone();
-        let store = relay_store.clone();
-        async move {
-            let result = mon.relay_once(&publisher).await;
-            if let Ok(n) = store.pending_count().await {
-                metrics.set_health_outbox_pending(n);
+    periodic!(
+        "relay",
+        Duration::from_millis(500),
+        Some(health_changed),
+        move || {
+            let mon = mon.clone();
+            let publisher = relay_publisher.clone();
+            async move {
+                mon.relay_once(&publisher)
+                    .await
+                    .map(|n| {
+                        if n > 0 {
+                            format!("published {n}")
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .map_err(|e| e.to_string())
             }
-            result
-                .map(|n| {
-                    if n > 0 {
-                        format!("published {n}")
-                    } else {
-                        String::new()
-                    }
-                })
-                .map_err(|e| e.to_string())
         }
-    });
+    );
 
     let mon = monitor.clone();
     tasks.push((

@@ -12,10 +12,11 @@
 //! operation commits atomically and the reconciler repairs the rest.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtm_domain::ports::{LeaderElection, LeaderLease};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 /// A cloneable shutdown signal: `true` once shutdown started.
@@ -80,12 +81,16 @@ pub trait PassObserver: Send + Sync + 'static {
 /// Runs `pass` every `interval` while this replica leads `role`.
 ///
 /// `jitter` spreads the passes of many replicas and keeps a fleet from
-/// beating in phase: each sleep is `interval` plus up to `jitter`.
+/// beating in phase: each sleep is `interval` plus up to `jitter`. A
+/// `wake` signal cuts the sleep short (a permit left while a pass runs
+/// starts the next pass at once).
+#[allow(clippy::too_many_arguments)]
 pub async fn periodic<L, F, Fut>(
     role: &'static str,
     leader: L,
     interval: Duration,
     jitter: Duration,
+    wake: Option<Arc<Notify>>,
     mut shutdown: Shutdown,
     observer: impl PassObserver,
     mut pass: F,
@@ -117,7 +122,15 @@ pub async fn periodic<L, F, Fut>(
                 Err(e) => warn!(worker = role, error = %e, "pass failed; retried next tick"),
             }
             tick = tick.wrapping_add(1);
-            if !shutdown.sleep(interval + spread(role, tick, jitter)).await {
+            let pause = interval + spread(role, tick, jitter);
+            let go_on = match &wake {
+                Some(wake) => tokio::select! {
+                    go_on = shutdown.sleep(pause) => go_on,
+                    () = wake.notified() => !shutdown.is_triggered(),
+                },
+                None => shutdown.sleep(pause).await,
+            };
+            if !go_on {
                 lease.release().await;
                 return;
             }
