@@ -69,7 +69,10 @@ impl DemoEnv {
 }
 
 fn spawn_rtmanager(root: &Path, env: &DemoEnv) -> Result<Child> {
-    let bin: PathBuf = root.join("target/debug/rtmanager");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin: PathBuf = target.join("debug/rtmanager");
     let mut cmd = Command::new(&bin);
     // Defaults for a local run; anything the operator exported wins.
     for (k, v) in [
