@@ -382,6 +382,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     })
 }
 
+/// A pass's result as the workers log it: the summary's debug form, or
+/// the error's message.
+fn summary<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) -> workers::PassResult {
+    r.map(|s| format!("{s:?}")).map_err(|e| e.to_string())
+}
+
 /// What the background workers share.
 struct WorkerDeps {
     leader: PgLeader,
@@ -459,32 +465,17 @@ fn spawn_workers(
     let retention = w.stopped_retention;
     periodic!("cleanup", w.cleanup_interval, move || {
         let svc = svc.clone();
-        async move {
-            svc.cleanup_expired(retention)
-                .await
-                .map(|s| format!("{s:?}"))
-                .map_err(|e| e.to_string())
-        }
+        async move { summary(svc.cleanup_expired(retention).await) }
     });
     let mon = monitor.clone();
     periodic!("inspect", h.inspect_interval, move || {
         let mon = mon.clone();
-        async move {
-            mon.inspect_pass()
-                .await
-                .map(|s| format!("{s:?}"))
-                .map_err(|e| e.to_string())
-        }
+        async move { summary(mon.inspect_pass().await) }
     });
     let mon = monitor.clone();
     periodic!("probe", h.probe_interval, move || {
         let mon = mon.clone();
-        async move {
-            mon.probe_pass()
-                .await
-                .map(|s| format!("{s:?}"))
-                .map_err(|e| e.to_string())
-        }
+        async move { summary(mon.probe_pass().await) }
     });
     // The relay runs as soon as this replica commits a health change, and
     // polls the outbox for changes committed elsewhere. (The outbox gauge
