@@ -2,15 +2,9 @@
 //! API under `/admin/v1`, each served on its own listen address, plus the
 //! unauthenticated `/healthz`, `/readyz` and `/metrics` on both.
 //!
-//! Wiring (done by `main`):
-//!
-//! ```ignore
-//! let state = web::Data::new(AppState::<P>::new(service, store, tokens, readiness, metrics));
-//! HttpServer::new({ let s = state.clone(); move || App::new().app_data(s.clone()).configure(http::gm_routes::<P>) })
-//!     .bind(config.http.gm_addr)?;
-//! HttpServer::new({ let s = state.clone(); move || App::new().app_data(s.clone()).configure(http::admin_routes::<P>) })
-//!     .bind(config.http.admin_addr)?;
-//! ```
+//! Wiring: `app::start` builds one [`AppState`] and calls
+//! [`bind_servers`], which serves [`gm_routes`] and [`admin_routes`] on
+//! their two addresses with that shared state.
 //!
 //! Guarantees:
 //! - Authentication runs as middleware on the whole `/api/v1` or
