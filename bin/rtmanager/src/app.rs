@@ -154,6 +154,7 @@ pub async fn wait_for_signal() {
 fn pg_config(config: &Config) -> PgConfig {
     let mut pg = PgConfig::new(config.database.url.expose(), config.database.schema.clone());
     pg.pool_size = config.database.pool_size;
+    pg.lock_pool_size = config.database.lock_pool_size;
     pg
 }
 

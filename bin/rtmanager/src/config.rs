@@ -35,6 +35,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTM_DATABASE_URL",
     "RTM_DATABASE_SCHEMA",
     "RTM_DATABASE_POOL_SIZE",
+    "RTM_DATABASE_LOCK_POOL_SIZE",
     "RTM_MIGRATE_ON_START",
     "RTM_REDIS_URL",
     "RTM_DOCKER_HOST",
@@ -199,6 +200,9 @@ pub struct DatabaseConfig {
     pub schema: String,
     /// `RTM_DATABASE_POOL_SIZE`.
     pub pool_size: usize,
+    /// `RTM_DATABASE_LOCK_POOL_SIZE`: connections that hold per-game locks;
+    /// it caps how many games one replica operates on at the same time.
+    pub lock_pool_size: usize,
     /// `RTM_MIGRATE_ON_START`.
     pub migrate_on_start: bool,
 }
@@ -702,6 +706,9 @@ impl Config {
         let pool_size = r.get("RTM_DATABASE_POOL_SIZE", Some("16"), |s| {
             parse_number::<usize>(s, 1, 1024)
         });
+        let lock_pool_size = r.get("RTM_DATABASE_LOCK_POOL_SIZE", Some("32"), |s| {
+            parse_number::<usize>(s, 1, 1024)
+        });
         let migrate = r.get("RTM_MIGRATE_ON_START", Some("false"), parse_bool);
         let redis_url = r.get("RTM_REDIS_URL", Some("redis://127.0.0.1:6379"), |s| {
             parse_url(s, &["redis", "rediss"])
@@ -852,6 +859,7 @@ impl Config {
                     url: db_url?,
                     schema: schema?,
                     pool_size: pool_size?,
+                    lock_pool_size: lock_pool_size?,
                     migrate_on_start: migrate?,
                 },
                 redis: RedisConfig { url: redis_url? },
@@ -1010,6 +1018,7 @@ mod tests {
         assert_eq!(c.database.url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(c.database.schema, "rtmanager");
         assert_eq!(c.database.pool_size, 16);
+        assert_eq!(c.database.lock_pool_size, 32);
         assert!(!c.database.migrate_on_start);
         assert_eq!(c.redis.url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(
@@ -1078,6 +1087,7 @@ mod tests {
             ("RTM_DATABASE_URL", "postgresql://u:p@db:5433/x"),
             ("RTM_DATABASE_SCHEMA", "rtm_test_1"),
             ("RTM_DATABASE_POOL_SIZE", "4"),
+            ("RTM_DATABASE_LOCK_POOL_SIZE", "8"),
             ("RTM_MIGRATE_ON_START", "1"),
             ("RTM_REDIS_URL", "rediss://:pw@cache:6380/2"),
             ("RTM_DOCKER_HOST", "tcp://10.0.0.5:2375"),
@@ -1120,6 +1130,7 @@ mod tests {
         assert_eq!(c.database.url.expose(), "postgresql://u:p@db:5433/x");
         assert_eq!(c.database.schema, "rtm_test_1");
         assert_eq!(c.database.pool_size, 4);
+        assert_eq!(c.database.lock_pool_size, 8);
         assert!(c.database.migrate_on_start);
         assert_eq!(c.redis.url.expose(), "rediss://:pw@cache:6380/2");
         assert_eq!(
