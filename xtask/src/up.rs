@@ -161,10 +161,7 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
 
     let view = wait_for(child, "the patched engine to be healthy", || {
         let r = get(&format!("/api/v1/runtimes/{game}"))?;
-        Ok(
-            (r.body.contains("engine-stub:1.0.1") && r.body.contains("\"healthy\""))
-                .then_some(r.body),
-        )
+        Ok((r.body.contains("engine-stub:1.0.1") && health_is_current(&r.body)).then_some(r.body))
     })?;
     println!("{view}");
 
@@ -193,6 +190,24 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
         admin = env.admin,
     );
     Ok(())
+}
+
+/// Whether the runtime view's health is `healthy` *for its current
+/// container* (right after a patch the snapshot still names the old one
+/// until the first probe of the new engine).
+fn health_is_current(view: &str) -> bool {
+    let field = |s: &str, key: &str| -> Option<String> {
+        let start = s.find(key)? + key.len();
+        let end = s[start..].find('"')?;
+        Some(s[start..start + end].to_owned())
+    };
+    let Some((runtime, health)) = view.split_once("\"health\":{") else {
+        return false;
+    };
+    let current = field(runtime, "\"container_id\":\"");
+    current.is_some()
+        && current == field(health, "\"container_id\":\"")
+        && health.contains("\"status\":\"healthy\"")
 }
 
 /// Polls `probe` every 300 ms for up to 60 s.
