@@ -167,16 +167,7 @@ impl RuntimeRecords for PgStore {
         if let Some(before) = q.last_op_before {
             sql += &format!(" AND last_op_at < {}", p.push(before));
         }
-        if let Some(after) = &q.after {
-            sql += &format!(
-                " AND game_id COLLATE \"C\" > {}",
-                p.push(after.as_str().to_owned())
-            );
-        }
-        sql += &format!(
-            " ORDER BY game_id COLLATE \"C\" LIMIT {}",
-            p.push(i64::from(q.limit))
-        );
+        page_by_game(&mut sql, &mut p, q.after.as_ref(), q.limit);
         self.query(&sql, &p)
             .await?
             .iter()
@@ -269,16 +260,7 @@ impl HealthSnapshots for PgStore {
         if let Some(status) = q.status {
             sql += &format!(" AND status = {}", p.push(status.as_str()));
         }
-        if let Some(after) = &q.after {
-            sql += &format!(
-                " AND game_id COLLATE \"C\" > {}",
-                p.push(after.as_str().to_owned())
-            );
-        }
-        sql += &format!(
-            " ORDER BY game_id COLLATE \"C\" LIMIT {}",
-            p.push(i64::from(q.limit))
-        );
+        page_by_game(&mut sql, &mut p, q.after.as_ref(), q.limit);
         self.query(&sql, &p)
             .await?
             .iter()
@@ -467,4 +449,20 @@ impl UnitOfWork for PgStore {
         conn.simple_query("SELECT 1").await.map_err(store_err)?;
         Ok(())
     }
+}
+
+/// Appends the keyset page clause of the lists ordered by game id: games
+/// strictly after `after`, byte order (`COLLATE "C"`, the order of
+/// `GameId`'s `Ord` whatever the database's collation), at most `limit`.
+fn page_by_game(sql: &mut String, p: &mut Params, after: Option<&GameId>, limit: u32) {
+    if let Some(after) = after {
+        *sql += &format!(
+            " AND game_id COLLATE \"C\" > {}",
+            p.push(after.as_str().to_owned())
+        );
+    }
+    *sql += &format!(
+        " ORDER BY game_id COLLATE \"C\" LIMIT {}",
+        p.push(i64::from(limit))
+    );
 }
