@@ -368,26 +368,25 @@ impl<P: Ports> HealthMonitor<P> {
                 }
             }
         }
-        let changed = previous
-            .as_ref()
-            .is_none_or(|p| p.status != obs.status || p.container_id != obs.container_id.as_str());
+        let write = HealthWrite::over(
+            previous.as_ref(),
+            HealthSnapshot {
+                game_id: obs.game_id.clone(),
+                container_id: obs.container_id.to_string(),
+                status: obs.status,
+                source: obs.source,
+                details: obs.details.clone(),
+                observed_at: obs.observed_at,
+            },
+        );
+        let changed = write.publish;
         let entered = next_record.as_ref().map(|r| r.status);
         let started_at = record.started_at;
         store
             .commit(Commit {
                 record: next_record,
                 operation: None,
-                health: Some(HealthWrite {
-                    snapshot: HealthSnapshot {
-                        game_id: obs.game_id.clone(),
-                        container_id: obs.container_id.to_string(),
-                        status: obs.status,
-                        source: obs.source,
-                        details: obs.details.clone(),
-                        observed_at: obs.observed_at,
-                    },
-                    publish: changed,
-                }),
+                health: Some(write),
             })
             .await?;
         let now = self.adapters.clock.now();

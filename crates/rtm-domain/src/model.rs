@@ -212,3 +212,14 @@ pub struct HealthWrite {
     /// `runtime:health_events`.
     pub publish: bool,
 }
+
+impl HealthWrite {
+    /// Writes `snapshot` over `previous`, publishing it exactly when it
+    /// changes the game's health: another status, or another container
+    /// (SPEC §7: every *change* is one event).
+    pub fn over(previous: Option<&HealthSnapshot>, snapshot: HealthSnapshot) -> Self {
+        let publish = previous
+            .is_none_or(|p| p.status != snapshot.status || p.container_id != snapshot.container_id);
+        Self { snapshot, publish }
+    }
+}

@@ -352,21 +352,15 @@ impl<P: Ports> RuntimeService<P> {
         details: HealthDetails,
     ) -> Result<HealthWrite, GameError> {
         let previous = self.adapters.store.get_health(game).await?;
-        let container_id = container.map(ToString::to_string).unwrap_or_default();
-        let publish = previous
-            .as_ref()
-            .is_none_or(|p| p.status != status || p.container_id != container_id);
-        Ok(HealthWrite {
-            snapshot: HealthSnapshot {
-                game_id: game.clone(),
-                container_id,
-                status,
-                source: HealthSource::Inspect,
-                details,
-                observed_at: self.adapters.clock.now(),
-            },
-            publish,
-        })
+        let snapshot = HealthSnapshot {
+            game_id: game.clone(),
+            container_id: container.map(ToString::to_string).unwrap_or_default(),
+            status,
+            source: HealthSource::Inspect,
+            details,
+            observed_at: self.adapters.clock.now(),
+        };
+        Ok(HealthWrite::over(previous.as_ref(), snapshot))
     }
 }
 
