@@ -461,14 +461,20 @@ impl From<&ReconcileSummary> for ReconcileView {
     }
 }
 
-/// Splits a fetched page of `limit + 1` items into the page and whether
-/// another page follows: fetching one extra row tells "exactly `limit`
-/// left" from "more left" without a count query.
-pub fn split_page<T>(mut items: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+/// Splits a fetched page of `limit + 1` items into the page and the
+/// cursor of the next one (`cursor` of its last item), `None` on the last
+/// page: fetching one extra row tells "exactly `limit` left" from "more
+/// left" without a count query.
+pub fn split_page<T, C>(
+    mut items: Vec<T>,
+    limit: u32,
+    cursor: impl FnOnce(&T) -> C,
+) -> (Vec<T>, Option<C>) {
     let limit = limit as usize;
     let more = items.len() > limit;
     items.truncate(limit);
-    (items, more)
+    let next = if more { items.last().map(cursor) } else { None };
+    (items, next)
 }
 
 #[cfg(test)]
@@ -544,8 +550,11 @@ mod tests {
 
     #[test]
     fn pages_split() {
-        assert_eq!(split_page(vec![1, 2, 3], 2), (vec![1, 2], true));
-        assert_eq!(split_page(vec![1, 2], 2), (vec![1, 2], false));
+        assert_eq!(
+            split_page(vec![1, 2, 3], 2, |x| x * 10),
+            (vec![1, 2], Some(20))
+        );
+        assert_eq!(split_page(vec![1, 2], 2, |x| x * 10), (vec![1, 2], None));
     }
 
     #[test]

@@ -188,12 +188,7 @@ async fn operations_page<P: Ports>(
         .list_operations(q)
         .await
         .map_err(|e| ApiError::store("listing operations", &e))?;
-    let (rows, more) = dto::split_page(rows, limit);
-    let next_before = if more {
-        rows.last().map(|o| o.id)
-    } else {
-        None
-    };
+    let (rows, next_before) = dto::split_page(rows, limit, |o| o.id);
     Ok(HttpResponse::Ok().json(OperationsPage {
         operations: rows.iter().map(OperationView::new).collect(),
         next_before,
@@ -217,12 +212,7 @@ pub async fn list_runtimes<P: Ports>(
         .list_records(&q)
         .await
         .map_err(|e| ApiError::store("listing runtime records", &e))?;
-    let (rows, more) = dto::split_page(rows, limit);
-    let next_after = if more {
-        rows.last().map(|r| r.game_id.to_string())
-    } else {
-        None
-    };
+    let (rows, next_after) = dto::split_page(rows, limit, |r| r.game_id.to_string());
     Ok(HttpResponse::Ok().json(RuntimesPage {
         runtimes: rows.iter().map(RuntimeView::without_health).collect(),
         next_after,
@@ -263,12 +253,7 @@ pub async fn list_health<P: Ports>(
         .list_health(&q)
         .await
         .map_err(|e| ApiError::store("listing health snapshots", &e))?;
-    let (rows, more) = dto::split_page(rows, limit);
-    let next_after = if more {
-        rows.last().map(|h| h.game_id.to_string())
-    } else {
-        None
-    };
+    let (rows, next_after) = dto::split_page(rows, limit, |h| h.game_id.to_string());
     Ok(HttpResponse::Ok().json(HealthPage {
         health: rows
             .iter()
