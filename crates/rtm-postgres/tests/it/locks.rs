@@ -73,7 +73,7 @@ async fn two_replicas_exclude_each_other_and_time_out() {
 
 #[tokio::test]
 async fn a_waiter_gets_the_lock_when_the_holder_releases() {
-    let (_db, cfg) = migrated().await;
+    let (db, cfg) = migrated().await;
     let (a, b) = (PgLocks::new(&cfg).unwrap(), PgLocks::new(&cfg).unwrap());
     let g = gid("g1");
     let held = a.acquire(&g, SHORT).await.unwrap();
@@ -81,8 +81,25 @@ async fn a_waiter_gets_the_lock_when_the_holder_releases() {
         let (b, g) = (b.clone(), g.clone());
         async move { b.acquire(&g, LONG).await }
     });
-    // Let the waiter reach the PostgreSQL wait, then release.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the waiter is queued on this game's advisory lock in
+    // PostgreSQL (an ungranted lock on its key), then release.
+    let admin = db.admin_client().await.unwrap();
+    let key = format!("rtm:game:{}:{}", cfg.schema, g.as_str());
+    eventually("the waiter queued in PostgreSQL", || {
+        let (admin, key) = (&admin, key.clone());
+        async move {
+            let row = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                     AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)",
+                    &[&key],
+                )
+                .await
+                .unwrap();
+            row.get::<_, i64>(0) == 1
+        }
+    })
+    .await;
     assert!(!waiter.is_finished());
     held.release().await;
     waiter.await.unwrap().unwrap().release().await;
