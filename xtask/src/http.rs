@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -24,9 +25,27 @@ pub fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<Response> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    exchange(stream, addr, method, path, token, body)
+}
+
+/// The same over a Unix socket (the Docker Engine API at `socket`).
+pub fn unix_request(socket: &str, method: &str, path: &str, body: Option<&str>) -> Result<Response> {
+    let stream = UnixStream::connect(socket).with_context(|| format!("connecting to {socket}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    exchange(stream, "localhost", method, path, None, body)
+}
+
+fn exchange(
+    mut stream: impl Read + Write,
+    host: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<Response> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -41,7 +60,7 @@ pub fn request(
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let Some((head, rest)) = text.split_once("\r\n\r\n") else {
-        bail!("malformed HTTP response from {addr}");
+        bail!("malformed HTTP response from {host}");
     };
     let status = head
         .split_whitespace()

@@ -236,6 +236,20 @@ impl RuntimeRecords for MemStore {
         std::future::ready(r)
     }
 
+    fn get_record_with_health(
+        &self,
+        game: &GameId,
+    ) -> impl Future<Output = Result<Option<(RuntimeRecord, Option<HealthSnapshot>)>, StoreError>> + Send
+    {
+        let s = lock(&self.inner);
+        let r = s.check_up().map(|()| {
+            s.records
+                .get(game)
+                .map(|r| (r.clone(), s.health.get(game).cloned()))
+        });
+        std::future::ready(r)
+    }
+
     fn list_records(
         &self,
         query: &RecordQuery,

@@ -66,6 +66,15 @@ pub trait RuntimeRecords: Send + Sync + 'static {
         game: &GameId,
     ) -> impl Future<Output = Result<Option<RuntimeRecord>, StoreError>> + Send;
 
+    /// The record and its health snapshot, read together in one consistent
+    /// read (one round trip for a database): what a runtime view shows.
+    /// MUST return `Ok(None)` when the game has no record, and `None` as
+    /// the snapshot when the game has a record but no observation yet.
+    fn get_record_with_health(
+        &self,
+        game: &GameId,
+    ) -> impl Future<Output = Result<Option<(RuntimeRecord, Option<HealthSnapshot>)>, StoreError>> + Send;
+
     /// MUST apply every filter of `query` and return at most `query.limit`
     /// records ordered by `game_id`.
     fn list_records(

@@ -28,6 +28,43 @@ pub(crate) const OPERATION_COLUMNS: &str =
 pub(crate) const SNAPSHOT_COLUMNS: &str =
     "game_id, container_id, status, source, details, observed_at";
 
+/// The snapshot's columns in a join with `runtime_records` (alias `h`),
+/// renamed with [`JOINED_SNAPSHOT`] so they do not collide with the record's.
+pub(crate) const JOINED_SNAPSHOT_COLUMNS: &str = "h.game_id AS h_game_id, \
+     h.container_id AS h_container_id, h.status AS h_status, h.source AS h_source, \
+     h.details AS h_details, h.observed_at AS h_observed_at";
+
+/// Where a row keeps a snapshot's columns: their names, from a prefix
+/// (`""` for the table itself, `"h_"` in a join) and the status column
+/// (`status`, or `event_type` in the outbox).
+#[derive(Clone, Copy)]
+pub(crate) struct SnapshotColumns {
+    prefix: &'static str,
+    status: &'static str,
+}
+
+/// `health_snapshots` read directly.
+pub(crate) const SNAPSHOT: SnapshotColumns = SnapshotColumns {
+    prefix: "",
+    status: "status",
+};
+/// `health_outbox`: the status is the `event_type`.
+pub(crate) const OUTBOX: SnapshotColumns = SnapshotColumns {
+    prefix: "",
+    status: "event_type",
+};
+/// [`JOINED_SNAPSHOT_COLUMNS`].
+pub(crate) const JOINED_SNAPSHOT: SnapshotColumns = SnapshotColumns {
+    prefix: "h_",
+    status: "status",
+};
+
+impl SnapshotColumns {
+    fn name(&self, column: &str) -> String {
+        format!("{}{column}", self.prefix)
+    }
+}
+
 /// A typed column read whose failure names the column.
 fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, StoreError> {
     row.try_get(name)
@@ -102,22 +139,36 @@ pub(crate) fn operation(row: &Row) -> Result<OperationEntry, StoreError> {
 
 /// A snapshot, from `health_snapshots` or (with `event_type` for `status`)
 /// from `health_outbox`.
-pub(crate) fn snapshot(row: &Row, status_column: &str) -> Result<HealthSnapshot, StoreError> {
-    let details: Value = col(row, "details")?;
+pub(crate) fn snapshot(row: &Row, cols: SnapshotColumns) -> Result<HealthSnapshot, StoreError> {
+    let details: Value = col(row, &cols.name("details"))?;
     Ok(HealthSnapshot {
-        game_id: game(row, "game_id")?,
-        container_id: col(row, "container_id")?,
-        status: vocab(row, status_column, HealthStatus::parse)?,
-        source: vocab(row, "source", HealthSource::parse)?,
+        game_id: game(row, &cols.name("game_id"))?,
+        container_id: col(row, &cols.name("container_id"))?,
+        status: vocab(row, &cols.name(cols.status), HealthStatus::parse)?,
+        source: vocab(row, &cols.name("source"), HealthSource::parse)?,
         details: details_from_json(details)?,
-        observed_at: col(row, "observed_at")?,
+        observed_at: col(row, &cols.name("observed_at"))?,
     })
+}
+
+/// The record of a [`JOINED_SNAPSHOT_COLUMNS`] row and its snapshot, `None`
+/// when the outer join found none.
+pub(crate) fn record_with_health(
+    row: &Row,
+) -> Result<(RuntimeRecord, Option<HealthSnapshot>), StoreError> {
+    let has_snapshot = col::<Option<String>>(row, "h_game_id")?.is_some();
+    let health = if has_snapshot {
+        Some(snapshot(row, JOINED_SNAPSHOT)?)
+    } else {
+        None
+    };
+    Ok((record(row)?, health))
 }
 
 pub(crate) fn event(row: &Row) -> Result<HealthEvent, StoreError> {
     Ok(HealthEvent {
         id: col(row, "id")?,
-        snapshot: snapshot(row, "event_type")?,
+        snapshot: snapshot(row, OUTBOX)?,
     })
 }
 

@@ -8,9 +8,14 @@
 //! - Lists use keyset pagination exactly as the query structs define it,
 //!   with SQL built only from the filters present (so each combination
 //!   gets its own cached plan and can use its index).
-//! - Broken connections are found before reuse (`RecyclingMethod::Verified`)
-//!   and replaced, so the store recovers by itself after a PostgreSQL
-//!   restart; calls made while it is down fail with `Unavailable`.
+//! - Broken connections are replaced, so the store recovers by itself after
+//!   a PostgreSQL restart: closed clients are dropped on checkout
+//!   (`RecyclingMethod::Fast`, no round trip), and a session found ended on
+//!   its first use is discarded and the read (or the `BEGIN`) retried once
+//!   on a fresh connection. Calls made while it is down fail with
+//!   `Unavailable`; a read (or a `BEGIN`) unanswered within
+//!   `connect_timeout` (a black-holed server) fails the same way, its
+//!   connection discarded.
 //! - `game_id` ordering is byte order (`COLLATE "C"`), the same as
 //!   `GameId`'s `Ord`, whatever the database's default collation.
 
@@ -27,7 +32,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use crate::error::{pool_err, store_err};
-use crate::rows::{self, OPERATION_COLUMNS, RECORD_COLUMNS, SNAPSHOT_COLUMNS};
+use crate::rows::{
+    self, JOINED_SNAPSHOT_COLUMNS, OPERATION_COLUMNS, RECORD_COLUMNS, SNAPSHOT_COLUMNS,
+};
 use crate::{PgConfig, PgError};
 
 /// The PostgreSQL store. Cheap to clone (a pool handle).
@@ -35,6 +42,11 @@ use crate::{PgConfig, PgError};
 pub struct PgStore {
     pool: Pool,
     schema: String,
+    /// How long a read (or a `BEGIN`) may go unanswered before the
+    /// database counts as unreachable: `connect_timeout`. Every read is an
+    /// indexed point or keyset query, so a healthy server answers in
+    /// milliseconds; a black-holed one must not hang the caller.
+    round_trip: std::time::Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -94,8 +106,9 @@ impl PgStore {
     /// touch the network (call [`UnitOfWork::ping`] to check).
     pub fn new(config: &PgConfig) -> Result<Self, PgError> {
         Ok(Self {
-            pool: build_pool(config, config.pool_size, RecyclingMethod::Verified)?,
+            pool: build_pool(config, config.pool_size, RecyclingMethod::Fast)?,
             schema: config.schema.clone(),
+            round_trip: config.connect_timeout,
         })
     }
 
@@ -133,15 +146,57 @@ impl PgStore {
         self.pool.get().await.map_err(pool_err)
     }
 
+    /// Runs one statement (prepared once per connection and cached).
+    ///
+    /// A read is safe to run twice, so a connection found lost on its
+    /// first use is discarded and the statement runs once more on another.
     async fn query(
         &self,
         sql: &str,
         params: &Params,
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let conn = self.conn().await?;
-        let stmt = conn.prepare_cached(sql).await.map_err(store_err)?;
-        conn.query(&stmt, &params.refs()).await.map_err(store_err)
+        let mut retried = false;
+        loop {
+            let conn = self.conn().await?;
+            let run = async {
+                let stmt = conn.prepare_cached(sql).await?;
+                conn.query(&stmt, &params.refs()).await
+            };
+            let Ok(result) = tokio::time::timeout(self.round_trip, run).await else {
+                drop(deadpool_postgres::Object::take(conn));
+                return Err(unanswered(self.round_trip));
+            };
+            match result {
+                Err(e) if !retried && connection_lost(&e) => {
+                    drop(deadpool_postgres::Object::take(conn));
+                    retried = true;
+                }
+                other => return other.map_err(store_err),
+            }
+        }
     }
+}
+
+/// A read or `BEGIN` that got no answer within `after`: the connection is
+/// discarded and the database counts as unreachable.
+fn unanswered(after: std::time::Duration) -> StoreError {
+    StoreError::Unavailable(format!("no answer within {after:?}").into())
+}
+
+/// Whether `e` says the connection itself is gone (closed socket, the
+/// server terminating the session), not that the statement failed.
+///
+/// Pooled connections are recycled with deadpool's `Fast` check (is the
+/// client closed?) instead of a round trip per checkout: at thousands of
+/// reads a second that round trip doubled the cost of a `GET`. A session
+/// the server ended a moment ago can still look open; its first use fails
+/// with one of these, and the caller retries once on a fresh connection.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("57P") || c.starts_with("08")
+        })
 }
 
 impl RuntimeRecords for PgStore {
@@ -155,6 +210,27 @@ impl RuntimeRecords for PgStore {
             .await?
             .first()
             .map(rows::record)
+            .transpose()
+    }
+
+    async fn get_record_with_health(
+        &self,
+        game: &GameId,
+    ) -> Result<Option<(RuntimeRecord, Option<HealthSnapshot>)>, StoreError> {
+        let mut p = Params::default();
+        // One statement, so the two rows are one consistent snapshot of
+        // the database and one round trip.
+        let sql = format!(
+            "SELECT r.{}, {JOINED_SNAPSHOT_COLUMNS} FROM runtime_records r \
+             LEFT JOIN health_snapshots h ON h.game_id = r.game_id \
+             WHERE r.game_id = {}",
+            RECORD_COLUMNS.replace(", ", ", r."),
+            p.push(game.as_str().to_owned())
+        );
+        self.query(&sql, &p)
+            .await?
+            .first()
+            .map(rows::record_with_health)
             .transpose()
     }
 
@@ -250,7 +326,7 @@ impl HealthSnapshots for PgStore {
         self.query(&sql, &p)
             .await?
             .first()
-            .map(|r| rows::snapshot(r, "status"))
+            .map(|r| rows::snapshot(r, rows::SNAPSHOT))
             .transpose()
     }
 
@@ -264,7 +340,7 @@ impl HealthSnapshots for PgStore {
         self.query(&sql, &p)
             .await?
             .iter()
-            .map(|r| rows::snapshot(r, "status"))
+            .map(|r| rows::snapshot(r, rows::SNAPSHOT))
             .collect()
     }
 }
@@ -313,11 +389,45 @@ impl HealthOutbox for PgStore {
 
 impl UnitOfWork for PgStore {
     async fn commit(&self, commit: Commit) -> Result<Option<OperationEntry>, StoreError> {
-        let mut conn = self.conn().await?;
-        // Dropping an uncommitted transaction rolls it back, so every `?`
-        // below leaves nothing written.
-        let tx = conn.transaction().await.map_err(store_err)?;
+        // `BEGIN` is safe to retry (nothing is written yet), so a
+        // connection found lost then is replaced once, like a read's.
+        let mut retried = false;
+        loop {
+            let mut conn = self.conn().await?;
+            let lost = match tokio::time::timeout(self.round_trip, conn.transaction()).await {
+                Ok(Ok(tx)) => return Self::write_commit(tx, &commit).await,
+                Ok(Err(e)) if !retried && connection_lost(&e) => Some(e),
+                Ok(Err(e)) => return Err(store_err(e)),
+                Err(_) => None,
+            };
+            drop(deadpool_postgres::Object::take(conn));
+            let Some(lost) = lost else {
+                return Err(unanswered(self.round_trip));
+            };
+            tracing::debug!(error = %lost, "replacing a lost connection before a commit");
+            retried = true;
+        }
+    }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(self.round_trip, conn.simple_query("SELECT 1")).await {
+            Ok(answer) => answer.map(drop).map_err(store_err),
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(conn));
+                Err(unanswered(self.round_trip))
+            }
+        }
+    }
+}
+
+impl PgStore {
+    /// Writes `commit` in `tx` and commits. Dropping an uncommitted
+    /// transaction rolls it back, so every `?` below leaves nothing written.
+    async fn write_commit(
+        tx: deadpool_postgres::Transaction<'_>,
+        commit: &Commit,
+    ) -> Result<Option<OperationEntry>, StoreError> {
         if let Some(r) = &commit.record {
             // created_at is kept from the first insert (SPEC §4: it never
             // changes), whatever the caller sends.
@@ -442,12 +552,6 @@ impl UnitOfWork for PgStore {
 
         tx.commit().await.map_err(store_err)?;
         Ok(entry)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let conn = self.conn().await?;
-        conn.simple_query("SELECT 1").await.map_err(store_err)?;
-        Ok(())
     }
 }
 

@@ -8,7 +8,6 @@
 
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::future::join;
 use rtm_domain::ports::{
     HealthQuery, HealthSnapshots, OperationLog, OperationQuery, Ports, RecordQuery, RuntimeRecords,
 };
@@ -149,11 +148,13 @@ pub async fn get_runtime<P: Ports>(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let game = dto::parse_game_id(&path)?;
-    let (record, health) = join(state.store.get_record(&game), state.store.get_health(&game)).await;
-    let record = record.map_err(|e| ApiError::store("reading a runtime record", &e))?;
-    let health = health.map_err(|e| ApiError::store("reading a health snapshot", &e))?;
-    match record {
-        Some(r) => Ok(HttpResponse::Ok().json(RuntimeView::new(&r, health.as_ref()))),
+    let found = state
+        .store
+        .get_record_with_health(&game)
+        .await
+        .map_err(|e| ApiError::store("reading a runtime record", &e))?;
+    match found {
+        Some((r, health)) => Ok(HttpResponse::Ok().json(RuntimeView::new(&r, health.as_ref()))),
         None => Err(ApiError::not_found(format!("no runtime for game {game}"))),
     }
 }

@@ -597,6 +597,48 @@ async fn health_snapshots_upsert_filter_and_page() {
 }
 
 #[tokio::test]
+async fn record_with_health_reads_both_or_the_record_alone() {
+    let (_db, _cfg, s) = store().await;
+    assert_eq!(s.get_record_with_health(&gid("g1")).await.unwrap(), None);
+
+    // A snapshot without a record (an observation of a game whose record
+    // is gone) is not a runtime.
+    s.commit(commit_health(
+        snap("orphan", HealthStatus::Healthy, 1),
+        false,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_record_with_health(&gid("orphan")).await.unwrap(),
+        None
+    );
+
+    let r = record("g1", RuntimeStatus::Running, 10);
+    s.commit(Commit {
+        record: Some(r.clone()),
+        operation: None,
+        health: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_record_with_health(&gid("g1")).await.unwrap(),
+        Some((r.clone(), None))
+    );
+
+    let mut h = snap("g1", HealthStatus::Oom, 12);
+    h.details = rtm_domain::HealthDetails::new()
+        .with("exit_code", 137i64)
+        .with("oom_killed", true);
+    s.commit(commit_health(h.clone(), false)).await.unwrap();
+    assert_eq!(
+        s.get_record_with_health(&gid("g1")).await.unwrap(),
+        Some((r, Some(h)))
+    );
+}
+
+#[tokio::test]
 async fn outbox_holds_published_changes_until_marked() {
     let (_db, _cfg, s) = store().await;
     assert_eq!(s.pending_count().await.unwrap(), 0);
