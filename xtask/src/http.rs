@@ -31,7 +31,12 @@ pub fn request(
 }
 
 /// The same over a Unix socket (the Docker Engine API at `socket`).
-pub fn unix_request(socket: &str, method: &str, path: &str, body: Option<&str>) -> Result<Response> {
+pub fn unix_request(
+    socket: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response> {
     let stream = UnixStream::connect(socket).with_context(|| format!("connecting to {socket}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     exchange(stream, "localhost", method, path, None, body)

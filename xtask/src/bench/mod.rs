@@ -251,7 +251,10 @@ impl Bench {
             println!("{} created and started in {direct:.1?}", ids.len());
             reference::remove_all(&ids);
 
-            step(&format!("{size} games: {} starts via the Lobby stream", new.len()));
+            step(&format!(
+                "{size} games: {} starts via the Lobby stream",
+                new.len()
+            ));
             stage.lobby_burst = self.lobby_burst(new)?;
             println!(
                 "{} started in {:.1?} ({:.3} x direct)",
@@ -358,7 +361,11 @@ impl Bench {
                 return Ok(());
             }
             if started.elapsed() > wait {
-                bail!("{} of {} games healthy after {wait:?}", healthy, games.len());
+                bail!(
+                    "{} of {} games healthy after {wait:?}",
+                    healthy,
+                    games.len()
+                );
             }
             sleep(Duration::from_millis(500));
         }
@@ -376,7 +383,10 @@ impl Bench {
             ensure_ok("patch", g, &r)?;
             report.patch.push(took);
         }
-        step(&format!("stop {} games, then start them again", stopped.len()));
+        step(&format!(
+            "stop {} games, then start them again",
+            stopped.len()
+        ));
         for g in stopped {
             let (took, r) = self.timed_post(&format!("/api/v1/runtimes/{g}/stop"), "{}")?;
             ensure_ok("stop", g, &r)?;
@@ -438,7 +448,10 @@ impl Bench {
     /// `docker kill` of each game in turn: the time to its `exited` entry,
     /// next to Docker's own kill → `die` for the same kill.
     fn kills(&mut self, games: &[String], report: &mut Report) -> Result<()> {
-        step(&format!("docker kill {} engines, one at a time", games.len()));
+        step(&format!(
+            "docker kill {} engines, one at a time",
+            games.len()
+        ));
         let dies = reference::DieEvents::follow(&self.owner)?;
         for g in games {
             let container = self.container_of(g)?;
@@ -793,7 +806,6 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     let hz = 100.0; // USER_HZ on Linux
     Ok((ticks(14)? + ticks(15)?) / hz)
 }
-
 
 fn unix_ms() -> u64 {
     SystemTime::now()

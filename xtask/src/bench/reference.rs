@@ -112,10 +112,7 @@ pub(super) fn direct_burst(
                 bail!("chown {user} {}", dir.display());
             }
             let name = format!("rtmref-{g}");
-            Ok((
-                name,
-                template.body_for(g, owner, &dir, mount).to_string(),
-            ))
+            Ok((name, template.body_for(g, owner, &dir, mount).to_string()))
         })
         .collect::<Result<_>>()?;
     let next = AtomicUsize::new(0);
@@ -156,7 +153,10 @@ pub(super) fn direct_burst(
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     if let Some(first) = errors.first() {
         remove_all(&ids);
-        bail!("direct reference: {} failures, first: {first}", errors.len());
+        bail!(
+            "direct reference: {} failures, first: {first}",
+            errors.len()
+        );
     }
     Ok((took, ids))
 }

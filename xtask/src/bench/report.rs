@@ -104,16 +104,21 @@ impl Report {
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
         let last = self.stages.last();
-        let (lobby, direct, new_games) = self.stages.iter().fold(
-            (Duration::ZERO, Duration::ZERO, 0),
-            |(l, d, n), s| (l + s.lobby_burst, d + s.direct_burst, n + s.new_games),
-        );
+        let (lobby, direct, new_games) = self
+            .stages
+            .iter()
+            .fold((Duration::ZERO, Duration::ZERO, 0), |(l, d, n), s| {
+                (l + s.lobby_burst, d + s.direct_burst, n + s.new_games)
+            });
         if !direct.is_zero() {
             let ratio = lobby.as_secs_f64() / direct.as_secs_f64();
             rows.push(Row {
                 measure: format!("{new_games} starts via the Lobby stream (wall)"),
                 value: format!("{:.1} s", lobby.as_secs_f64()),
-                reference: format!("direct create+start, 8 workers: {:.1} s", direct.as_secs_f64()),
+                reference: format!(
+                    "direct create+start, 8 workers: {:.1} s",
+                    direct.as_secs_f64()
+                ),
                 goal: format!("ratio {ratio:.3} <= 1.05"),
                 held: Some(ratio <= 1.05),
             });
@@ -140,10 +145,8 @@ impl Report {
                 held: Some(p50 <= 30.0),
             });
         }
-        if let (Some(p50), Some(max)) = (
-            pct(&self.probe_failed, P50),
-            pct(&self.probe_failed, MAX),
-        ) {
+        if let (Some(p50), Some(max)) = (pct(&self.probe_failed, P50), pct(&self.probe_failed, MAX))
+        {
             let limit = (self.probe_budget + self.probe_interval).as_secs_f64() * 1000.0;
             rows.push(Row {
                 measure: "unhealthy -> probe_failed p50/max".into(),
