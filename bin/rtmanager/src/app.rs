@@ -176,6 +176,7 @@ fn docker_config(config: &Config) -> DockerConfig {
         // Docker's json-file driver reads a plain number as bytes.
         log_max_size: d.engine.log_max_size.to_string(),
         log_max_files: d.engine.log_max_files,
+        call_concurrency: d.concurrency,
     }
 }
 

@@ -47,6 +47,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTM_OWNER",
     "RTM_IMAGE_ALLOWLIST",
     "RTM_DOCKER_NETWORK",
+    "RTM_DOCKER_CONCURRENCY",
     "RTM_STATE_ROOT",
     "RTM_ENGINE_PORT",
     "RTM_ENGINE_STATE_MOUNT",
@@ -221,6 +222,9 @@ pub struct DockerConfig {
     pub host: DockerHost,
     /// `RTM_DOCKER_NETWORK`.
     pub network: String,
+    /// `RTM_DOCKER_CONCURRENCY`: container creates and starts sent to
+    /// Docker at once.
+    pub concurrency: usize,
     /// `RTM_STATE_ROOT`: absolute host directory of per-game state.
     pub state_root: String,
     pub engine: EngineConfig,
@@ -741,6 +745,9 @@ impl Config {
         let network = r.get("RTM_DOCKER_NETWORK", Some("rtm-engines"), |s| {
             parse_name(s, 64)
         });
+        let docker_concurrency = r.get("RTM_DOCKER_CONCURRENCY", Some("8"), |s| {
+            parse_number::<usize>(s, 1, 256)
+        });
         let state_root = r.get(
             "RTM_STATE_ROOT",
             Some("/var/lib/rtmanager/games"),
@@ -866,6 +873,7 @@ impl Config {
                 docker: DockerConfig {
                     host: docker_host?,
                     network: network?,
+                    concurrency: docker_concurrency?,
                     state_root: state_root?,
                     engine: EngineConfig {
                         port: engine_port?,
@@ -1032,6 +1040,7 @@ mod tests {
         assert_eq!(c.instance_id, "host-1");
         assert_eq!(c.owner, "rtmanager");
         assert_eq!(c.docker.network, "rtm-engines");
+        assert_eq!(c.docker.concurrency, 8);
         assert_eq!(c.docker.state_root, "/var/lib/rtmanager/games");
         let e = &c.docker.engine;
         assert_eq!(e.port, 8080);
@@ -1109,6 +1118,7 @@ mod tests {
             ("RTM_LOBBY_CLAIM_IDLE", "30s"),
             ("RTM_LOBBY_MAX_DELIVERIES", "9"),
             ("RTM_LOBBY_CONCURRENCY", "2"),
+            ("RTM_DOCKER_CONCURRENCY", "3"),
             ("RTM_HEALTH_STREAM", "h1"),
             ("RTM_HEALTH_STREAM_MAXLEN", "10"),
             ("RTM_PROBE_INTERVAL", "500ms"),
@@ -1145,6 +1155,7 @@ mod tests {
         assert_eq!(c.instance_id, "rtm-a");
         assert_eq!(c.owner, "owner.x");
         assert_eq!(c.docker.network, "net1");
+        assert_eq!(c.docker.concurrency, 3);
         assert_eq!(c.docker.state_root, "/srv/games");
         assert_eq!(c.docker.engine.port, 9999);
         assert_eq!(c.docker.engine.state_mount, "/data");

@@ -35,6 +35,9 @@ pub struct DockerConfig {
     pub log_max_size: String,
     /// `json-file` log rotation: how many files are kept.
     pub log_max_files: u32,
+    /// Container creates and starts sent to Docker at once
+    /// (`RTM_DOCKER_CONCURRENCY`); more wait for a slot.
+    pub call_concurrency: usize,
 }
 
 impl DockerConfig {
@@ -51,6 +54,7 @@ impl DockerConfig {
             state_mount: "/var/lib/engine".to_owned(),
             log_max_size: "10m".to_owned(),
             log_max_files: 3,
+            call_concurrency: 8,
         }
     }
 }

@@ -54,6 +54,16 @@ struct Inner {
     /// Serializes network creation within the process. A tokio mutex: it
     /// is held across the Docker calls.
     network_lock: tokio::sync::Mutex<()>,
+    /// Set once the engines' network is known to exist, so a start does
+    /// not inspect it (under `network_lock`) every time; cleared when a
+    /// create fails, which re-checks it (see `create`).
+    network_ready: std::sync::atomic::AtomicBool,
+    /// Bounds the container creates and starts in flight
+    /// (`DockerConfig::call_concurrency`): a burst of starts keeps Docker
+    /// busy without piling every request on it at once. Pulls, stops (a
+    /// stop waits out the engine's grace) and reads are not bounded by it,
+    /// so no start waits behind another game's pull or health gate.
+    calls: tokio::sync::Semaphore,
 }
 
 impl DockerRuntime {
@@ -81,9 +91,11 @@ impl DockerRuntime {
         Ok(Self {
             inner: Arc::new(Inner {
                 docker,
-                config,
                 user,
                 network_lock: tokio::sync::Mutex::new(()),
+                network_ready: std::sync::atomic::AtomicBool::new(false),
+                calls: tokio::sync::Semaphore::new(config.call_concurrency.max(1)),
+                config,
             }),
         })
     }
@@ -132,12 +144,22 @@ impl DockerRuntime {
     /// later find the network and create nothing.) The residual risk, a
     /// creation slower than the settle time, is why operators should create
     /// the network up front; see `docs/docker.md`.
-    async fn ensure_network(&self) -> Result<(), RuntimeError> {
+    ///
+    /// Returns `true` when the answer came from the cache (the network was
+    /// seen earlier and not checked now).
+    async fn ensure_network(&self) -> Result<bool, RuntimeError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.network_ready.load(Ordering::Acquire) {
+            return Ok(true);
+        }
         let name = &self.inner.config.network;
         let what = format!("network {name}");
         let _serial = self.inner.network_lock.lock().await;
         match self.docker().networks().get(name).inspect().await {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                self.inner.network_ready.store(true, Ordering::Release);
+                return Ok(false);
+            }
             Err(e) => match classify(&e) {
                 Failure::Status(404, _) => {}
                 _ => return Err(to_runtime(e, &what)),
@@ -152,14 +174,14 @@ impl DockerRuntime {
             Ok(net) => net.id().to_string(),
             Err(e) => {
                 return match classify(&e) {
-                    Failure::Status(409, _) => Ok(()),
+                    Failure::Status(409, _) => Ok(false),
                     _ => Err(to_runtime(e, &what)),
                 }
             }
         };
         self.keep_one_network(&created).await?;
         tracing::info!(network = %name, "created the engines' network");
-        Ok(())
+        Ok(false)
     }
 
     /// Removes the network `ours` just created unless it has the smallest
@@ -194,6 +216,28 @@ impl DockerRuntime {
             }
         }
         Ok(())
+    }
+
+    /// One of the `call_concurrency` slots for a create or a start.
+    async fn call_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RuntimeError> {
+        self.inner
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| RuntimeError::Other("the Docker call limiter is closed".to_owned()))
+    }
+
+    /// The Docker create itself, in one of the call slots.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let _slot = self.call_slot().await?;
+        let container = self
+            .docker()
+            .containers()
+            .create(&self.create_opts(spec))
+            .await
+            .map_err(|e| to_runtime(e, &format!("create {}", spec.name)))?;
+        ContainerId::new(container.id().to_string())
+            .ok_or_else(|| RuntimeError::Other("create returned an empty id".to_owned()))
     }
 
     /// Pulls `image`; errors arrive as items of the progress stream.
@@ -377,24 +421,29 @@ impl ContainerRuntime for DockerRuntime {
     /// `GAME_ID`, `ENGINE_STATE_DIR`, `ENGINE_PORT` environment.
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         check_state_path(&spec.state_path)?;
-        self.ensure_network().await?;
+        let cached = self.ensure_network().await?;
         let path = std::path::PathBuf::from(&spec.state_path);
         let user = self.inner.user;
         tokio::task::spawn_blocking(move || prepare_state_dir(&path, user))
             .await
             .map_err(|e| RuntimeError::Other(format!("state directory task failed: {e}")))??;
-        let container = self
-            .docker()
-            .containers()
-            .create(&self.create_opts(spec))
-            .await
-            .map_err(|e| to_runtime(e, &format!("create {}", spec.name)))?;
-        ContainerId::new(container.id().to_string())
-            .ok_or_else(|| RuntimeError::Other("create returned an empty id".to_owned()))
+        match self.create_container(spec).await {
+            // The network was not checked for this create: it may have been
+            // removed since. Check it (creating it if missing) and retry once.
+            Err(_) if cached => {
+                self.inner
+                    .network_ready
+                    .store(false, std::sync::atomic::Ordering::Release);
+                self.ensure_network().await?;
+                self.create_container(spec).await
+            }
+            created => created,
+        }
     }
 
     async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
         let full = self.owned_id(id).await?;
+        let _slot = self.call_slot().await?;
         let r = self.docker().containers().get(full).start().await;
         ok_if_not_modified(r, &format!("start {id}"))
     }

@@ -612,6 +612,42 @@ async fn a_missing_network_is_created_once_even_by_racing_creators() {
 }
 
 #[tokio::test]
+async fn a_network_removed_under_the_adapter_is_made_again_by_the_next_create() {
+    let name = rtm_testkit::unique("rtmtest-own-net").replace('_', "-");
+    let _net_guard = NetworkGuard(name.clone());
+    let env = Env::with(|c| c.network = name.clone());
+    // The first create checks the network (creating it) and remembers it.
+    let (_, first) = env.running("1.0.0").await;
+    env.rt.remove(&first).await.expect("remove");
+    // An operator removes it behind the adapter's back: the remembered
+    // answer is now wrong, and the next create must not fail because of it.
+    docker(&["network", "rm", &name]).expect("network rm");
+    let (_, second) = env.running("1.0.0").await;
+    let info = env.rt.inspect(&second).await.expect("inspect");
+    assert!(
+        info.ip.is_some(),
+        "address on the re-made network: {info:?}"
+    );
+    drop(env);
+}
+
+#[tokio::test]
+async fn creates_and_starts_beyond_the_call_limit_wait_for_a_slot_and_all_complete() {
+    let env = Env::with(|c| c.call_concurrency = 1);
+    let specs: Vec<ContainerSpec> = (0..4).map(|_| env.spec("1.0.0")).collect();
+    let runs = specs.iter().map(|spec| async {
+        let id = env.rt.create(spec).await?;
+        env.rt.start(&id).await?;
+        Ok::<_, RuntimeError>(id)
+    });
+    let ids = futures_util::future::join_all(runs).await;
+    for id in ids {
+        let id = id.expect("create and start through one slot");
+        assert!(env.rt.inspect(&id).await.expect("inspect").summary.running);
+    }
+}
+
+#[tokio::test]
 async fn bad_specs_and_configs_are_refused() {
     let env = Env::new();
     let mut spec = env.spec("1.0.0");
