@@ -30,6 +30,9 @@ use crate::error::{pool_err, store_err};
 use crate::rows::{self, OPERATION_COLUMNS, RECORD_COLUMNS, SNAPSHOT_COLUMNS};
 use crate::{PgConfig, PgError};
 
+mod console;
+pub use console::{GameCounts, GameSort, GamesFilter, GamesPage, HealthFilter, WorkerLeader};
+
 /// The PostgreSQL store. Cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct PgStore {
