@@ -1059,6 +1059,9 @@ fn openapi_documents_every_code_and_route() {
         "/admin/v1/reconcile",
         "/admin/v1/operations",
         "/admin/v1/health",
+        "/admin/v1/overview",
+        "/admin/v1/games",
+        "/admin/v1/runtimes/{game_id}/health-history",
     ] {
         assert!(
             doc.contains(&format!("\n  {path}:\n")),

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::protocol::cdp::Page::{CaptureScreenshotFormatOption, Viewport};
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ fn launch() -> Browser {
         .headless(true)
         // Tests run as root in CI; chromium's sandbox refuses root.
         .sandbox(false)
-        .window_size(Some((1280, 1100)))
+        .window_size(Some((1280, 1500)))
         // The browser is idle while the test waits on the service.
         .idle_browser_timeout(Duration::from_secs(600))
         .build()
@@ -95,9 +95,24 @@ fn type_into(tab: &Tab, selector: &str, text: &str) {
         .unwrap_or_else(|e| panic!("type into {selector}: {e}"));
 }
 
+/// A PNG of the page down to the end of its content (not the empty rest
+/// of the window).
 fn screenshot(tab: &Tab, name: &str) {
+    let bottom = eval(
+        tab,
+        "Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)",
+    )
+    .as_f64()
+    .unwrap_or(1500.0);
+    let clip = Viewport {
+        x: 0.0,
+        y: 0.0,
+        width: 1280.0,
+        height: bottom.clamp(200.0, 1500.0),
+        scale: 1.0,
+    };
     let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, Some(clip), true)
         .expect("screenshot");
     let path = shots_dir().join(format!("{name}.png"));
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

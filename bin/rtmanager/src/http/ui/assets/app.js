@@ -284,7 +284,9 @@ async function gamesPage(main, params) {
     const rows = games.map((g) => [
       h("a", { href: `#/game/${encodeURIComponent(g.game_id)}`, class: "game-link" }, g.game_id),
       badge("st", g.status),
-      g.health ? h("span", {}, badge("h", g.health.status), " ", h("span", { class: "muted" }, age(g.health.observed_at))) : badge("h", "unknown"),
+      g.health ? h("span", {}, badge("h", g.health.status), " ", h("span", { class: "muted" }, age(g.health.observed_at),
+        // RTM's own stop is not a health change: say when the health shown predates it.
+        g.status !== "running" && Date.parse(g.health.observed_at) < Date.parse(g.last_op_at) ? " (before the last operation)" : "")) : badge("h", "unknown"),
       g.image_ref || "—",
       g.started_at ? when(g.started_at) : "—",
       when(g.last_op_at),
@@ -405,8 +407,8 @@ async function gamePage(main, id) {
       swap("g-health", hh ? h("div", { id: "g-health-body" },
         kv([["Health", badge("h", hh.status)], ["Observed", when(hh.observed_at)], ["Source", hh.source], ["Container", hh.container_id],
           ...Object.entries(hh.details || {}).map(([k, v]) => [`Detail: ${k}`, String(v)])]),
-        g.started_at && Date.parse(hh.observed_at) < Date.parse(g.last_op_at)
-          ? h("p", { class: "muted" }, "Observed before the last operation; RTM's own stops are not health changes.") : null)
+        Date.parse(hh.observed_at) < Date.parse(g.last_op_at)
+          ? h("p", { class: "muted" }, "Observed before the last operation: RTM's own stop, restart or patch is not a health change; the next observation of a running engine replaces this.") : null)
         : h("p", { id: "g-health-body" }, badge("h", "unknown"), " No health observation yet."));
       if (!image.value && g.image_ref && document.activeElement !== image) image.placeholder = g.image_ref;
     } else {
