@@ -332,7 +332,6 @@ async function gamePage(main, id) {
   setPage(`Game ${id}`, "nav-games");
   const enc = encodeURIComponent(id);
   let before = null; // audit page cursor; null = newest page (refreshed live)
-  const cursors = [];
   const action = async (kind, body, text, okLabel) => {
     if (!(await confirmDialog(text, okLabel))) return;
     for (const b of document.querySelectorAll("#actions button")) b.disabled = true;
@@ -342,7 +341,7 @@ async function gamePage(main, id) {
       showResult(r, kind);
     } finally {
       for (const b of document.querySelectorAll("#actions button")) b.disabled = false;
-      before = null; cursors.length = 0;
+      before = null;
       await refresh();
     }
   };
@@ -384,8 +383,8 @@ async function gamePage(main, id) {
         ops.map((o) => [String(o.id), when(o.started_at), o.op_kind, o.op_source, outcomeBadge(o.outcome),
           o.error_code ? `${o.error_code}: ${o.error_message || ""}` : "", o.image_ref || ""]), "No operation recorded."),
       h("div", { class: "pager" },
-        h("button", { type: "button", id: "audit-newest", disabled: !before, onclick: () => { before = null; cursors.length = 0; auditPage(); } }, "Newest"),
-        h("button", { type: "button", id: "audit-older", disabled: !next, onclick: () => { cursors.push(before); before = next; auditPage(); } }, "Older operations"))));
+        h("button", { type: "button", id: "audit-newest", disabled: !before, onclick: () => { before = null; auditPage(); } }, "Newest"),
+        h("button", { type: "button", id: "audit-older", disabled: !next, onclick: () => { before = next; auditPage(); } }, "Older operations"))));
   };
 
   const refresh = async () => {
