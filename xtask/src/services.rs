@@ -36,7 +36,8 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// Installs the PostgreSQL and Redis servers when they are neither
-/// answering nor installed (Debian, as root).
+/// answering nor installed, and chromium (the console's browser test)
+/// when it is not installed (Debian, as root).
 fn install_missing() -> Result<()> {
     let mut missing = vec![];
     if !pg_answers() && pg_version().is_none() {
@@ -44,6 +45,11 @@ fn install_missing() -> Result<()> {
     }
     if !redis_answers() && which("redis-server").is_none() {
         missing.push("redis-server");
+    }
+    // The console's browser test drives Debian's headless chromium (no
+    // driver package: it speaks the DevTools protocol directly).
+    if which("chromium").is_none() {
+        missing.push("chromium");
     }
     if missing.is_empty() {
         return Ok(());

@@ -189,6 +189,15 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
         gm = env.gm,
         admin = env.admin,
     );
+
+    step("the operator console");
+    println!(
+        "Open http://{admin}/admin/ui/ in a browser and sign in with the admin token:\n\
+         \n    {a}\n\n\
+         (the token is RTM_ADMIN_TOKEN; the console keeps it in the browser tab only)",
+        a = env.admin_token,
+        admin = env.admin,
+    );
     Ok(())
 }
 

@@ -223,7 +223,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     }
     let store = PgStore::new(&pg).context("PostgreSQL pool")?;
     let locks = PgLocks::new(&pg).context("PostgreSQL locks")?;
-    let leader = PgLeader::new(&pg).context("PostgreSQL leader election")?;
+    let leader = PgLeader::new(&pg)
+        .context("PostgreSQL leader election")?
+        .with_instance(&config.instance_id);
     let runtime = DockerRuntime::new(docker_config(&config)).context("Docker client")?;
     let probe = HttpProbe::new(ProbeConfig {
         path: config.health.probe_path.clone(),
@@ -262,9 +264,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     lobby.claim_idle = config.lobby.claim_idle;
     lobby.max_deliveries = u64::from(config.lobby.max_deliveries);
     lobby.concurrency = config.lobby.concurrency;
+    let dead_stream = lobby.dead_stream();
     let consumer = LobbyConsumer::new(redis_url, lobby, ServiceHandler(service.clone()))
         .context("Redis Lobby consumer")?;
     let lobby_stats = consumer.stats();
+    let console = crate::console::ProdConsole {
+        store: store.clone(),
+        reader: rtm_redis::StreamReader::new(redis_url, &rtm_redis::ClientSettings::default())
+            .context("Redis console reader")?,
+        health_stream: config.health.stream.clone(),
+        dead_stream,
+    };
 
     let readiness = Readiness::new(
         vec![
@@ -310,13 +320,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         ],
         http::DEFAULT_CHECK_TIMEOUT,
     );
-    let state = web::Data::new(AppState::new(
-        service.clone(),
-        store.clone(),
-        Tokens::from(&config.http),
-        readiness,
-        metrics.clone(),
-    ));
+    let state = web::Data::new(
+        AppState::new(
+            service.clone(),
+            store.clone(),
+            Tokens::from(&config.http),
+            readiness,
+            metrics.clone(),
+        )
+        .with_console(Arc::new(console)),
+    );
     let servers = http::bind_servers(
         state,
         config.http.gm_addr,

@@ -44,6 +44,15 @@ impl PgLeader {
             probe_timeout: config.connect_timeout,
         })
     }
+
+    /// Names the leader sessions `rtmanager-leader:<instance>`
+    /// (`application_name`, truncated by PostgreSQL to 63 bytes), so the
+    /// console can tell which replica leads each worker.
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        self.pg
+            .application_name(format!("rtmanager-leader:{instance}"));
+        self
+    }
 }
 
 /// Leadership of one role, tied to one PostgreSQL session.

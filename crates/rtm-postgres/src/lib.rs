@@ -32,4 +32,6 @@ pub use error::PgError;
 pub use leader::{PgLeader, PgLease};
 pub use locks::{PgLockGuard, PgLocks};
 pub use migrate::{migrate, migrations, AppliedMigration, Report};
-pub use store::PgStore;
+pub use store::{
+    GameCounts, GameSort, GamesFilter, GamesPage, HealthFilter, PgStore, WorkerLeader,
+};

@@ -37,6 +37,9 @@ use crate::rows::{
 };
 use crate::{PgConfig, PgError};
 
+mod console;
+pub use console::{GameCounts, GameSort, GamesFilter, GamesPage, HealthFilter, WorkerLeader};
+
 /// The PostgreSQL store. Cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct PgStore {

@@ -15,6 +15,9 @@
 //!   [`rtm_domain::service::OperationRequest`] or a typed [`Malformed`]
 //!   reason; it is pure and unit-tested.
 //!
+//! - [`StreamReader`] serves the operator console's reads (a game's recent
+//!   health changes, the dead-letter count).
+//!
 //! Every fred client this crate creates has an explicit reconnect policy
 //! (fred's default is to never reconnect) and a command timeout, so a Redis
 //! outage turns into `Err`s and retries, never into a hang or a dead client.
@@ -25,6 +28,7 @@ mod consumer;
 mod entry;
 mod error;
 mod publisher;
+mod reader;
 mod resp;
 
 pub use client::ClientSettings;
@@ -32,3 +36,4 @@ pub use consumer::{CommandHandler, GroupInfo, LobbyConfig, LobbyConsumer, LobbyS
 pub use entry::{parse_entry, DeadReason, Malformed, StreamEntry, MAX_STOP_TIMEOUT_S};
 pub use error::RedisError;
 pub use publisher::{HealthStreamConfig, RedisHealthPublisher};
+pub use reader::{HealthEntry, StreamReader};

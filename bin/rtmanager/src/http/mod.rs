@@ -24,6 +24,7 @@ mod handlers;
 pub mod readiness;
 #[cfg(test)]
 mod tests;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ pub struct AppState<P: Ports> {
     pub tokens: Tokens,
     pub readiness: Readiness,
     pub metrics: Metrics,
+    /// The operator console's reads (`ui`); `None` answers them with 503.
+    pub console: Option<ui::Console>,
 }
 
 impl<P: Ports> AppState<P> {
@@ -72,7 +75,14 @@ impl<P: Ports> AppState<P> {
             tokens,
             readiness,
             metrics,
+            console: None,
         }
+    }
+
+    /// Registers the console's reads (see [`ui::ConsoleSource`]).
+    pub fn with_console(mut self, console: ui::Console) -> Self {
+        self.console = Some(console);
+        self
     }
 }
 
@@ -191,7 +201,11 @@ pub fn admin_routes<P: Ports>(cfg: &mut web::ServiceConfig) {
     let api = web::scope("/admin/v1")
         .wrap(from_fn(auth::require_token::<P, Admin>))
         .configure(game_routes::<P, Admin>)
-        .configure(admin_only_routes::<P>);
+        .configure(admin_only_routes::<P>)
+        .configure(ui::api_routes::<P>);
+    // The console's public static shell; registered first, so it is
+    // matched before the catch-all scope of `surface`.
+    cfg.service(ui::shell_scope::<P>());
     surface::<P, Admin>(cfg, api);
 }
 

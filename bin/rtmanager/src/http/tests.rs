@@ -1059,6 +1059,9 @@ fn openapi_documents_every_code_and_route() {
         "/admin/v1/reconcile",
         "/admin/v1/operations",
         "/admin/v1/health",
+        "/admin/v1/overview",
+        "/admin/v1/games",
+        "/admin/v1/runtimes/{game_id}/health-history",
     ] {
         assert!(
             doc.contains(&format!("\n  {path}:\n")),
@@ -1122,4 +1125,62 @@ async fn both_listeners_serve_their_own_surface() {
     admin.stop(true).await;
     gm_task.await.expect("gm task").expect("gm server");
     admin_task.await.expect("admin task").expect("admin server");
+}
+
+// ---------------------------------------------------------------- console
+
+#[actix_web::test]
+async fn the_console_shell_is_public_and_its_reads_need_a_source() {
+    let h = harness();
+    let r = send(&h, On::Admin, test::TestRequest::get().uri("/admin/ui/")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.content_type().starts_with("text/html"),
+        "{}",
+        r.content_type()
+    );
+    let csp = r
+        .headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let r = send(&h, On::Admin, test::TestRequest::get().uri("/admin/ui")).await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.headers.get(header::LOCATION).map(|v| v.as_bytes()),
+        Some(&b"/admin/ui/"[..])
+    );
+    send(
+        &h,
+        On::Admin,
+        test::TestRequest::get().uri("/admin/ui/missing.js"),
+    )
+    .await
+    .error(404, "not_found");
+    send(&h, On::Gm, test::TestRequest::get().uri("/admin/ui/"))
+        .await
+        .error(404, "not_found");
+    // Without a console source (these fakes) the reads answer 503; the
+    // token is still checked first.
+    for path in ["/overview", "/games", "/runtimes/g1/health-history"] {
+        send(&h, On::Admin, get(On::Admin, path))
+            .await
+            .error(503, "internal");
+        send(
+            &h,
+            On::Admin,
+            test::TestRequest::get().uri(&format!("/admin/v1{path}")),
+        )
+        .await
+        .error(401, "unauthorized");
+    }
+    // Bad input is refused before the source is needed.
+    send(&h, On::Admin, get(On::Admin, "/games?sort=random"))
+        .await
+        .error(400, "invalid_request");
 }

@@ -4,9 +4,11 @@
 //! engine stub images. Each test isolates itself: a fresh schema, its own
 //! `rtm.owner` label and state root, its own stream names.
 
+mod console;
 mod health;
 mod lifecycle;
 mod lobby;
 mod readiness;
 mod smoke;
 mod support;
+mod ui;
