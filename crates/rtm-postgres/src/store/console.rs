@@ -251,7 +251,7 @@ impl PgStore {
         self.query(&sql, &p)
             .await?
             .iter()
-            .map(|r| rows::snapshot(r, "status"))
+            .map(|r| rows::snapshot(r, rows::SNAPSHOT))
             .collect()
     }
 
