@@ -21,7 +21,7 @@
 //!   `die`), never inferred from exit code 137.
 //!
 //! The monitor holds only soft, in-memory state (probe failure counters,
-//! container IPs, a snapshot cache used to coalesce repeated
+//! a snapshot cache used to coalesce repeated
 //! observations); losing it on restart costs at most one extra write per
 //! game. It has no tokio dependency: it waits through [`Clock::sleep`] and
 //! runs concurrent work with `futures-util`.
@@ -172,6 +172,10 @@ pub enum IgnoreReason {
     Restarted,
     /// The event named no game.
     Unknown,
+    /// A probe reached an address the game's container no longer has (it
+    /// moved, stopped or vanished during the pass): the result is about
+    /// whatever answers there now, not about this game.
+    Moved,
 }
 
 /// Errors of the health monitor.
@@ -209,10 +213,13 @@ struct CachedSnapshot {
     written_at: OffsetDateTime,
 }
 
-/// Consecutive probe failures of a game's current container.
+/// Consecutive probe failures of a game's current container at one
+/// address: failures at an address the container has left say nothing
+/// about it, so a new address starts a new count.
 #[derive(Debug, Clone)]
 struct ProbeCounter {
     container: ContainerId,
+    ip: Option<IpAddr>,
     failures: u32,
 }
 
@@ -222,8 +229,6 @@ struct ProbeCounter {
 struct MonitorState {
     snapshots: HashMap<GameId, CachedSnapshot>,
     probes: HashMap<GameId, ProbeCounter>,
-    /// Game → (container, its IP on the engines' network), from inspect.
-    targets: HashMap<GameId, (ContainerId, Option<IpAddr>)>,
     /// Containers whose Docker health check currently says `unhealthy`.
     docker_unhealthy: HashSet<ContainerId>,
     /// Containers with a recent `oom` event, and when.
@@ -324,7 +329,14 @@ impl<P: Ports> HealthMonitor<P> {
         if record.container_id.as_ref() != Some(&obs.container_id) {
             return Ok(ObserveOutcome::Ignored(OtherContainer));
         }
-        if record.started_at.is_some_and(|s| obs.observed_at < s) {
+        // RTM stamps `started_at` after the runtime's start returned, so an
+        // exit seen at that very instant (only a coarse clock can tie
+        // them) is the end of the previous life too.
+        let exit = matches!(obs.status, HealthStatus::Exited | HealthStatus::Oom);
+        if record
+            .started_at
+            .is_some_and(|s| obs.observed_at < s || (exit && obs.observed_at == s))
+        {
             return Ok(ObserveOutcome::Ignored(BeforeStart));
         }
         let observed = match obs.status {
