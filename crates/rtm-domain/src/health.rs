@@ -16,9 +16,10 @@
 //!   `(status, container)` pair changed, its outbox event. So no change is
 //!   lost while Redis is down: [`HealthMonitor::relay_once`] publishes the
 //!   outbox in commit order once Redis is back.
-//! - OOM is only ever reported from Docker's `OOMKilled` flag (or, when the
-//!   container is already gone, from an `oom` event seen just before the
-//!   `die`), never inferred from exit code 137.
+//! - OOM is only ever reported from Docker's own word: an `oom` event
+//!   seen just before the `die`, or the `OOMKilled` flag (inspected for
+//!   every exit an event did not explain: a 137 without `oom`, or an exit
+//!   found by the inspect pass); never inferred from exit code 137.
 //!
 //! The monitor holds only soft, in-memory state (probe failure counters,
 //! a snapshot cache used to coalesce repeated

@@ -173,7 +173,7 @@ impl<P: Ports> HealthMonitor<P> {
                     // kill whose `oom` event this follower did not see
                     // (lost by Docker, or before the subscription). Only
                     // `OOMKilled` tells them apart; never guess from 137.
-                    (false, _) => match self.die_by_inspect(&id, exit_code, event.at).await {
+                    (false, _) => match self.die_by_inspect(&id, exit_code).await {
                         Some(judged) => judged,
                         None => return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Restarted))),
                     },
@@ -199,7 +199,6 @@ impl<P: Ports> HealthMonitor<P> {
         &self,
         id: &ContainerId,
         exit_code: Option<i64>,
-        at: OffsetDateTime,
     ) -> Option<(HealthStatus, HealthDetails)> {
         match self.adapters.runtime.inspect(id).await {
             Ok(info) if info.summary.running => None,
@@ -213,22 +212,11 @@ impl<P: Ports> HealthMonitor<P> {
                 Some((status, exit_details(code)))
             }
             // Gone already (or Docker is failing right now): only an `oom`
-            // event seen just before makes it an OOM, and that case was
-            // decided without inspecting; so this is a plain exit.
+            // event seen just before would make it an OOM, and that case
+            // was decided without inspecting; so this is a plain exit.
             Err(e) => {
-                let window = self.config.oom_window;
-                let oom = self
-                    .state()
-                    .ooms
-                    .get(id)
-                    .is_some_and(|t| *t <= at && *t + window >= at);
-                tracing::debug!(error = %e, container = id.short(), "die not inspectable; judged from the events");
-                let status = if oom {
-                    HealthStatus::Oom
-                } else {
-                    HealthStatus::Exited
-                };
-                Some((status, exit_details(exit_code)))
+                tracing::debug!(error = %e, container = id.short(), "die not inspectable; judged from the event");
+                Some((HealthStatus::Exited, exit_details(exit_code)))
             }
         }
     }
