@@ -66,7 +66,9 @@ pub struct HealthConfig {
     pub probe_concurrency: usize,
     /// Probes of one pass start spread over this window, each game at a
     /// stable offset within it, so 1,000 games never become 1,000
-    /// simultaneous requests. Keep it below `RTM_PROBE_INTERVAL`.
+    /// simultaneous requests. Keep it below `RTM_PROBE_INTERVAL` minus
+    /// `RTM_PROBE_TIMEOUT`, so a pass ends within its interval (the next
+    /// one starts an interval after this one started).
     pub probe_spread: Duration,
     /// How many inspects of one pass run at the same time.
     pub inspect_concurrency: usize,
