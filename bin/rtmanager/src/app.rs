@@ -74,6 +74,10 @@ impl Telemetry for AppTelemetry {
             self.health_changed.notify_one();
         }
     }
+
+    fn runtime_calls(&self, pass: &'static str, call: &'static str, n: u64) {
+        self.metrics.runtime_calls(pass, call, n);
+    }
 }
 
 /// A started application.
@@ -114,6 +118,10 @@ impl PassObserver for Metrics {
                 WorkerResult::Error
             },
         );
+    }
+
+    fn pass_overran(&self, worker: &'static str) {
+        self.worker_overrun(worker);
     }
 }
 
@@ -185,8 +193,12 @@ fn health_config(config: &Config) -> HealthConfig {
     HealthConfig {
         probe_failures: h.probe_failures,
         probe_concurrency: h.probe_concurrency,
-        // Spread one pass's probes over most of the interval.
-        probe_spread: (h.probe_interval * 4 / 5).min(Duration::from_secs(30)),
+        // Spread one pass's probes over most of what the interval leaves
+        // after the last probe's timeout, so a pass (whose next one starts
+        // an interval after it started) ends within its slot even when
+        // the last engines hang.
+        probe_spread: (h.probe_interval.saturating_sub(h.probe_timeout) * 4 / 5)
+            .min(Duration::from_secs(30)),
         snapshot_refresh: h.inspect_interval,
         engine_port: config.docker.engine.port,
         ..HealthConfig::default()
@@ -519,22 +531,26 @@ fn spawn_workers(
         }
     );
 
-    let mon = monitor.clone();
-    tasks.push((
-        "events",
-        tokio::spawn(workers::long_running(
+    if h.docker_events {
+        let mon = monitor.clone();
+        tasks.push((
             "events",
-            leader.clone(),
-            shutdown.clone(),
-            move |stop| {
-                let mon = mon.clone();
-                async move {
-                    let stats = mon.follow_events(stop).await;
-                    info!(?stats, "event follower stopped");
-                }
-            },
-        )),
-    ));
+            tokio::spawn(workers::long_running(
+                "events",
+                leader.clone(),
+                shutdown.clone(),
+                move |stop| {
+                    let mon = mon.clone();
+                    async move {
+                        let stats = mon.follow_events(stop).await;
+                        info!(?stats, "event follower stopped");
+                    }
+                },
+            )),
+        ));
+    } else {
+        warn!("RTM_DOCKER_EVENTS=false: exits are seen by the inspect pass only");
+    }
 
     // Per-replica gauges: this consumer's view of the group, and the
     // database-wide counts (every replica reports them, so a dashboard

@@ -69,6 +69,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTM_PROBE_PATH",
     "RTM_PROBE_CONCURRENCY",
     "RTM_INSPECT_INTERVAL",
+    "RTM_DOCKER_EVENTS",
     "RTM_CLEANUP_INTERVAL",
     "RTM_STOPPED_RETENTION",
     "RTM_RECONCILE_INTERVAL",
@@ -283,6 +284,10 @@ pub struct HealthConfig {
     pub probe_concurrency: usize,
     /// `RTM_INSPECT_INTERVAL`.
     pub inspect_interval: Duration,
+    /// `RTM_DOCKER_EVENTS`: follow Docker's event stream (default). When
+    /// false, exits and disappearances are seen by the inspect pass only
+    /// (tests of that pass; diagnosing an event stream).
+    pub docker_events: bool,
 }
 
 /// Background worker settings (SPEC §8).
@@ -821,6 +826,7 @@ impl Config {
             parse_number::<usize>(s, 1, 4096)
         });
         let inspect_interval = r.duration("RTM_INSPECT_INTERVAL", "15s", true);
+        let docker_events = r.get("RTM_DOCKER_EVENTS", Some("true"), parse_bool);
         let cleanup_interval = r.duration("RTM_CLEANUP_INTERVAL", "1m", true);
         let stopped_retention = r.duration("RTM_STOPPED_RETENTION", "24h", false);
         let reconcile_interval = r.duration("RTM_RECONCILE_INTERVAL", "1m", true);
@@ -901,6 +907,7 @@ impl Config {
                     probe_path: probe_path?,
                     probe_concurrency: probe_concurrency?,
                     inspect_interval: inspect_interval?,
+                    docker_events: docker_events?,
                 },
                 workers: WorkersConfig {
                     cleanup_interval: cleanup_interval?,

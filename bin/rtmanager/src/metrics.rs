@@ -54,6 +54,8 @@ struct Inner {
     health_outbox_pending: IntGauge,
     worker_runs: IntCounterVec,
     worker_last_run: GaugeVec,
+    worker_overruns: IntCounterVec,
+    docker_calls: IntCounterVec,
     http_requests: IntCounterVec,
 }
 
@@ -151,6 +153,20 @@ impl Metrics {
             ),
             &["worker"],
         )?;
+        let worker_overruns = IntCounterVec::new(
+            Opts::new(
+                "rtm_worker_overruns_total",
+                "Periodic passes that lasted beyond their interval (the next pass started late).",
+            ),
+            &["worker"],
+        )?;
+        let docker_calls = IntCounterVec::new(
+            Opts::new(
+                "rtm_docker_calls_total",
+                "Docker API calls made by the periodic passes, by pass and call.",
+            ),
+            &["pass", "call"],
+        )?;
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "rtm_http_requests_total",
@@ -170,6 +186,8 @@ impl Metrics {
         registry.register(Box::new(health_outbox_pending.clone()))?;
         registry.register(Box::new(worker_runs.clone()))?;
         registry.register(Box::new(worker_last_run.clone()))?;
+        registry.register(Box::new(worker_overruns.clone()))?;
+        registry.register(Box::new(docker_calls.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
 
         // Series of closed vocabularies start at zero, so dashboards and
@@ -196,6 +214,8 @@ impl Metrics {
                 health_outbox_pending,
                 worker_runs,
                 worker_last_run,
+                worker_overruns,
+                docker_calls,
                 http_requests,
             }),
         })
@@ -273,6 +293,23 @@ impl Metrics {
         }
     }
 
+    /// Counts a periodic pass that overran its interval.
+    pub fn worker_overrun(&self, worker: &'static str) {
+        self.inner
+            .worker_overruns
+            .with_label_values(&[worker])
+            .inc();
+    }
+
+    /// Counts the Docker calls one pass made (`call`: `list`, `inspect`,
+    /// …), so a dashboard shows that a pass costs O(changes).
+    pub fn docker_calls(&self, pass: &'static str, call: &'static str, n: u64) {
+        self.inner
+            .docker_calls
+            .with_label_values(&[pass, call])
+            .inc_by(n);
+    }
+
     /// Counts an HTTP request. `route` is the matched route *pattern*
     /// (e.g. `/api/v1/runtimes/{game_id}`), never the raw path.
     pub fn http_request(&self, surface: &'static str, route: &str, status: u16) {
@@ -316,6 +353,10 @@ impl Telemetry for Metrics {
                 .with_label_values(&[status.as_str()])
                 .inc();
         }
+    }
+
+    fn runtime_calls(&self, pass: &'static str, call: &'static str, n: u64) {
+        self.docker_calls(pass, call, n);
     }
 }
 
@@ -392,6 +433,9 @@ mod tests {
         m.set_health_outbox_pending(9);
         m.worker_run("reconcile", WorkerResult::Ok);
         m.worker_run("reconcile", WorkerResult::NotLeader);
+        m.worker_overrun("probe");
+        m.docker_calls("inspect", "list", 1);
+        m.docker_calls("inspect", "inspect", 2);
         m.http_request("gm", "/api/v1/runtimes/{game_id}", 404);
         let text = m.render().expect("render");
         for (series, value) in [
@@ -409,6 +453,12 @@ mod tests {
             (
                 r#"rtm_worker_runs_total{result="not_leader",worker="reconcile"}"#,
                 1.0,
+            ),
+            (r#"rtm_worker_overruns_total{worker="probe"}"#, 1.0),
+            (r#"rtm_docker_calls_total{call="list",pass="inspect"}"#, 1.0),
+            (
+                r#"rtm_docker_calls_total{call="inspect",pass="inspect"}"#,
+                2.0,
             ),
             (
                 r#"rtm_http_requests_total{route="/api/v1/runtimes/{game_id}",status="404",surface="gm"}"#,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use docker_api::models::{
-    ContainerInspect200Response, ContainerSummary as DockerSummary, EventMessage,
+    ContainerInspect200Response, ContainerSummary as DockerSummary, EndpointSettings, EventMessage,
 };
 use rtm_domain::ports::{
     ContainerEvent, ContainerEventKind, ContainerInfo, ContainerSummary, DockerHealth,
@@ -82,13 +82,17 @@ pub(crate) fn container_info(
     let exit_code = matches!(status.as_str(), "exited" | "dead")
         .then(|| state.and_then(|s| s.exit_code).map(|c| c as i64))
         .flatten();
-    let ip = info
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.as_ref())
-        .and_then(|n| n.get(network))
-        .and_then(|e| e.ip_address.as_deref())
-        .and_then(|ip| ip.parse::<IpAddr>().ok());
+    let ip = network_ip(
+        info.network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref()),
+        network,
+    );
+    let docker_health = health(
+        state
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status.as_deref()),
+    );
     Ok(ContainerInfo {
         summary: ContainerSummary {
             id,
@@ -103,24 +107,53 @@ pub(crate) fn container_info(
             state_path: label(labels, LABEL_STATE_PATH),
             running,
             created_at: docker_time(info.created.as_deref()).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            health: docker_health,
+            ip,
         },
         status,
         exit_code,
         oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
-        health: health(
-            state
-                .and_then(|s| s.health.as_ref())
-                .and_then(|h| h.status.as_deref()),
-        ),
+        health: docker_health,
         ip,
         started_at: docker_time(state.and_then(|s| s.started_at.as_deref())),
         finished_at: docker_time(state.and_then(|s| s.finished_at.as_deref())),
     })
 }
 
+/// The address on `network` among a container's endpoints.
+fn network_ip(
+    networks: Option<&HashMap<String, EndpointSettings>>,
+    network: &str,
+) -> Option<IpAddr> {
+    networks?
+        .get(network)?
+        .ip_address
+        .as_deref()?
+        .parse::<IpAddr>()
+        .ok()
+}
+
+/// Docker's health as the list shows it: only inside the human-readable
+/// `Status` ("Up 2 minutes (unhealthy)", "Up 3 seconds (health:
+/// starting)"), and only while the container runs.
+fn listed_health(status: Option<&str>) -> Option<DockerHealth> {
+    let status = status?;
+    if status.ends_with("(unhealthy)") {
+        Some(DockerHealth::Unhealthy)
+    } else if status.ends_with("(healthy)") {
+        Some(DockerHealth::Healthy)
+    } else if status.ends_with("(health: starting)") {
+        Some(DockerHealth::Starting)
+    } else {
+        None
+    }
+}
+
 /// A listed container; `None` when Docker returned one without an id.
-pub(crate) fn container_summary(c: &DockerSummary) -> Option<ContainerSummary> {
+/// `network` selects which address is reported.
+pub(crate) fn container_summary(c: &DockerSummary, network: &str) -> Option<ContainerSummary> {
     let labels = c.labels.as_ref();
+    let running = c.state.as_deref() == Some("running");
     Some(ContainerSummary {
         id: c.id.clone().and_then(ContainerId::new)?,
         name: c
@@ -132,11 +165,26 @@ pub(crate) fn container_summary(c: &DockerSummary) -> Option<ContainerSummary> {
         game_id: game_label(labels),
         image_ref: label(labels, LABEL_IMAGE_REF),
         state_path: label(labels, LABEL_STATE_PATH),
-        running: c.state.as_deref() == Some("running"),
+        running,
         created_at: c
             .created
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        health: running
+            .then(|| listed_health(c.status.as_deref()))
+            .flatten(),
+        // A stopped container keeps no address (Docker may list a stale
+        // one): only a running container's address can be probed.
+        ip: running
+            .then(|| {
+                network_ip(
+                    c.network_settings
+                        .as_ref()
+                        .and_then(|n| n.networks.as_ref()),
+                    network,
+                )
+            })
+            .flatten(),
     })
 }
 
@@ -202,6 +250,46 @@ mod tests {
             "timeNano": 1_700_000_000_123_456_789_i64,
         }))
         .expect("valid event JSON")
+    }
+
+    #[test]
+    fn a_listed_container_carries_its_address_and_health() {
+        let listed: DockerSummary = serde_json::from_value(serde_json::json!({
+            "Id": "abc123",
+            "Names": ["/rtm-g1"],
+            "State": "running",
+            "Status": "Up 2 minutes (unhealthy)",
+            "Created": 1_700_000_000,
+            "Labels": {"rtm.game_id": "g1", "rtm.image_ref": "e:1"},
+            "NetworkSettings": {"Networks": {
+                "other": {"IPAddress": "10.0.0.9"},
+                "engines": {"IPAddress": "172.20.0.7"}
+            }}
+        }))
+        .expect("valid list JSON");
+        let s = container_summary(&listed, "engines").expect("mapped");
+        assert_eq!(s.ip, "172.20.0.7".parse().ok());
+        assert_eq!(s.health, Some(DockerHealth::Unhealthy));
+        assert!(s.running);
+        assert_eq!(
+            container_summary(&listed, "absent").and_then(|s| s.ip),
+            None
+        );
+        assert_eq!(
+            listed_health(Some("Up 3 seconds (health: starting)")),
+            Some(DockerHealth::Starting)
+        );
+        assert_eq!(
+            listed_health(Some("Up 1 hour (healthy)")),
+            Some(DockerHealth::Healthy)
+        );
+        assert_eq!(listed_health(Some("Up 1 hour")), None);
+        let mut exited = listed.clone();
+        exited.state = Some("exited".to_owned());
+        exited.status = Some("Exited (1) 2 seconds ago".to_owned());
+        let s = container_summary(&exited, "engines").expect("mapped");
+        assert!(!s.running);
+        assert_eq!((s.ip, s.health), (None, None));
     }
 
     #[test]

@@ -506,9 +506,10 @@ impl ContainerRuntime for DockerRuntime {
             .list(&opts)
             .await
             .map_err(|e| to_runtime(e, "list containers"))?;
+        let network = &self.inner.config.network;
         Ok(listed
             .iter()
-            .filter_map(convert::container_summary)
+            .filter_map(|c| convert::container_summary(c, network))
             .collect())
     }
 

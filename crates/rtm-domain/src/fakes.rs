@@ -748,6 +748,15 @@ impl RuntimeState {
             .ok_or_else(|| RuntimeError::NotFound(id.to_string()))
     }
 
+    /// The container as Docker reports it: the summary's address and
+    /// health are the current ones (a stopped container has no address).
+    fn view(info: &ContainerInfo) -> ContainerInfo {
+        let mut v = info.clone();
+        v.summary.ip = if info.summary.running { info.ip } else { None };
+        v.summary.health = info.health;
+        v
+    }
+
     fn mark_exited(info: &mut ContainerInfo, code: i64, oom: bool, at: OffsetDateTime) {
         info.summary.running = false;
         info.status = "exited".into();
@@ -837,7 +846,15 @@ impl FakeRuntime {
     }
 
     pub fn container(&self, id: &ContainerId) -> Option<ContainerInfo> {
-        lock(&self.inner).containers.get(id).cloned()
+        lock(&self.inner).containers.get(id).map(RuntimeState::view)
+    }
+
+    /// Gives the container another address, as a restart, a start after a
+    /// stop or a network reconnect does on Docker (emits nothing).
+    pub fn readdress(&self, id: &ContainerId, ip: IpAddr) {
+        if let Ok(info) = lock(&self.inner).get_mut(id) {
+            info.ip = Some(ip);
+        }
     }
 
     pub fn containers(&self) -> Vec<ContainerInfo> {
@@ -868,6 +885,8 @@ impl FakeRuntime {
                 state_path: state_path.to_owned(),
                 running: true,
                 created_at: now,
+                health: None,
+                ip: Some(ip),
             },
             status: "running".into(),
             exit_code: None,
@@ -1043,6 +1062,8 @@ impl ContainerRuntime for FakeRuntime {
                     state_path: spec.state_path.clone(),
                     running: false,
                     created_at: now,
+                    health: None,
+                    ip: None,
                 },
                 status: "created".into(),
                 exit_code: None,
@@ -1167,7 +1188,7 @@ impl ContainerRuntime for FakeRuntime {
         let mut s = lock(&self.inner);
         let r = s
             .enter(RuntimeCall::Inspect, id.as_str())
-            .and_then(|()| s.get_mut(id).map(|c| c.clone()));
+            .and_then(|()| s.get_mut(id).map(|c| RuntimeState::view(c)));
         std::future::ready(r)
     }
 
@@ -1181,7 +1202,7 @@ impl ContainerRuntime for FakeRuntime {
             s.containers
                 .values()
                 .filter(|c| game.is_none_or(|g| c.summary.game_id.as_ref() == Some(g)))
-                .map(|c| c.summary.clone())
+                .map(|c| RuntimeState::view(c).summary)
                 .collect()
         });
         std::future::ready(r)

@@ -16,12 +16,13 @@
 //!   `(status, container)` pair changed, its outbox event. So no change is
 //!   lost while Redis is down: [`HealthMonitor::relay_once`] publishes the
 //!   outbox in commit order once Redis is back.
-//! - OOM is only ever reported from Docker's `OOMKilled` flag (or, when the
-//!   container is already gone, from an `oom` event seen just before the
-//!   `die`), never inferred from exit code 137.
+//! - OOM is only ever reported from Docker's own word: an `oom` event
+//!   seen just before the `die`, or the `OOMKilled` flag (inspected for
+//!   every exit an event did not explain: a 137 without `oom`, or an exit
+//!   found by the inspect pass); never inferred from exit code 137.
 //!
 //! The monitor holds only soft, in-memory state (probe failure counters,
-//! container IPs, a snapshot cache used to coalesce repeated
+//! a snapshot cache used to coalesce repeated
 //! observations); losing it on restart costs at most one extra write per
 //! game. It has no tokio dependency: it waits through [`Clock::sleep`] and
 //! runs concurrent work with `futures-util`.
@@ -65,7 +66,9 @@ pub struct HealthConfig {
     pub probe_concurrency: usize,
     /// Probes of one pass start spread over this window, each game at a
     /// stable offset within it, so 1,000 games never become 1,000
-    /// simultaneous requests. Keep it below `RTM_PROBE_INTERVAL`.
+    /// simultaneous requests. Keep it below `RTM_PROBE_INTERVAL` minus
+    /// `RTM_PROBE_TIMEOUT`, so a pass ends within its interval (the next
+    /// one starts an interval after this one started).
     pub probe_spread: Duration,
     /// How many inspects of one pass run at the same time.
     pub inspect_concurrency: usize,
@@ -172,6 +175,10 @@ pub enum IgnoreReason {
     Restarted,
     /// The event named no game.
     Unknown,
+    /// A probe reached an address the game's container no longer has (it
+    /// moved, stopped or vanished during the pass): the result is about
+    /// whatever answers there now, not about this game.
+    Moved,
 }
 
 /// Errors of the health monitor.
@@ -209,10 +216,13 @@ struct CachedSnapshot {
     written_at: OffsetDateTime,
 }
 
-/// Consecutive probe failures of a game's current container.
+/// Consecutive probe failures of a game's current container at one
+/// address: failures at an address the container has left say nothing
+/// about it, so a new address starts a new count.
 #[derive(Debug, Clone)]
 struct ProbeCounter {
     container: ContainerId,
+    ip: Option<IpAddr>,
     failures: u32,
 }
 
@@ -222,8 +232,6 @@ struct ProbeCounter {
 struct MonitorState {
     snapshots: HashMap<GameId, CachedSnapshot>,
     probes: HashMap<GameId, ProbeCounter>,
-    /// Game → (container, its IP on the engines' network), from inspect.
-    targets: HashMap<GameId, (ContainerId, Option<IpAddr>)>,
     /// Containers whose Docker health check currently says `unhealthy`.
     docker_unhealthy: HashSet<ContainerId>,
     /// Containers with a recent `oom` event, and when.
@@ -324,7 +332,14 @@ impl<P: Ports> HealthMonitor<P> {
         if record.container_id.as_ref() != Some(&obs.container_id) {
             return Ok(ObserveOutcome::Ignored(OtherContainer));
         }
-        if record.started_at.is_some_and(|s| obs.observed_at < s) {
+        // RTM stamps `started_at` after the runtime's start returned, so an
+        // exit seen at that very instant (only a coarse clock can tie
+        // them) is the end of the previous life too.
+        let exit = matches!(obs.status, HealthStatus::Exited | HealthStatus::Oom);
+        if record
+            .started_at
+            .is_some_and(|s| obs.observed_at < s || (exit && obs.observed_at == s))
+        {
             return Ok(ObserveOutcome::Ignored(BeforeStart));
         }
         let observed = match obs.status {

@@ -235,6 +235,12 @@ pub struct ContainerSummary {
     pub state_path: String,
     pub running: bool,
     pub created_at: OffsetDateTime,
+    /// Docker's own health-check result, when the image defines one.
+    pub health: Option<DockerHealth>,
+    /// The address on the engines' network *now* (Docker's list carries
+    /// it, so one list gives every container's current address: a
+    /// restart, a start or a network reconnect moves it).
+    pub ip: Option<IpAddr>,
 }
 
 /// One RTM-owned container, as inspected.
@@ -245,8 +251,9 @@ pub struct ContainerInfo {
     pub status: String,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// Same as `summary.health` (kept here for existing callers).
     pub health: Option<DockerHealth>,
-    /// Address on the engines' network.
+    /// Address on the engines' network; same as `summary.ip`.
     pub ip: Option<IpAddr>,
     pub started_at: Option<OffsetDateTime>,
     pub finished_at: Option<OffsetDateTime>,
@@ -321,7 +328,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &ContainerId,
     ) -> impl Future<Output = Result<ContainerInfo, RuntimeError>> + Send;
 
-    /// Every owned container (running or not), of one game when `game` is set.
+    /// Every owned container (running or not), of one game when `game` is
+    /// set, in one call: state, labels, Docker health and address of each.
     fn list(
         &self,
         game: Option<&GameId>,
@@ -385,6 +393,9 @@ pub trait Telemetry: Send + Sync + 'static {
     ) {
     }
     fn health_observed(&self, _status: HealthStatus, _changed: bool) {}
+    /// `n` runtime calls of kind `call` (`list`, `inspect`…) made by one
+    /// periodic pass (`inspect`, `probe`, `reconcile`).
+    fn runtime_calls(&self, _pass: &'static str, _call: &'static str, _n: u64) {}
 }
 
 /// Telemetry that records nothing.

@@ -127,8 +127,11 @@ pub enum OperationError {
 /// What one reconcile pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReconcileSummary {
-    /// Games looked at.
+    /// Games looked at (every game with a container or a live record).
     pub games: u32,
+    /// Of those, games whose listed container disagreed with their record,
+    /// checked again under their lock.
+    pub checked: u32,
     /// Running containers adopted (`reconcile_adopt`).
     pub adopted: u32,
     /// Extra containers removed (`reconcile_dispose`).

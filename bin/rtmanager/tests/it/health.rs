@@ -14,9 +14,11 @@
 //! from the app's own `rtm_worker_runs_total` metric), so any duplicate
 //! the monitor were to produce would be on the stream by then.
 
+mod addressing;
 mod exits;
 mod listing;
 mod operations;
+mod passes;
 mod probe;
 mod resilience;
 

@@ -234,6 +234,11 @@ async fn creates_a_hardened_labelled_engine_that_serves_healthz() {
     assert!(listed[0].running);
     assert_eq!(listed[0].name, spec.name);
     assert_eq!(listed[0].game_id.as_ref(), Some(&spec.game_id));
+    // One list carries each container's current address on our network
+    // (what the probe pass targets) and Docker's health (none here).
+    assert_eq!(listed[0].ip, Some(ip));
+    assert_eq!(info.summary.ip, Some(ip));
+    assert_eq!(listed[0].health, None);
 }
 
 #[tokio::test]
@@ -455,6 +460,10 @@ async fn list_filters_by_game() {
     assert!(
         all.iter().all(|c| !c.running),
         "created, not started: {all:?}"
+    );
+    assert!(
+        all.iter().all(|c| c.ip.is_none()),
+        "no address yet: {all:?}"
     );
     let only1 = env.rt.list(Some(&g1.game_id)).await.expect("list g1");
     assert_eq!(only1.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id1]);

@@ -25,7 +25,11 @@ use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcom
 use crate::ports::{
     Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports,
 };
-use crate::{HealthDetails, HealthSource, HealthStatus, RuntimeError};
+use crate::{ContainerId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
+
+/// The exit code of a process killed by SIGKILL (128 + 9): what both
+/// `docker kill` and the kernel's OOM killer leave.
+const SIGKILL_EXIT: i64 = 137;
 
 /// What [`HealthMonitor::follow_events`] did before it was shut down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,11 +92,14 @@ impl RecentEvents {
 impl<P: Ports> HealthMonitor<P> {
     /// Handles one container event.
     ///
-    /// - `die`: inspects the container; `OOMKilled` → `oom`, otherwise
-    ///   `exited` with the exit code. If the container is gone, the event's
-    ///   exit code is used, and `oom` only if an `oom` event for it was
-    ///   seen within [`oom_window`](super::HealthConfig::oom_window). A
-    ///   container running again was restarted since: ignored.
+    /// - `die`: judged from the events alone, and committed at once: an
+    ///   `oom` event for the container within
+    ///   [`oom_window`](super::HealthConfig::oom_window) before it → `oom`;
+    ///   an exit code other than 137 → `exited` with that code. Only 137
+    ///   without a preceding `oom` (a SIGKILL, or an OOM kill whose `oom`
+    ///   event was missed) is ambiguous: the container is inspected,
+    ///   `OOMKilled` → `oom`, otherwise `exited`; running again → ignored
+    ///   (restarted since); gone → `exited` with the event's code.
     /// - `oom` alone is not an exit: remembered briefly, not recorded.
     /// - `destroy` → `container_disappeared`.
     /// - `health_status: unhealthy` → `inspect_unhealthy`; other health
@@ -147,37 +154,31 @@ impl<P: Ports> HealthMonitor<P> {
                     HealthDetails::new().with("reason", "container destroyed"),
                 )
             }
-            ContainerEventKind::Die { exit_code } => match self.adapters.runtime.inspect(&id).await
-            {
-                Ok(info) if info.summary.running => {
-                    return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Restarted)));
+            ContainerEventKind::Die { exit_code } => {
+                let window = self.config.oom_window;
+                let oom_seen = self
+                    .state()
+                    .ooms
+                    .get(&id)
+                    .is_some_and(|at| *at <= event.at && *at + window >= event.at);
+                match (oom_seen, exit_code) {
+                    // Docker emits `oom` before the `die` of an OOM kill.
+                    (true, _) => (HealthStatus::Oom, exit_details(exit_code)),
+                    // Only a SIGKILL gives 137 (an OOM kill is one), so any
+                    // other code is a plain exit: the event says it all.
+                    (false, Some(code)) if code != SIGKILL_EXIT => {
+                        (HealthStatus::Exited, exit_details(exit_code))
+                    }
+                    // 137 without an `oom` before it: a SIGKILL, or an OOM
+                    // kill whose `oom` event this follower did not see
+                    // (lost by Docker, or before the subscription). Only
+                    // `OOMKilled` tells them apart; never guess from 137.
+                    (false, _) => match self.die_by_inspect(&id, exit_code).await {
+                        Some(judged) => judged,
+                        None => return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Restarted))),
+                    },
                 }
-                Ok(info) => {
-                    let code = info.exit_code.or(exit_code);
-                    let status = if info.oom_killed {
-                        HealthStatus::Oom
-                    } else {
-                        HealthStatus::Exited
-                    };
-                    (status, exit_details(code))
-                }
-                // Gone already (or Docker is failing right now): fall back
-                // on what the events said.
-                Err(_) => {
-                    let window = self.config.oom_window;
-                    let oom = self
-                        .state()
-                        .ooms
-                        .get(&id)
-                        .is_some_and(|at| *at <= event.at && *at + window >= event.at);
-                    let status = if oom {
-                        HealthStatus::Oom
-                    } else {
-                        HealthStatus::Exited
-                    };
-                    (status, exit_details(exit_code))
-                }
-            },
+            }
         };
         let outcome = self
             .observe(Observation {
@@ -190,6 +191,34 @@ impl<P: Ports> HealthMonitor<P> {
             })
             .await?;
         Ok(Some(outcome))
+    }
+
+    /// Judges an ambiguous `die` by inspecting the container: `None` when
+    /// it runs again (restarted since the event).
+    async fn die_by_inspect(
+        &self,
+        id: &ContainerId,
+        exit_code: Option<i64>,
+    ) -> Option<(HealthStatus, HealthDetails)> {
+        match self.adapters.runtime.inspect(id).await {
+            Ok(info) if info.summary.running => None,
+            Ok(info) => {
+                let code = info.exit_code.or(exit_code);
+                let status = if info.oom_killed {
+                    HealthStatus::Oom
+                } else {
+                    HealthStatus::Exited
+                };
+                Some((status, exit_details(code)))
+            }
+            // Gone already (or Docker is failing right now): only an `oom`
+            // event seen just before would make it an OOM, and that case
+            // was decided without inspecting; so this is a plain exit.
+            Err(e) => {
+                tracing::debug!(error = %e, container = id.short(), "die not inspectable; judged from the event");
+                Some((HealthStatus::Exited, exit_details(exit_code)))
+            }
+        }
     }
 
     /// Follows Docker's events until `shutdown` resolves (see the module

@@ -8,12 +8,16 @@
 //!   same `started_at` as the snapshot this monitor last wrote) skips the
 //!   lock and the database unless the snapshot is older than
 //!   [`snapshot_refresh`](super::HealthConfig::snapshot_refresh);
+//! - each pass starts from one label-filtered container list (state,
+//!   Docker health, current address of every container) and inspects only
+//!   the containers whose listed state disagrees with their record, so a
+//!   pass over healthy games costs one Docker call;
 //! - probes run at most `probe_concurrency` at a time and start spread over
 //!   `probe_spread`: each game has a stable offset in that window (a hash
 //!   of its id), so load is even and each game is probed at a regular
 //!   cadence rather than all at the start of the pass.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -21,8 +25,8 @@ use futures_util::stream::{self, StreamExt};
 
 use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, ProbeCounter};
 use crate::ports::{
-    Clock, ContainerRuntime, DockerHealth, EngineProbe, Ports, ProbeTarget, RecordQuery,
-    RuntimeRecords,
+    Clock, ContainerRuntime, ContainerSummary, DockerHealth, EngineProbe, Ports, ProbeTarget,
+    RecordQuery, RuntimeRecords, Telemetry,
 };
 use crate::{
     ContainerId, GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError, RuntimeRecord,
@@ -115,7 +119,6 @@ impl<P: Ports> HealthMonitor<P> {
             .collect();
         let mut s = self.state();
         s.probes.retain(|g, _| games.contains(g));
-        s.targets.retain(|g, _| games.contains(g));
         s.snapshots.retain(|g, _| games.contains(g));
         s.docker_unhealthy.retain(|c| containers.contains(c));
     }
@@ -161,42 +164,98 @@ impl<P: Ports> HealthMonitor<P> {
         self.observe(obs).await.map(Some)
     }
 
-    /// Inspects the container of every `running` record: not running →
-    /// `exited` (or `oom` when `OOMKilled`) with the exit code; Docker
-    /// health `unhealthy` → `inspect_unhealthy`; missing →
-    /// `container_disappeared`. Also refreshes the probe targets' IPs.
+    /// Every owned container, by id, from one list call (state, Docker
+    /// health and current address of each).
+    async fn listed(
+        &self,
+        pass: &'static str,
+    ) -> Result<HashMap<ContainerId, ContainerSummary>, HealthError> {
+        self.adapters.telemetry.runtime_calls(pass, "list", 1);
+        let listed = self.adapters.runtime.list(None).await?;
+        Ok(listed.into_iter().map(|c| (c.id.clone(), c)).collect())
+    }
+
+    /// Checks every `running` record against one container list: not
+    /// running → `exited` (or `oom` when `OOMKilled`) with the exit code;
+    /// Docker health `unhealthy` → `inspect_unhealthy`; missing →
+    /// `container_disappeared`.
+    ///
+    /// Cost: one list, plus one inspect per container whose listed state
+    /// disagrees with its record (an exit needs the exit code and the
+    /// `OOMKilled` flag, which only inspect gives; a missing one is
+    /// confirmed by inspect before it is reported). A pass over 1,000
+    /// healthy games is one Docker call.
     ///
     /// Returns `Err(Runtime)` and skips the rest of the pass when Docker is
     /// unreachable: "unreachable" says nothing about the engines.
     pub async fn inspect_pass(&self) -> Result<PassSummary, HealthError> {
+        // Records first, then the list: a container a listed record binds
+        // existed before the list was taken, so one absent from the list
+        // went away since (or the record moved on, which `observe` sees).
         let records = self.running_records().await?;
         self.prune(&records);
+        let listed = self.listed("inspect").await?;
         let mut summary = PassSummary {
             checked: records.len(),
             ..PassSummary::default()
         };
+        let listed = &listed;
         let mut results = stream::iter(records)
-            .map(|record| async move { self.inspect_one(&record).await })
+            .map(|record| async move {
+                let seen = record.container_id.as_ref().and_then(|c| listed.get(c));
+                self.inspect_one(&record, seen).await
+            })
             .buffer_unordered(self.config.inspect_concurrency.max(1));
-        while let Some(result) = results.next().await {
+        let mut inspects = 0;
+        while let Some((inspected, result)) = results.next().await {
+            inspects += u64::from(inspected);
             match result {
                 Err(HealthError::Runtime(e @ RuntimeError::Unavailable(_))) => {
                     tracing::warn!(error = %e, "docker unreachable; inspect pass skipped");
+                    self.adapters
+                        .telemetry
+                        .runtime_calls("inspect", "inspect", inspects);
                     return Err(HealthError::Runtime(e));
                 }
                 other => summary.count(other),
             }
         }
+        self.adapters
+            .telemetry
+            .runtime_calls("inspect", "inspect", inspects);
         Ok(summary)
     }
 
+    /// Judges one record against its listed container (`None`: not
+    /// listed). Returns whether it had to inspect, and the outcome.
     async fn inspect_one(
         &self,
         record: &RuntimeRecord,
-    ) -> Result<Option<ObserveOutcome>, HealthError> {
+        seen: Option<&ContainerSummary>,
+    ) -> (bool, Result<Option<ObserveOutcome>, HealthError>) {
         let Some(container) = record.container_id.clone() else {
-            return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer)));
+            return (
+                false,
+                Ok(Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer))),
+            );
         };
+        if let Some(c) = seen.filter(|c| c.running) {
+            // The record and the list agree: only Docker's own health
+            // check can have something to say.
+            return (
+                false,
+                self.judge_docker_health(record, &container, c.health).await,
+            );
+        }
+        // Not running, or not listed at all: only inspect knows why.
+        (true, self.inspect_disagreement(record, container).await)
+    }
+
+    async fn inspect_disagreement(
+        &self,
+        record: &RuntimeRecord,
+        container: ContainerId,
+    ) -> Result<Option<ObserveOutcome>, HealthError> {
         let game = record.game_id.clone();
         let observed_at = self.adapters.clock.now();
         let obs = |status, details| Observation {
@@ -218,81 +277,113 @@ impl<P: Ports> HealthMonitor<P> {
             }
             Err(e) => return Err(e.into()),
         };
-        self.state()
-            .targets
-            .insert(game.clone(), (container.clone(), info.ip));
-        if !info.summary.running {
-            let status = if info.oom_killed {
-                HealthStatus::Oom
-            } else {
-                HealthStatus::Exited
-            };
-            let details = match info.exit_code {
-                Some(code) => HealthDetails::new().with("exit_code", code),
-                None => HealthDetails::new(),
-            }
-            .with("docker_status", info.status.as_str());
-            return self.observe(obs(status, details)).await.map(Some);
-        }
-        if info.health == Some(DockerHealth::Unhealthy) {
-            self.state().docker_unhealthy.insert(container.clone());
-            let details = HealthDetails::new().with("docker_health", "unhealthy");
+        if info.summary.running {
+            // Started again since the list was taken.
             return self
-                .observe_from_pass(record, obs(HealthStatus::InspectUnhealthy, details))
+                .judge_docker_health(record, &container, info.health)
                 .await;
         }
-        self.state().docker_unhealthy.remove(&container);
-        Ok(None)
+        let status = if info.oom_killed {
+            HealthStatus::Oom
+        } else {
+            HealthStatus::Exited
+        };
+        let details = match info.exit_code {
+            Some(code) => HealthDetails::new().with("exit_code", code),
+            None => HealthDetails::new(),
+        }
+        .with("docker_status", info.status.as_str());
+        self.observe(obs(status, details)).await.map(Some)
+    }
+
+    /// A running container: Docker health `unhealthy` →
+    /// `inspect_unhealthy` (and a veto on probe results); anything else
+    /// lifts the veto.
+    async fn judge_docker_health(
+        &self,
+        record: &RuntimeRecord,
+        container: &ContainerId,
+        health: Option<DockerHealth>,
+    ) -> Result<Option<ObserveOutcome>, HealthError> {
+        if health != Some(DockerHealth::Unhealthy) {
+            self.state().docker_unhealthy.remove(container);
+            return Ok(None);
+        }
+        self.state().docker_unhealthy.insert(container.clone());
+        let obs = Observation {
+            game_id: record.game_id.clone(),
+            container_id: container.clone(),
+            status: HealthStatus::InspectUnhealthy,
+            source: HealthSource::Inspect,
+            details: HealthDetails::new().with("docker_health", "unhealthy"),
+            observed_at: self.adapters.clock.now(),
+        };
+        self.observe_from_pass(record, obs).await
     }
 
     /// Probes every `running` record's engine (bounded concurrency, spread
     /// over `probe_spread`). `probe_failures` consecutive failures →
     /// `probe_failed`; a success → `healthy` (published when it is a
     /// change: the first success of a new container, or a recovery).
+    ///
+    /// Addressing: the pass starts from one container list, so each probe
+    /// targets the address the container has *now* (a restart, a start, an
+    /// adopt or a network reconnect moves it), at one Docker call per pass.
+    /// A container that is not listed running is not probed (the inspect
+    /// pass and the events report it). Failures count per (container,
+    /// address): a new address starts a new count. Before a result that
+    /// would *change* the game's health is committed, the container is
+    /// inspected once more: if it no longer runs at the probed address,
+    /// the probe reached someone else and its result is dropped
+    /// ([`IgnoreReason::Moved`]).
     pub async fn probe_pass(&self) -> Result<PassSummary, HealthError> {
         let records = self.running_records().await?;
         self.prune(&records);
+        let listed = self.listed("probe").await?;
         let spread = self.config.probe_spread;
-        let mut plan: Vec<(Duration, RuntimeRecord)> = records
-            .into_iter()
-            .map(|r| (spread_offset(&r.game_id, spread), r))
-            .collect();
-        plan.sort_by_key(|(offset, _)| *offset);
         let mut summary = PassSummary {
-            checked: plan.len(),
+            checked: records.len(),
             ..PassSummary::default()
         };
+        let mut plan: Vec<(Duration, RuntimeRecord, ContainerId, Option<IpAddr>)> = records
+            .into_iter()
+            .filter_map(|r| {
+                let c = listed.get(r.container_id.as_ref()?).filter(|c| c.running)?;
+                let (id, ip) = (c.id.clone(), c.ip);
+                Some((spread_offset(&r.game_id, spread), r, id, ip))
+            })
+            .collect();
+        plan.sort_by_key(|(offset, ..)| *offset);
         let clock = &self.adapters.clock;
         let start = clock.now();
         let mut results = stream::iter(plan)
-            .map(|(offset, record)| async move {
+            .map(|(offset, record, container, ip)| async move {
                 let elapsed = Duration::try_from(clock.now() - start).unwrap_or_default();
                 if offset > elapsed {
                     clock.sleep(offset - elapsed).await;
                 }
-                self.probe_one(&record).await
+                self.probe_one(&record, container, ip).await
             })
             .buffer_unordered(self.config.probe_concurrency.max(1));
-        while let Some((failed, result)) = results.next().await {
-            summary.probe_errors += usize::from(failed);
-            summary.count(result);
+        let mut inspects = 0;
+        while let Some(one) = results.next().await {
+            summary.probe_errors += usize::from(one.failed);
+            inspects += u64::from(one.inspected);
+            summary.count(one.result);
         }
+        self.adapters
+            .telemetry
+            .runtime_calls("probe", "inspect", inspects);
         Ok(summary)
     }
 
-    /// Probes one engine; returns whether the probe failed and what the
-    /// resulting observation (if any) did.
+    /// Probes one engine at `ip` (the container's listed address).
     async fn probe_one(
         &self,
         record: &RuntimeRecord,
-    ) -> (bool, Result<Option<ObserveOutcome>, HealthError>) {
-        let Some(container) = record.container_id.clone() else {
-            return (
-                false,
-                Ok(Some(ObserveOutcome::Ignored(IgnoreReason::OtherContainer))),
-            );
-        };
-        let ip = self.target_ip(&record.game_id, &container).await;
+        container: ContainerId,
+        ip: Option<IpAddr>,
+    ) -> ProbeOne {
         let target = ProbeTarget {
             endpoint: record.engine_endpoint.clone(),
             ip,
@@ -301,6 +392,11 @@ impl<P: Ports> HealthMonitor<P> {
         let observed_at = self.adapters.clock.now();
         let result = self.adapters.probe.probe(&target).await;
         let failed = result.is_err();
+        let done = |inspected, result| ProbeOne {
+            failed,
+            inspected,
+            result,
+        };
         let verdict = {
             let mut s = self.state();
             let counter = s
@@ -308,11 +404,13 @@ impl<P: Ports> HealthMonitor<P> {
                 .entry(record.game_id.clone())
                 .or_insert_with(|| ProbeCounter {
                     container: container.clone(),
+                    ip,
                     failures: 0,
                 });
-            if counter.container != container {
+            if counter.container != container || counter.ip != ip {
                 *counter = ProbeCounter {
                     container: container.clone(),
+                    ip,
                     failures: 0,
                 };
             }
@@ -333,49 +431,69 @@ impl<P: Ports> HealthMonitor<P> {
             }
         };
         let Some((status, details)) = verdict else {
-            return (failed, Ok(None));
+            return done(false, Ok(None));
         };
         if self.vetoed_by_docker(record, &container) {
             // Saves a lock and two reads per probe of an unhealthy engine;
             // `observe` would drop the result for the same reason.
-            return (
-                failed,
+            return done(
+                false,
                 Ok(Some(ObserveOutcome::Ignored(IgnoreReason::DockerUnhealthy))),
             );
         }
         let obs = Observation {
             game_id: record.game_id.clone(),
-            container_id: container,
+            container_id: container.clone(),
             status,
             source: HealthSource::Probe,
             details,
             observed_at,
         };
-        (failed, self.observe_from_pass(record, obs).await)
+        if self.coalescible(record, &obs) {
+            return done(false, Ok(Some(ObserveOutcome::Coalesced)));
+        }
+        let mut inspected = false;
+        if !self.already_says(record, &container, status) {
+            // A change is about to be committed: make sure the probe
+            // reached this game's container (see `probe_pass`).
+            inspected = true;
+            let here = match self.adapters.runtime.inspect(&container).await {
+                Ok(info) => info.summary.running && info.ip == ip,
+                // Gone or failing: not this probe's to report.
+                Err(_) => false,
+            };
+            if !here {
+                self.state().probes.remove(&record.game_id);
+                return done(true, Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Moved))));
+            }
+        }
+        done(inspected, self.observe(obs).await.map(Some))
     }
 
-    /// The container's IP from the cache, inspecting it when the game's
-    /// container changed since the cache was filled. `None` (probe the
-    /// endpoint) when it cannot be inspected.
-    async fn target_ip(&self, game: &GameId, container: &ContainerId) -> Option<IpAddr> {
-        if let Some((c, ip)) = self.state().targets.get(game) {
-            if c == container {
-                return *ip;
-            }
-        }
-        match self.adapters.runtime.inspect(container).await {
-            Ok(info) => {
-                self.state()
-                    .targets
-                    .insert(game.clone(), (container.clone(), info.ip));
-                info.ip
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, game_id = %game, "no container IP; probing the endpoint");
-                None
-            }
-        }
+    /// Whether this monitor last wrote `status` for this container and
+    /// start: then a probe result of that status is no change.
+    fn already_says(
+        &self,
+        record: &RuntimeRecord,
+        container: &ContainerId,
+        status: HealthStatus,
+    ) -> bool {
+        self.state()
+            .snapshots
+            .get(&record.game_id)
+            .is_some_and(|c| {
+                &c.container == container && c.started_at == record.started_at && c.status == status
+            })
     }
+}
+
+/// What probing one engine did.
+struct ProbeOne {
+    /// The probe itself failed.
+    failed: bool,
+    /// The container was inspected to check the probe's attribution.
+    inspected: bool,
+    result: Result<Option<ObserveOutcome>, HealthError>,
 }
 
 #[cfg(test)]

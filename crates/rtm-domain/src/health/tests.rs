@@ -145,11 +145,14 @@ async fn the_die_of_rtms_own_restart_is_ignored() {
     record.enter(RuntimeStatus::Running, ports.clock.now());
     ports.store.put_record(record.clone());
 
-    // The container runs again when the event is handled.
+    // The container runs again when the event is handled; the event alone
+    // decides (exit code 0), and it predates the restart.
+    let inspects = ports.runtime.calls(RuntimeCall::Inspect);
     assert_eq!(
         m.handle_event(die.clone()).await.unwrap(),
-        Some(ObserveOutcome::Ignored(IgnoreReason::Restarted))
+        Some(ObserveOutcome::Ignored(IgnoreReason::BeforeStart))
     );
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), inspects);
     // Even if it died again since, that old `die` predates the restart.
     ports.runtime.crash(&id, 1);
     assert_eq!(
@@ -1062,4 +1065,248 @@ async fn passes_page_through_every_running_record() {
     assert_eq!(m.inspect_pass().await.unwrap().checked, 5);
     // The probes were spread over the window, not fired at once.
     assert!(ports.clock.sleeps().iter().any(|d| *d > Duration::ZERO));
+}
+
+#[tokio::test]
+async fn an_inspect_pass_over_healthy_games_is_one_list_and_inspects_only_changes() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let ids: Vec<(GameId, ContainerId)> = (0..10)
+        .map(|i| running(&ports, &format!("many-{i}")))
+        .collect();
+    let (lists, inspects) = (
+        ports.runtime.calls(RuntimeCall::List),
+        ports.runtime.calls(RuntimeCall::Inspect),
+    );
+    let s = m.inspect_pass().await.unwrap();
+    assert_eq!((s.checked, s.changed), (10, 0));
+    assert_eq!(ports.runtime.calls(RuntimeCall::List), lists + 1);
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), inspects);
+
+    // Three changes the event stream missed (no follower runs here): an
+    // exit, an OOM kill and a container removed behind RTM's back.
+    ports.runtime.crash(&ids[1].1, 3);
+    ports.runtime.oom_kill(&ids[2].1);
+    ports.runtime.vanish(&ids[3].1, false);
+    ports.clock.advance(Duration::from_secs(1));
+    let s = m.inspect_pass().await.unwrap();
+    assert_eq!(s.changed, 3, "{s:?}");
+    assert_eq!(ports.runtime.calls(RuntimeCall::List), lists + 2);
+    assert_eq!(
+        ports.runtime.calls(RuntimeCall::Inspect),
+        inspects + 3,
+        "one inspect per change, none for the seven healthy games"
+    );
+    let mut changes = event_types(&ports);
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            ("many-1".to_owned(), HealthStatus::Exited),
+            ("many-2".to_owned(), HealthStatus::Oom),
+            ("many-3".to_owned(), HealthStatus::ContainerDisappeared),
+        ]
+    );
+    let exit = ports.store.health(&ids[1].0).unwrap();
+    assert_eq!(exit.details.get("exit_code"), Some(&DetailValue::Int(3)));
+    assert_eq!(
+        ports.store.record(&ids[2].0).unwrap().status,
+        RuntimeStatus::Stopped
+    );
+    assert_eq!(
+        ports.store.record(&ids[3].0).unwrap().status,
+        RuntimeStatus::Removed
+    );
+}
+
+#[tokio::test]
+async fn docker_unhealthy_is_seen_in_the_list_without_an_inspect() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "listed-unhealthy");
+    ports.runtime.set_health(&id, Some(DockerHealth::Unhealthy));
+    let inspects = ports.runtime.calls(RuntimeCall::Inspect);
+    let s = m.inspect_pass().await.unwrap();
+    assert_eq!(s.changed, 1);
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), inspects);
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::InspectUnhealthy
+    );
+}
+
+#[tokio::test]
+async fn a_probe_follows_a_moved_address_and_counts_failures_per_address() {
+    let ports = FakePorts::new();
+    let m = HealthMonitor::new(
+        ports.adapters(),
+        HealthConfig {
+            probe_failures: 2,
+            ..config()
+        },
+    );
+    let (g, id) = running(&ports, "mover");
+    let old = ports.runtime.container(&id).unwrap().ip.unwrap();
+    m.probe_pass().await.unwrap();
+    assert_eq!(ports.probe.calls().pop().unwrap().ip, Some(old));
+
+    // The engine moves (restart, reconnect); another game's engine, which
+    // fails, now answers at the old address.
+    let new: IpAddr = "10.99.0.1".parse().unwrap();
+    ports.runtime.readdress(&id, new);
+    ports.probe.set(
+        &old.to_string(),
+        Err(ProbeError("404 at the old address".into())),
+    );
+    for _ in 0..3 {
+        ports.clock.advance(Duration::from_secs(5));
+        m.probe_pass().await.unwrap();
+        assert_eq!(ports.probe.calls().pop().unwrap().ip, Some(new));
+    }
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::Healthy
+    );
+
+    // One failure at the old address, then a move: the count starts again.
+    ports.runtime.readdress(&id, old);
+    ports.clock.advance(Duration::from_secs(5));
+    m.probe_pass().await.unwrap();
+    ports.runtime.readdress(&id, new);
+    ports
+        .probe
+        .set(&new.to_string(), Err(ProbeError("404 for real".into())));
+    ports.clock.advance(Duration::from_secs(5));
+    m.probe_pass().await.unwrap();
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::Healthy
+    );
+    // A second failure at the current address is the real thing.
+    ports.clock.advance(Duration::from_secs(5));
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!(s.changed, 1);
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(snap.status, HealthStatus::ProbeFailed);
+    assert_eq!(
+        snap.details.get("error"),
+        Some(&DetailValue::Text("404 for real".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_failure_is_not_committed_when_the_container_left_the_probed_address() {
+    let ports = FakePorts::new();
+    let m = HealthMonitor::new(
+        ports.adapters(),
+        HealthConfig {
+            probe_failures: 1,
+            ..config()
+        },
+    );
+    let (g, id) = running(&ports, "left");
+    m.probe_pass().await.unwrap();
+    let events = ports.store.events().len();
+    let ip = ports.runtime.container(&id).unwrap().ip.unwrap();
+    ports
+        .probe
+        .set(&ip.to_string(), Err(ProbeError("timed out".into())));
+    // The container leaves that address between the list and the check.
+    ports.runtime.fail_next(
+        RuntimeCall::Inspect,
+        RuntimeError::NotFound("gone meanwhile".into()),
+    );
+    ports.clock.advance(Duration::from_secs(5));
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.probe_errors, s.ignored, s.changed), (1, 1, 0), "{s:?}");
+    assert_eq!(ports.store.events().len(), events);
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::Healthy
+    );
+    // Still there and still failing next pass: now it is reported.
+    ports.clock.advance(Duration::from_secs(5));
+    assert_eq!(m.probe_pass().await.unwrap().changed, 1);
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::ProbeFailed
+    );
+}
+
+#[tokio::test]
+async fn a_die_is_judged_from_the_events_and_only_an_unexplained_137_is_inspected() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let inspects = || ports.runtime.calls(RuntimeCall::Inspect);
+
+    // A plain exit: the event's code, no inspect.
+    let (g1, c1) = running(&ports, "plain");
+    ports.runtime.crash(&c1, 2);
+    let before = inspects();
+    assert!(matches!(
+        m.handle_event(die_event(&ports, &g1, &c1, 2))
+            .await
+            .unwrap(),
+        Some(ObserveOutcome::Recorded { changed: true, .. })
+    ));
+    assert_eq!(inspects(), before);
+    assert_eq!(
+        ports.store.health(&g1).unwrap().status,
+        HealthStatus::Exited
+    );
+
+    // An OOM kill: `oom` then `die` 137, no inspect.
+    let (g2, c2) = running(&ports, "oom");
+    ports.runtime.oom_kill(&c2);
+    let at = ports.clock.now();
+    m.handle_event(ContainerEvent {
+        container_id: c2.clone(),
+        game_id: Some(g2.clone()),
+        kind: ContainerEventKind::Oom,
+        at,
+    })
+    .await
+    .unwrap();
+    m.handle_event(die_event(&ports, &g2, &c2, 137))
+        .await
+        .unwrap();
+    assert_eq!(inspects(), before);
+    assert_eq!(ports.store.health(&g2).unwrap().status, HealthStatus::Oom);
+
+    // An OOM kill whose `oom` event was missed: 137 alone is inspected,
+    // and `OOMKilled` makes it an OOM.
+    let (g3, c3) = running(&ports, "oom-missed");
+    ports.runtime.oom_kill(&c3);
+    m.handle_event(die_event(&ports, &g3, &c3, 137))
+        .await
+        .unwrap();
+    assert_eq!(inspects(), before + 1);
+    assert_eq!(ports.store.health(&g3).unwrap().status, HealthStatus::Oom);
+
+    // A SIGKILL: 137, inspected, and an exit, never an OOM.
+    let (g4, c4) = running(&ports, "killed");
+    ports.runtime.crash(&c4, 137);
+    m.handle_event(die_event(&ports, &g4, &c4, 137))
+        .await
+        .unwrap();
+    assert_eq!(inspects(), before + 2);
+    assert_eq!(
+        ports.store.health(&g4).unwrap().status,
+        HealthStatus::Exited
+    );
+
+    // A 137 of a container running again (restarted since): ignored.
+    let (g5, c5) = running(&ports, "back");
+    let die = die_event(&ports, &g5, &c5, 137);
+    assert_eq!(
+        m.handle_event(die).await.unwrap(),
+        Some(ObserveOutcome::Ignored(IgnoreReason::Restarted))
+    );
+
+    // Each change was published once; the inspect pass after them finds
+    // the records stopped and adds nothing.
+    let published = ports.store.events().len();
+    assert_eq!(published, 4);
+    m.inspect_pass().await.unwrap();
+    assert_eq!(ports.store.events().len(), published);
 }

@@ -3,6 +3,13 @@
 //! that after a crash of RTM at any point of any operation, Docker and the
 //! database agree again.
 //!
+//! Cost: one pass is one container list and a keyset walk of the
+//! `running`/`stopped` records; only games on which the two disagree (the
+//! changes since the last pass, or an operation in flight) are looked at
+//! again under their lock, with a fresh record and a fresh list of that
+//! game's containers. A pass over 1,000 games in agreement is one Docker
+//! call and takes no lock.
+//!
 //! Per game, under the game's lock (a busy game is skipped and retried on
 //! the next pass), with a fresh record and a fresh container list:
 //! - the container to keep is the running one (the bound one first, then
@@ -17,14 +24,14 @@
 //! - a kept container parked under a patch's temporary name gets its
 //!   canonical name back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::ports::{
     Clock, ContainerRuntime, ContainerSummary, GameLockGuard, GameLocks, HealthSnapshots, Ports,
-    RecordQuery, RuntimeRecords, UnitOfWork,
+    RecordQuery, RuntimeRecords, Telemetry, UnitOfWork,
 };
 use crate::service::operations::RuntimeService;
 use crate::service::{OperationError, ReconcileSummary};
@@ -67,11 +74,16 @@ impl<P: Ports> RuntimeService<P> {
     /// that fails is counted in `errors` and retried next pass.
     pub async fn reconcile_as(&self, source: OpSource) -> Result<ReconcileSummary, OperationError> {
         let rt = &self.adapters.runtime;
+        let telemetry = &self.adapters.telemetry;
+        telemetry.runtime_calls("reconcile", "list", 1);
         let containers = rt.list(None).await.map_err(OperationError::Runtime)?;
-        let mut games: BTreeSet<GameId> = containers
-            .iter()
-            .filter_map(|c| c.game_id.clone())
-            .collect();
+        let mut listed: BTreeMap<GameId, Vec<&ContainerSummary>> = BTreeMap::new();
+        for c in &containers {
+            if let Some(g) = &c.game_id {
+                listed.entry(g.clone()).or_default().push(c);
+            }
+        }
+        let mut records: BTreeMap<GameId, RuntimeRecord> = BTreeMap::new();
         for status in [RuntimeStatus::Running, RuntimeStatus::Stopped] {
             let mut after = None;
             loop {
@@ -87,17 +99,25 @@ impl<P: Ports> RuntimeService<P> {
                     .await?;
                 let full = page.len() == PAGE as usize;
                 after = page.last().map(|r| r.game_id.clone());
-                games.extend(page.into_iter().map(|r| r.game_id));
+                records.extend(page.into_iter().map(|r| (r.game_id.clone(), r)));
                 if !full {
                     break;
                 }
             }
         }
+        let games: BTreeSet<&GameId> = listed.keys().chain(records.keys()).collect();
         let mut summary = ReconcileSummary {
             games: games.len() as u32,
             ..ReconcileSummary::default()
         };
-        for game in &games {
+        for game in games {
+            let containers = listed.get(game).map(Vec::as_slice).unwrap_or_default();
+            if agrees(game, containers, records.get(game)) {
+                continue;
+            }
+            // The two lists disagree (or were taken while an operation
+            // changed the game): look again under the game's lock.
+            summary.checked += 1;
             match self.reconcile_game(game, source, &mut summary).await {
                 Ok(()) => {}
                 Err(GameError::Busy) => summary.skipped_busy += 1,
@@ -137,7 +157,9 @@ impl<P: Ports> RuntimeService<P> {
     ) -> Result<(), GameError> {
         let store = &self.adapters.store;
         let rt = &self.adapters.runtime;
+        let calls = |call, n| self.adapters.telemetry.runtime_calls("reconcile", call, n);
         let mut record = store.get_record(game).await?;
+        calls("list", 1);
         let containers = rt.list(Some(game)).await?;
         let bound = record
             .as_ref()
@@ -161,6 +183,7 @@ impl<P: Ports> RuntimeService<P> {
             .iter()
             .filter(|c| Some(&c.id) != keep.as_ref().map(|k| &k.id))
         {
+            calls("remove", 1);
             match rt.remove(&c.id).await {
                 Ok(()) | Err(RuntimeError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -223,6 +246,7 @@ impl<P: Ports> RuntimeService<P> {
             // A running record whose container is not running: an exit
             // nobody reported.
             (Some(k), RuntimeStatus::Running) if !k.running => {
+                calls("inspect", 1);
                 let info = rt.inspect(&k.id).await?;
                 let now = self.adapters.clock.now();
                 let mut next = current.clone();
@@ -254,6 +278,7 @@ impl<P: Ports> RuntimeService<P> {
         if let Some(k) = &keep {
             let canonical = game.container_name();
             if k.name.trim_start_matches('/') != canonical {
+                calls("rename", 1);
                 rt.rename(&k.id, &canonical).await?;
                 summary.renamed += 1;
             }
@@ -362,6 +387,24 @@ impl<P: Ports> RuntimeService<P> {
         };
         Ok(HealthWrite::over(previous.as_ref(), snapshot))
     }
+}
+
+/// Whether the two lists already agree on `game`, so that a look under its
+/// lock would change nothing: exactly one container, canonically named,
+/// bound by a `running` record while it runs or by a `stopped` one while
+/// it does not. Everything else is checked (and repaired) under the lock.
+fn agrees(game: &GameId, containers: &[&ContainerSummary], record: Option<&RuntimeRecord>) -> bool {
+    let ([c], Some(r)) = (containers, record) else {
+        return false;
+    };
+    let state_agrees = match r.status {
+        RuntimeStatus::Running => c.running,
+        RuntimeStatus::Stopped => !c.running,
+        RuntimeStatus::Removed => false,
+    };
+    state_agrees
+        && r.container_id.as_ref() == Some(&c.id)
+        && c.name.trim_start_matches('/') == game.container_name()
 }
 
 /// The container the game should keep: the running one (bound first, then

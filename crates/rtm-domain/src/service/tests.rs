@@ -712,3 +712,55 @@ async fn ttl_cleanup_removes_only_games_stopped_beyond_retention() {
     assert_eq!(ttl.len(), 1);
     assert_eq!(ttl[0].kind, OpKind::CleanupContainer);
 }
+
+#[tokio::test]
+async fn a_reconcile_pass_in_agreement_is_one_list_and_checks_only_the_changes() {
+    use crate::fakes::RuntimeCall;
+    let h = Harness::new();
+    for i in 0..20 {
+        h.fakes.seed_running(&game(&format!("ok-{i}")), &img(V1));
+    }
+    h.bring("parked", Some(RuntimeStatus::Stopped)).await;
+    let calls = h.fakes.runtime.call_log().len();
+    let summary = h.svc.reconcile().await.unwrap();
+    assert_eq!((summary.games, summary.checked), (21, 0), "{summary:?}");
+    assert!(!summary.changed());
+    assert_eq!(
+        h.fakes.runtime.call_log()[calls..],
+        [(RuntimeCall::List, String::new())],
+        "one list, nothing per game"
+    );
+
+    // One change among them: only that game is looked at again.
+    let exited = h
+        .fakes
+        .store
+        .record(&game("ok-7"))
+        .unwrap()
+        .container_id
+        .unwrap();
+    h.fakes.runtime.crash(&exited, 3);
+    let calls = h.fakes.runtime.call_log().len();
+    let summary = h.svc.reconcile().await.unwrap();
+    assert_eq!(
+        (summary.checked, summary.observed_exits),
+        (1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(h.status("ok-7"), Some(RuntimeStatus::Stopped));
+    let log = &h.fakes.runtime.call_log()[calls..];
+    assert_eq!(
+        log.iter().filter(|(c, _)| *c == RuntimeCall::List).count(),
+        2,
+        "the pass's list and the changed game's own: {log:?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|(c, _)| *c == RuntimeCall::Inspect)
+            .count(),
+        1,
+        "{log:?}"
+    );
+    // And the next pass is quiet again.
+    assert_eq!(h.svc.reconcile().await.unwrap().checked, 0);
+}
