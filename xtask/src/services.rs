@@ -36,7 +36,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// Installs the PostgreSQL and Redis servers when they are neither
-/// answering nor installed (Debian, as root).
+/// answering nor installed, and promtool when absent (Debian, as root).
 fn install_missing() -> Result<()> {
     let mut missing = vec![];
     if !pg_answers() && pg_version().is_none() {
@@ -44,6 +44,11 @@ fn install_missing() -> Result<()> {
     }
     if !redis_answers() && which("redis-server").is_none() {
         missing.push("redis-server");
+    }
+    // promtool (Debian ships it in `prometheus`) checks and unit-tests
+    // docs/prometheus/alerts.yml in the readiness tests.
+    if which("promtool").is_none() {
+        missing.push("prometheus");
     }
     if missing.is_empty() {
         return Ok(());

@@ -219,7 +219,7 @@ impl Metrics {
         let games_health = IntGaugeVec::new(
             Opts::new(
                 "rtm_games_health",
-                "Games not removed, by their current health (latest snapshot).",
+                "Running games, by their current health (latest snapshot).",
             ),
             &["status"],
         )?;

@@ -130,15 +130,16 @@ impl PgStore {
             .collect()
     }
 
-    /// How many games that are not `removed` currently have each health
-    /// status (statuses nobody has are absent), for the `rtm_games_health`
-    /// gauge: "how many engines are sick right now".
+    /// How many `running` games currently have each health status
+    /// (statuses nobody has are absent), for the `rtm_games_health` gauge:
+    /// "how many engines are sick right now". Stopped and removed games
+    /// are left out: their `exited` or `container_disappeared` is expected.
     pub async fn health_counts(&self) -> Result<Vec<(HealthStatus, u64)>, StoreError> {
         let rows = self
             .query(
                 "SELECT h.status, count(*) FROM health_snapshots h \
                  JOIN runtime_records r ON r.game_id = h.game_id \
-                 WHERE r.status <> 'removed' GROUP BY h.status",
+                 WHERE r.status = 'running' GROUP BY h.status",
                 &Params::default(),
             )
             .await?;

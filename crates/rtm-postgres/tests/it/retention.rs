@@ -143,13 +143,14 @@ async fn a_removed_game_is_forgotten_only_when_still_removed_and_old_enough() {
 }
 
 #[tokio::test]
-async fn health_counts_cover_games_that_are_not_removed() {
+async fn health_counts_cover_running_games_only() {
     let (_db, _cfg, s) = store().await;
     for (g, status, health) in [
         ("a", RuntimeStatus::Running, HealthStatus::Healthy),
         ("b", RuntimeStatus::Running, HealthStatus::Healthy),
         ("c", RuntimeStatus::Running, HealthStatus::ProbeFailed),
         ("d", RuntimeStatus::Stopped, HealthStatus::Exited),
+        ("f", RuntimeStatus::Running, HealthStatus::Exited),
         (
             "e",
             RuntimeStatus::Removed,
