@@ -573,26 +573,34 @@ fn spawn_workers(
         tokio::spawn(async move {
             let seen = AtomicU64::new(0);
             loop {
-                if let Ok(Some(info)) = lobby_stats.group_info().await {
-                    metrics.set_lobby_backlog(info.lag.unwrap_or(0), info.pending);
-                }
-                if let Ok(counts) = store.record_counts().await {
-                    metrics.set_games(&counts);
-                }
-                if let Ok(counts) = store.health_counts().await {
-                    metrics.set_games_health(&counts);
-                }
-                if let Ok(age) = lobby_stats.oldest_waiting_age().await {
-                    metrics.set_lobby_oldest_age(age);
-                }
-                metrics.refresh_dependency_errors();
-                metrics.refresh_process();
-                if let Ok(n) = store.pending_count().await {
-                    metrics.set_health_outbox_pending(n);
-                }
-                let dead = lobby_stats.dead_lettered();
-                for _ in seen.swap(dead, Ordering::Relaxed)..dead {
-                    metrics.lobby_dead_letter();
+                // A dependency that hangs (black-holed) must not hold up
+                // shutdown: the refresh is abandoned when it starts.
+                let refresh = async {
+                    if let Ok(Some(info)) = lobby_stats.group_info().await {
+                        metrics.set_lobby_backlog(info.lag.unwrap_or(0), info.pending);
+                    }
+                    if let Ok(counts) = store.record_counts().await {
+                        metrics.set_games(&counts);
+                    }
+                    if let Ok(counts) = store.health_counts().await {
+                        metrics.set_games_health(&counts);
+                    }
+                    if let Ok(age) = lobby_stats.oldest_waiting_age().await {
+                        metrics.set_lobby_oldest_age(age);
+                    }
+                    metrics.refresh_dependency_errors();
+                    metrics.refresh_process();
+                    if let Ok(n) = store.pending_count().await {
+                        metrics.set_health_outbox_pending(n);
+                    }
+                    let dead = lobby_stats.dead_lettered();
+                    for _ in seen.swap(dead, Ordering::Relaxed)..dead {
+                        metrics.lobby_dead_letter();
+                    }
+                };
+                tokio::select! {
+                    () = refresh => {}
+                    () = stop.wait() => return,
                 }
                 if !stop.sleep(Duration::from_secs(5)).await {
                     return;
