@@ -36,8 +36,8 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// Installs the PostgreSQL and Redis servers when they are neither
-/// answering nor installed, and chromium (the console's browser test)
-/// when it is not installed (Debian, as root).
+/// answering nor installed, promtool when absent, and chromium (the
+/// console's browser test) when it is not installed (Debian, as root).
 fn install_missing() -> Result<()> {
     let mut missing = vec![];
     if !pg_answers() && pg_version().is_none() {
@@ -51,7 +51,19 @@ fn install_missing() -> Result<()> {
     if which("chromium").is_none() {
         missing.push("chromium");
     }
+    // promtool (Debian ships it in `prometheus`) checks and unit-tests
+    // docs/prometheus/alerts.yml in the readiness tests.
+    if which("promtool").is_none() {
+        missing.push("prometheus");
+    }
     if missing.is_empty() {
+        return Ok(());
+    }
+    if missing == ["prometheus"] && (which("apt-get").is_none() || !is_root()) {
+        // Only the rule tests need it; they fail with a clear message.
+        eprintln!(
+            "services: promtool missing; install Prometheus' promtool for the alert-rule tests"
+        );
         return Ok(());
     }
     if which("apt-get").is_none() || !is_root() {

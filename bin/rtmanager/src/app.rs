@@ -16,7 +16,9 @@ use anyhow::Context;
 use rtm_docker::{DockerConfig, DockerRuntime};
 use rtm_domain::health::{HealthConfig, HealthMonitor};
 use rtm_domain::ports::{Adapters, ContainerRuntime, HealthOutbox, Ports, Telemetry, UnitOfWork};
-use rtm_domain::service::{OperationError, OperationOutcome, OperationRequest, RuntimeService};
+use rtm_domain::service::{
+    OperationError, OperationOutcome, OperationRequest, RetentionConfig, RuntimeService,
+};
 use rtm_domain::{HealthStatus, OpKind, OpSource, Outcome};
 use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
 use rtm_probe::{HttpProbe, ProbeConfig};
@@ -78,6 +80,14 @@ impl Telemetry for AppTelemetry {
     fn runtime_calls(&self, pass: &'static str, call: &'static str, n: u64) {
         self.metrics.runtime_calls(pass, call, n);
     }
+
+    fn events_stream(&self, connected: bool) {
+        self.metrics.events_stream(connected);
+    }
+
+    fn events_resubscribed(&self) {
+        self.metrics.events_resubscribed();
+    }
 }
 
 /// A started application.
@@ -122,6 +132,10 @@ impl PassObserver for Metrics {
 
     fn pass_overran(&self, worker: &'static str) {
         self.worker_overrun(worker);
+    }
+
+    fn leading(&self, worker: &'static str, leading: bool) {
+        self.set_leader(worker, leading);
     }
 }
 
@@ -277,6 +291,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     lobby.max_deliveries = u64::from(config.lobby.max_deliveries);
     lobby.concurrency = config.lobby.concurrency;
     let dead_stream = lobby.dead_stream();
+    lobby.dead_maxlen = config.lobby.dead_maxlen;
     let consumer = LobbyConsumer::new(redis_url, lobby, ServiceHandler(service.clone()))
         .context("Redis Lobby consumer")?;
     let lobby_stats = consumer.stats();
@@ -488,11 +503,36 @@ fn spawn_workers(
                 .map_err(|e| e.to_string())
         }
     });
+    // The cleanup worker removes expired containers (SPEC §8), then
+    // applies the retention of the audit log, removed games and (opt-in)
+    // their state directories.
     let svc = service.clone();
-    let retention = w.stopped_retention;
+    let stopped = w.stopped_retention;
+    let retention = RetentionConfig {
+        audit: w.audit_retention,
+        removed: w.removed_retention,
+        state: w.state_retention,
+    };
+    let m = metrics.clone();
     periodic!("cleanup", w.cleanup_interval, move || {
         let svc = svc.clone();
-        async move { summary(svc.cleanup_expired(retention).await) }
+        let m = m.clone();
+        async move {
+            let ttl = svc
+                .cleanup_expired(stopped)
+                .await
+                .map_err(|e| e.to_string())?;
+            let purged = svc
+                .purge_expired(&retention)
+                .await
+                .map_err(|e| e.to_string())?;
+            m.retention_deleted(
+                purged.operations,
+                u64::from(purged.games),
+                u64::from(purged.states),
+            );
+            Ok(format!("{ttl:?} {purged:?}"))
+        }
     });
     let mon = monitor.clone();
     periodic!("inspect", h.inspect_interval, move || {
@@ -539,6 +579,7 @@ fn spawn_workers(
                 "events",
                 leader.clone(),
                 shutdown.clone(),
+                metrics.clone(),
                 move |stop| {
                     let mon = mon.clone();
                     async move {
@@ -562,18 +603,34 @@ fn spawn_workers(
         tokio::spawn(async move {
             let seen = AtomicU64::new(0);
             loop {
-                if let Ok(Some(info)) = lobby_stats.group_info().await {
-                    metrics.set_lobby_backlog(info.lag.unwrap_or(0), info.pending);
-                }
-                if let Ok(counts) = store.record_counts().await {
-                    metrics.set_games(&counts);
-                }
-                if let Ok(n) = store.pending_count().await {
-                    metrics.set_health_outbox_pending(n);
-                }
-                let dead = lobby_stats.dead_lettered();
-                for _ in seen.swap(dead, Ordering::Relaxed)..dead {
-                    metrics.lobby_dead_letter();
+                // A dependency that hangs (black-holed) must not hold up
+                // shutdown: the refresh is abandoned when it starts.
+                let refresh = async {
+                    if let Ok(Some(info)) = lobby_stats.group_info().await {
+                        metrics.set_lobby_backlog(info.lag.unwrap_or(0), info.pending);
+                    }
+                    if let Ok(counts) = store.record_counts().await {
+                        metrics.set_games(&counts);
+                    }
+                    if let Ok(counts) = store.health_counts().await {
+                        metrics.set_games_health(&counts);
+                    }
+                    if let Ok(age) = lobby_stats.oldest_waiting_age().await {
+                        metrics.set_lobby_oldest_age(age);
+                    }
+                    metrics.refresh_dependency_errors();
+                    metrics.refresh_process();
+                    if let Ok(n) = store.pending_count().await {
+                        metrics.set_health_outbox_pending(n);
+                    }
+                    let dead = lobby_stats.dead_lettered();
+                    for _ in seen.swap(dead, Ordering::Relaxed)..dead {
+                        metrics.lobby_dead_letter();
+                    }
+                };
+                tokio::select! {
+                    () = refresh => {}
+                    () = stop.wait() => return,
                 }
                 if !stop.sleep(Duration::from_secs(5)).await {
                     return;

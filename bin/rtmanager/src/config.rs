@@ -61,6 +61,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTM_LOBBY_CLAIM_IDLE",
     "RTM_LOBBY_MAX_DELIVERIES",
     "RTM_LOBBY_CONCURRENCY",
+    "RTM_LOBBY_DEAD_MAXLEN",
     "RTM_HEALTH_STREAM",
     "RTM_HEALTH_STREAM_MAXLEN",
     "RTM_PROBE_INTERVAL",
@@ -72,6 +73,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTM_DOCKER_EVENTS",
     "RTM_CLEANUP_INTERVAL",
     "RTM_STOPPED_RETENTION",
+    "RTM_AUDIT_RETENTION",
+    "RTM_REMOVED_RETENTION",
+    "RTM_STATE_RETENTION",
     "RTM_RECONCILE_INTERVAL",
     "RTM_STOP_TIMEOUT",
     "RTM_LOCK_WAIT",
@@ -263,6 +267,8 @@ pub struct LobbyConfig {
     pub max_deliveries: u32,
     /// `RTM_LOBBY_CONCURRENCY`: commands carried out at once.
     pub concurrency: usize,
+    /// `RTM_LOBBY_DEAD_MAXLEN`: the dead-letter stream's approximate cap.
+    pub dead_maxlen: u64,
 }
 
 /// Health observation and publication settings (SPEC §7).
@@ -297,6 +303,13 @@ pub struct WorkersConfig {
     pub cleanup_interval: Duration,
     /// `RTM_STOPPED_RETENTION`.
     pub stopped_retention: Duration,
+    /// `RTM_AUDIT_RETENTION`: operation rows older than this are deleted.
+    pub audit_retention: Duration,
+    /// `RTM_REMOVED_RETENTION`: removed games older than this are forgotten.
+    pub removed_retention: Duration,
+    /// `RTM_STATE_RETENTION`: unset = a removed game's state directory is
+    /// never deleted.
+    pub state_retention: Option<Duration>,
     /// `RTM_RECONCILE_INTERVAL`.
     pub reconcile_interval: Duration,
 }
@@ -385,7 +398,7 @@ impl fmt::Display for ConfigErrors {
 
 // ---------------------------------------------------------------- parsers
 
-/// Parses `500ms`, `5s`, `10m`, `24h`.
+/// Parses `500ms`, `5s`, `10m`, `24h`, `90d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration (use 500ms, 5s, 10m, 24h)");
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -399,6 +412,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
+        "d" => 86_400,
         _ => return Err(bad()),
     };
     n.checked_mul(secs_per_unit)
@@ -829,6 +843,17 @@ impl Config {
         let docker_events = r.get("RTM_DOCKER_EVENTS", Some("true"), parse_bool);
         let cleanup_interval = r.duration("RTM_CLEANUP_INTERVAL", "1m", true);
         let stopped_retention = r.duration("RTM_STOPPED_RETENTION", "24h", false);
+        let audit_retention = r.duration("RTM_AUDIT_RETENTION", "90d", true);
+        let removed_retention = r.duration("RTM_REMOVED_RETENTION", "30d", true);
+        // Unset means never: a game's state is its data, deleted only when
+        // the operator asks for it.
+        let state_retention = match r.raw("RTM_STATE_RETENTION") {
+            None => Some(None),
+            Some(_) => r.duration("RTM_STATE_RETENTION", "", true).map(Some),
+        };
+        let dead_maxlen = r.get("RTM_LOBBY_DEAD_MAXLEN", Some("10000"), |s| {
+            parse_number::<u64>(s, 1, u64::MAX)
+        });
         let reconcile_interval = r.duration("RTM_RECONCILE_INTERVAL", "1m", true);
         let stop_timeout = r.duration("RTM_STOP_TIMEOUT", "30s", false);
         let lock_wait = r.duration("RTM_LOCK_WAIT", "5s", true);
@@ -897,6 +922,7 @@ impl Config {
                     claim_idle: claim_idle?,
                     max_deliveries: max_deliveries?,
                     concurrency: lobby_concurrency?,
+                    dead_maxlen: dead_maxlen?,
                 },
                 health: HealthConfig {
                     stream: health_stream?,
@@ -912,6 +938,9 @@ impl Config {
                 workers: WorkersConfig {
                     cleanup_interval: cleanup_interval?,
                     stopped_retention: stopped_retention?,
+                    audit_retention: audit_retention?,
+                    removed_retention: removed_retention?,
+                    state_retention: state_retention?,
                     reconcile_interval: reconcile_interval?,
                 },
                 operations: OperationsConfig {
@@ -1078,6 +1107,13 @@ mod tests {
         assert_eq!(c.health.inspect_interval, Duration::from_secs(15));
         assert_eq!(c.workers.cleanup_interval, Duration::from_secs(60));
         assert_eq!(c.workers.stopped_retention, Duration::from_secs(86_400));
+        assert_eq!(c.workers.audit_retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            c.workers.removed_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(c.workers.state_retention, None);
+        assert_eq!(c.lobby.dead_maxlen, 10_000);
         assert_eq!(c.workers.reconcile_interval, Duration::from_secs(60));
         assert_eq!(c.operations.stop_timeout, Duration::from_secs(30));
         assert_eq!(c.operations.lock_wait, Duration::from_secs(5));
@@ -1136,6 +1172,10 @@ mod tests {
             ("RTM_INSPECT_INTERVAL", "2s"),
             ("RTM_CLEANUP_INTERVAL", "10s"),
             ("RTM_STOPPED_RETENTION", "0s"),
+            ("RTM_AUDIT_RETENTION", "7d"),
+            ("RTM_REMOVED_RETENTION", "12h"),
+            ("RTM_STATE_RETENTION", "2d"),
+            ("RTM_LOBBY_DEAD_MAXLEN", "50"),
             ("RTM_RECONCILE_INTERVAL", "3m"),
             ("RTM_STOP_TIMEOUT", "1s"),
             ("RTM_LOCK_WAIT", "100ms"),
@@ -1186,6 +1226,13 @@ mod tests {
         assert_eq!(c.health.inspect_interval, Duration::from_secs(2));
         assert_eq!(c.workers.cleanup_interval, Duration::from_secs(10));
         assert_eq!(c.workers.stopped_retention, Duration::ZERO);
+        assert_eq!(c.workers.audit_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.workers.removed_retention, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            c.workers.state_retention,
+            Some(Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!(c.lobby.dead_maxlen, 50);
         assert_eq!(c.workers.reconcile_interval, Duration::from_secs(180));
         assert_eq!(c.operations.stop_timeout, Duration::from_secs(1));
         assert_eq!(c.operations.lock_wait, Duration::from_millis(100));
@@ -1238,8 +1285,9 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
         for bad in [
-            "", "5", "s", "5 s", "5sec", "-5s", "1.5s", "5d", "5S", "1m30s", "ms",
+            "", "5", "s", "5 s", "5sec", "-5s", "1.5s", "5D", "5S", "1m30s", "ms", "d",
         ] {
             let e = parse_duration(bad).expect_err(bad);
             assert!(
@@ -1421,6 +1469,28 @@ mod tests {
             e[0].starts_with("RTM_IMAGE_ALLOWLIST: invalid allow-list entry"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn retention_values_are_checked() {
+        assert_eq!(
+            errors(&[("RTM_AUDIT_RETENTION", "0d")]),
+            vec!["RTM_AUDIT_RETENTION: \"0d\" must be greater than zero"]
+        );
+        assert_eq!(
+            errors(&[("RTM_STATE_RETENTION", "forever")]),
+            vec!["RTM_STATE_RETENTION: \"forever\" is not a duration (use 500ms, 5s, 10m, 24h)"]
+        );
+        assert_eq!(
+            errors(&[("RTM_LOBBY_DEAD_MAXLEN", "0")]),
+            vec![format!(
+                "RTM_LOBBY_DEAD_MAXLEN: \"0\" must be between 1 and {}",
+                u64::MAX
+            )]
+        );
+        // An empty value is the same as unset: never delete state.
+        let c = load(&[("RTM_STATE_RETENTION", " ")]).expect("valid");
+        assert_eq!(c.workers.state_retention, None);
     }
 
     #[test]

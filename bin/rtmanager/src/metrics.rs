@@ -7,15 +7,18 @@
 //! without knowing about Prometheus.
 //!
 //! Label values come only from closed vocabularies (operation kinds,
-//! sources, outcomes, health statuses, worker names, route patterns), never
-//! from request data, so the number of series stays bounded.
+//! sources, outcomes, health statuses, worker names, route patterns, error
+//! kinds), never from request data, so the number of series stays bounded.
+//! Series of closed vocabularies are created at zero when the registry is
+//! built, so every series a dashboard or alert names exists from the first
+//! scrape (the dashboard test checks exactly that).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use rtm_domain::ports::Telemetry;
 use rtm_domain::{HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus};
@@ -25,6 +28,25 @@ use rtm_domain::{HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus};
 const OPERATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// HTTP latency buckets, seconds: reads answer in milliseconds, mutations
+/// wait for Docker (seconds), a patch for its health gate (a minute).
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every leader-elected worker, for `rtm_worker_leader{worker}`.
+pub const WORKERS: &[&str] = &[
+    "reconcile",
+    "cleanup",
+    "inspect",
+    "probe",
+    "relay",
+    "events",
+];
+
+/// What the retention pass deletes, for `rtm_retention_deleted_total{what}`.
+const RETENTION_KINDS: &[&str] = &["operations", "games", "states"];
 
 /// Why the metrics could not be created (a duplicate or invalid name:
 /// a programming error, reported rather than panicking).
@@ -57,6 +79,20 @@ struct Inner {
     worker_overruns: IntCounterVec,
     docker_calls: IntCounterVec,
     http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    games_health: IntGaugeVec,
+    worker_leader: IntGaugeVec,
+    events_connected: IntGauge,
+    events_resubscriptions: IntCounter,
+    lobby_oldest_age: Gauge,
+    dependency_errors: IntCounterVec,
+    /// What the adapters' process-wide error counters read when this
+    /// registry last looked (so each registry counts from its creation).
+    errors_seen: std::sync::Mutex<Vec<(&'static str, &'static str, u64)>>,
+    retention_deleted: IntCounterVec,
+    process_rss: IntGauge,
+    process_cpu: Counter,
+    process_fds: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -190,6 +226,116 @@ impl Metrics {
         registry.register(Box::new(docker_calls.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
 
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rtm_http_request_duration_seconds",
+                "HTTP request latency, by surface, route pattern and status code.",
+            )
+            .buckets(HTTP_BUCKETS.to_vec()),
+            &["surface", "route", "status"],
+        )?;
+        let games_health = IntGaugeVec::new(
+            Opts::new(
+                "rtm_games_health",
+                "Running games, by their current health (latest snapshot).",
+            ),
+            &["status"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "rtm_build_info",
+                "Always 1; labels describe the running build.",
+            ),
+            &["version", "profile"],
+        )?;
+        let worker_leader = IntGaugeVec::new(
+            Opts::new(
+                "rtm_worker_leader",
+                "1 while this replica leads the worker, else 0.",
+            ),
+            &["worker"],
+        )?;
+        let events_connected = IntGauge::new(
+            "rtm_docker_events_connected",
+            "1 while this replica's Docker event subscription is open, else 0.",
+        )?;
+        let events_resubscriptions = IntCounter::new(
+            "rtm_docker_events_resubscriptions_total",
+            "Docker event subscriptions opened again after the stream ended.",
+        )?;
+        let lobby_oldest_age = Gauge::new(
+            "rtm_lobby_oldest_age_seconds",
+            "Age of the oldest Lobby entry not yet handled (pending or undelivered); 0 when none.",
+        )?;
+        let dependency_errors = IntCounterVec::new(
+            Opts::new(
+                "rtm_dependency_errors_total",
+                "Errors from PostgreSQL, Redis and Docker, by dependency and kind.",
+            ),
+            &["dependency", "kind"],
+        )?;
+        let retention_deleted = IntCounterVec::new(
+            Opts::new(
+                "rtm_retention_deleted_total",
+                "What the retention pass deleted: operation rows, removed games, state directories.",
+            ),
+            &["what"],
+        )?;
+        let process_rss = IntGauge::new(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        )?;
+        let process_cpu = Counter::new(
+            "process_cpu_seconds_total",
+            "User and system CPU time spent, in seconds.",
+        )?;
+        let process_fds = IntGauge::new("process_open_fds", "Open file descriptors.")?;
+        let process_start = Gauge::new(
+            "process_start_time_seconds",
+            "Unix time this metrics registry (the process) started.",
+        )?;
+        for c in [
+            Box::new(http_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(games_health.clone()),
+            Box::new(build_info.clone()),
+            Box::new(worker_leader.clone()),
+            Box::new(events_connected.clone()),
+            Box::new(events_resubscriptions.clone()),
+            Box::new(lobby_oldest_age.clone()),
+            Box::new(dependency_errors.clone()),
+            Box::new(retention_deleted.clone()),
+            Box::new(process_rss.clone()),
+            Box::new(process_cpu.clone()),
+            Box::new(process_fds.clone()),
+            Box::new(process_start.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                },
+            ])
+            .set(1);
+        process_start.set(unix_now());
+        for status in HealthStatus::ALL {
+            games_health.with_label_values(&[status.as_str()]).set(0);
+        }
+        for worker in WORKERS {
+            worker_leader.with_label_values(&[worker]).set(0);
+        }
+        for what in RETENTION_KINDS {
+            retention_deleted.with_label_values(&[what]);
+        }
+        let errors_seen = error_counts();
+        for (dependency, kind, _) in &errors_seen {
+            dependency_errors.with_label_values(&[dependency, kind]);
+        }
+
         // Series of closed vocabularies start at zero, so dashboards and
         // `rate()` see them before the first event.
         for status in RuntimeStatus::ALL {
@@ -217,6 +363,18 @@ impl Metrics {
                 worker_overruns,
                 docker_calls,
                 http_requests,
+                http_duration,
+                games_health,
+                worker_leader,
+                events_connected,
+                events_resubscriptions,
+                lobby_oldest_age,
+                dependency_errors,
+                errors_seen: std::sync::Mutex::new(errors_seen),
+                retention_deleted,
+                process_rss,
+                process_cpu,
+                process_fds,
             }),
         })
     }
@@ -258,6 +416,79 @@ impl Metrics {
         }
     }
 
+    /// Sets `rtm_games_health{status}` from a count per health status
+    /// (statuses missing from `counts` are set to 0).
+    pub fn set_games_health(&self, counts: &[(HealthStatus, u64)]) {
+        for status in HealthStatus::ALL {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| s == status)
+                .map(|(_, n)| *n)
+                .sum::<u64>();
+            self.inner
+                .games_health
+                .with_label_values(&[status.as_str()])
+                .set(saturating_i64(n));
+        }
+    }
+
+    /// `rtm_lobby_oldest_age_seconds` (`None`: nothing waits, 0).
+    pub fn set_lobby_oldest_age(&self, age: Option<Duration>) {
+        self.inner
+            .lobby_oldest_age
+            .set(age.map_or(0.0, |a| a.as_secs_f64()));
+    }
+
+    /// `rtm_worker_leader{worker}`.
+    pub fn set_leader(&self, worker: &'static str, leading: bool) {
+        self.inner
+            .worker_leader
+            .with_label_values(&[worker])
+            .set(i64::from(leading));
+    }
+
+    /// Adds what a retention pass deleted.
+    pub fn retention_deleted(&self, operations: u64, games: u64, states: u64) {
+        for (what, n) in [
+            ("operations", operations),
+            ("games", games),
+            ("states", states),
+        ] {
+            self.inner
+                .retention_deleted
+                .with_label_values(&[what])
+                .inc_by(n);
+        }
+    }
+
+    /// Brings `rtm_dependency_errors_total` up to the adapters' counters.
+    pub fn refresh_dependency_errors(&self) {
+        let now = error_counts();
+        let Ok(mut seen) = self.inner.errors_seen.lock() else {
+            return;
+        };
+        for ((dependency, kind, n), (_, _, before)) in now.iter().zip(seen.iter()) {
+            self.inner
+                .dependency_errors
+                .with_label_values(&[dependency, kind])
+                .inc_by(n.saturating_sub(*before));
+        }
+        *seen = now;
+    }
+
+    /// Reads this process's RSS, CPU time and open descriptors from
+    /// `/proc/self` (Linux; elsewhere the gauges stay at 0).
+    pub fn refresh_process(&self) {
+        if let Some(p) = read_proc_self() {
+            self.inner.process_rss.set(saturating_i64(p.rss_bytes));
+            let delta = p.cpu_seconds - self.inner.process_cpu.get();
+            if delta > 0.0 {
+                self.inner.process_cpu.inc_by(delta);
+            }
+            self.inner.process_fds.set(saturating_i64(p.open_fds));
+        }
+    }
+
     /// `rtm_lobby_lag` and `rtm_lobby_pending`.
     pub fn set_lobby_backlog(&self, lag: u64, pending: u64) {
         self.inner.lobby_lag.set(saturating_i64(lag));
@@ -282,10 +513,7 @@ impl Metrics {
             .with_label_values(&[worker, result.as_str()])
             .inc();
         if result == WorkerResult::Ok {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_secs_f64();
+            let now = unix_now();
             self.inner
                 .worker_last_run
                 .with_label_values(&[worker])
@@ -310,18 +538,74 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Counts an HTTP request. `route` is the matched route *pattern*
-    /// (e.g. `/api/v1/runtimes/{game_id}`), never the raw path.
-    pub fn http_request(&self, surface: &'static str, route: &str, status: u16) {
+    /// Counts an HTTP request and its latency. `route` is the matched
+    /// route *pattern* (e.g. `/api/v1/runtimes/{game_id}`), never the raw
+    /// path.
+    pub fn http_request(&self, surface: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let labels = [surface, route, status.as_str()];
+        self.inner.http_requests.with_label_values(&labels).inc();
         self.inner
-            .http_requests
-            .with_label_values(&[surface, route, &status.to_string()])
-            .inc();
+            .http_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 }
 
 fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Every adapter's error counters as `(dependency, kind, count)`.
+fn error_counts() -> Vec<(&'static str, &'static str, u64)> {
+    let mut out = Vec::new();
+    out.extend(rtm_postgres::error_counts().map(|(k, n)| ("postgres", k, n)));
+    out.extend(rtm_redis::error_counts().map(|(k, n)| ("redis", k, n)));
+    out.extend(rtm_docker::error_counts().map(|(k, n)| ("docker", k, n)));
+    out
+}
+
+/// What `/proc/self` says about this process.
+struct ProcSelf {
+    rss_bytes: u64,
+    cpu_seconds: f64,
+    open_fds: u64,
+}
+
+/// Linux reports CPU times in `USER_HZ` ticks, which the kernel ABI fixes
+/// at 100 per second for user space on every architecture Rust targets
+/// (`sysconf(_SC_CLK_TCK)` answers 100), so no libc call is needed.
+const USER_HZ: f64 = 100.0;
+
+fn read_proc_self() -> Option<ProcSelf> {
+    // RSS from `status` (kB, no page-size lookup needed).
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    // utime and stime are fields 14 and 15 of `stat`; the command name
+    // (field 2) may hold spaces, so count from its closing parenthesis.
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    // After the name, field 3 (state) is index 0, so field n is n - 3.
+    let cpu_ticks = ticks(14 - 3)? + ticks(15 - 3)?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(ProcSelf {
+        rss_bytes: rss_kb * 1024,
+        cpu_seconds: cpu_ticks as f64 / USER_HZ,
+        open_fds,
+    })
 }
 
 impl Telemetry for Metrics {
@@ -340,6 +624,14 @@ impl Telemetry for Metrics {
             .operation_duration
             .with_label_values(&[kind.as_str(), outcome.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn events_stream(&self, connected: bool) {
+        self.inner.events_connected.set(i64::from(connected));
+    }
+
+    fn events_resubscribed(&self) {
+        self.inner.events_resubscriptions.inc();
     }
 
     fn health_observed(&self, status: HealthStatus, changed: bool) {
@@ -436,7 +728,19 @@ mod tests {
         m.worker_overrun("probe");
         m.docker_calls("inspect", "list", 1);
         m.docker_calls("inspect", "inspect", 2);
-        m.http_request("gm", "/api/v1/runtimes/{game_id}", 404);
+        m.http_request(
+            "gm",
+            "/api/v1/runtimes/{game_id}",
+            404,
+            Duration::from_millis(3),
+        );
+        m.set_games_health(&[(HealthStatus::Healthy, 5), (HealthStatus::ProbeFailed, 1)]);
+        m.set_leader("reconcile", true);
+        m.set_lobby_oldest_age(Some(Duration::from_millis(2500)));
+        m.events_stream(true);
+        m.events_resubscribed();
+        m.retention_deleted(7, 1, 0);
+        m.refresh_process();
         let text = m.render().expect("render");
         for (series, value) in [
             (r#"rtm_games{status="running"}"#, 7.0),
@@ -464,8 +768,44 @@ mod tests {
                 r#"rtm_http_requests_total{route="/api/v1/runtimes/{game_id}",status="404",surface="gm"}"#,
                 1.0,
             ),
+            (
+                r#"rtm_http_request_duration_seconds_bucket{route="/api/v1/runtimes/{game_id}",status="404",surface="gm",le="0.005"}"#,
+                1.0,
+            ),
+            (
+                r#"rtm_http_request_duration_seconds_bucket{route="/api/v1/runtimes/{game_id}",status="404",surface="gm",le="0.0025"}"#,
+                0.0,
+            ),
+            (r#"rtm_games_health{status="healthy"}"#, 5.0),
+            (r#"rtm_games_health{status="probe_failed"}"#, 1.0),
+            (r#"rtm_games_health{status="exited"}"#, 0.0),
+            (r#"rtm_worker_leader{worker="reconcile"}"#, 1.0),
+            (r#"rtm_worker_leader{worker="events"}"#, 0.0),
+            ("rtm_lobby_oldest_age_seconds", 2.5),
+            ("rtm_docker_events_connected", 1.0),
+            ("rtm_docker_events_resubscriptions_total", 1.0),
+            (r#"rtm_retention_deleted_total{what="operations"}"#, 7.0),
+            (r#"rtm_retention_deleted_total{what="states"}"#, 0.0),
         ] {
             assert_eq!(line_value(&text, series), Some(value), "{series}\n{text}");
+        }
+        let build = format!(
+            r#"rtm_build_info{{profile="debug",version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(line_value(&text, &build), Some(1.0), "{text}");
+        for series in ["process_resident_memory_bytes", "process_open_fds"] {
+            let v = line_value(&text, series).unwrap_or_default();
+            assert!(v > 0.0, "{series} = {v}\n{text}");
+        }
+        assert!(line_value(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0));
+        for dep in ["postgres", "redis", "docker"] {
+            assert!(
+                text.contains(&format!(
+                    r#"rtm_dependency_errors_total{{dependency="{dep}",kind="unavailable"}}"#
+                )),
+                "{dep}\n{text}"
+            );
         }
         let stamp = line_value(
             &text,

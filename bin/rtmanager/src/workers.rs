@@ -81,13 +81,15 @@ pub const LEADER_RETRY: Duration = Duration::from_secs(3);
 /// What a periodic pass reports.
 pub type PassResult = Result<String, String>;
 
-/// Observes each pass (metrics).
+/// Observes each pass and each change of leadership (metrics).
 pub trait PassObserver: Send + Sync + 'static {
     fn pass_finished(&self, worker: &'static str, ok: bool, elapsed: Duration);
 
     /// A pass lasted beyond its slot, so the next one starts late (at once,
     /// when this one ends).
     fn pass_overran(&self, _worker: &'static str) {}
+    /// This replica started (`true`) or stopped (`false`) leading `worker`.
+    fn leading(&self, _worker: &'static str, _leading: bool) {}
 }
 
 /// The fixed-rate schedule of a periodic worker.
@@ -150,6 +152,7 @@ pub async fn periodic<L, F, Fut>(
             return;
         };
         info!(worker = role, "leading");
+        observer.leading(role, true);
         let mut tick: u64 = 0;
         loop {
             if !lease.is_held().await {
@@ -185,10 +188,12 @@ pub async fn periodic<L, F, Fut>(
                 None => shutdown.sleep_until(due).await,
             };
             if !go_on {
+                observer.leading(role, false);
                 lease.release().await;
                 return;
             }
         }
+        observer.leading(role, false);
         lease.release().await;
     }
 }
@@ -199,6 +204,7 @@ pub async fn long_running<L, F, Fut>(
     role: &'static str,
     leader: L,
     mut shutdown: Shutdown,
+    observer: impl PassObserver,
     mut task: F,
 ) where
     L: LeaderElection,
@@ -210,6 +216,7 @@ pub async fn long_running<L, F, Fut>(
             return;
         };
         info!(worker = role, "leading");
+        observer.leading(role, true);
         let lease = std::sync::Arc::new(lease);
         let stop = {
             let lease = lease.clone();
@@ -227,6 +234,7 @@ pub async fn long_running<L, F, Fut>(
             })
         };
         task(stop).await;
+        observer.leading(role, false);
         if let Ok(lease) = std::sync::Arc::try_unwrap(lease) {
             lease.release().await;
         }

@@ -6,6 +6,8 @@
 //! folds both shapes into one [`Failure`], so callers match on what
 //! happened, not on how the crate nested it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use docker_api::conn::Error as ConnError;
 use docker_api::Error as DockerError;
 use rtm_domain::RuntimeError;
@@ -65,7 +67,16 @@ fn classify_conn(e: &ConnError) -> Failure {
 /// unreachable → `Unavailable` (keeping the cause), the rest → `Other`.
 /// `what` names the object, for the message.
 pub(crate) fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
-    match classify(&e) {
+    let failure = classify(&e);
+    let kind = match &failure {
+        Failure::Status(404, _) => 0,
+        Failure::Status(409, _) => 1,
+        Failure::Status(..) => 2,
+        Failure::Unreachable => 3,
+        Failure::Other => 4,
+    };
+    ERRORS[kind].fetch_add(1, Ordering::Relaxed);
+    match failure {
         Failure::Status(404, msg) => RuntimeError::NotFound(format!("{what}: {msg}")),
         Failure::Status(409, msg) => RuntimeError::Conflict(format!("{what}: {msg}")),
         Failure::Status(code, msg) => {
@@ -74,4 +85,24 @@ pub(crate) fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
         Failure::Unreachable => RuntimeError::Unavailable(Box::new(e)),
         Failure::Other => RuntimeError::Other(format!("{what}: {e}")),
     }
+}
+
+/// The kinds [`error_counts`] reports, in its order: Docker's 404 and 409,
+/// any other error status, unreachable, anything else.
+pub const ERROR_KINDS: [&str; 5] = ["not_found", "conflict", "status", "unavailable", "other"];
+
+static ERRORS: [AtomicU64; 5] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+
+/// docker-api errors translated since the process started, by kind
+/// (every kind present, zeros included), for the
+/// `rtm_docker_errors_total` metric. Per process: in production one
+/// process is one replica.
+pub fn error_counts() -> [(&'static str, u64); 5] {
+    std::array::from_fn(|i| (ERROR_KINDS[i], ERRORS[i].load(Ordering::Relaxed)))
 }

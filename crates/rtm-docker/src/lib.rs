@@ -18,6 +18,7 @@ mod events;
 mod runtime;
 
 pub use config::{DockerConfig, DockerConfigError};
+pub use error::{error_counts, ERROR_KINDS};
 pub use runtime::DockerRuntime;
 
 /// The label keys this adapter writes on every container it creates.

@@ -419,6 +419,29 @@ impl ContainerRuntime for DockerRuntime {
     /// with rotation, the engine user, `no-new-privileges`, never
     /// privileged, restart policy `no`, the five `rtm.*` labels and the
     /// `GAME_ID`, `ENGINE_STATE_DIR`, `ENGINE_PORT` environment.
+    /// Deletes the state directory tree; a missing one is Ok. The path is
+    /// checked like at create, so a corrupt record cannot aim this at `/`
+    /// or a relative path.
+    async fn remove_state(&self, path: &str) -> Result<(), RuntimeError> {
+        check_state_path(path)?;
+        if Path::new(path).parent().is_none() {
+            return Err(RuntimeError::Other(format!(
+                "state path {path:?} is a filesystem root"
+            )));
+        }
+        let dir = std::path::PathBuf::from(path);
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::Other(format!(
+                "state directory {}: remove: {e}",
+                dir.display()
+            ))),
+        })
+        .await
+        .map_err(|e| RuntimeError::Other(format!("state directory task failed: {e}")))?
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         check_state_path(&spec.state_path)?;
         let cached = self.ensure_network().await?;

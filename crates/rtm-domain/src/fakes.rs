@@ -33,8 +33,8 @@ use crate::ports::{
     Adapters, Clock, ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime,
     ContainerSpec, ContainerSummary, DockerHealth, EngineProbe, GameLockGuard, GameLocks,
     HealthOutbox, HealthPublisher, HealthQuery, HealthSnapshots, LeaderElection, LeaderLease,
-    OperationLog, OperationQuery, Ports, ProbeTarget, RecordQuery, RuntimeRecords, Telemetry,
-    UnitOfWork,
+    OperationLog, OperationQuery, Ports, ProbeTarget, RecordQuery, Retention, RuntimeRecords,
+    Telemetry, UnitOfWork,
 };
 use crate::{
     Commit, ContainerId, GameId, HealthEvent, HealthSnapshot, HealthStatus, ImageRef, LockError,
@@ -394,6 +394,63 @@ impl HealthOutbox for MemStore {
     }
 }
 
+impl Retention for MemStore {
+    fn delete_operations_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let mut s = lock(&self.inner);
+        let r = s.check_up().map(|()| {
+            // The newest row (highest id) of each live game is kept.
+            let mut newest: BTreeMap<GameId, i64> = BTreeMap::new();
+            for op in &s.operations {
+                let live = s
+                    .records
+                    .get(&op.game_id)
+                    .is_some_and(|r| r.status != RuntimeStatus::Removed);
+                if live {
+                    let e = newest.entry(op.game_id.clone()).or_insert(op.id);
+                    *e = (*e).max(op.id);
+                }
+            }
+            let mut doomed: Vec<(OffsetDateTime, i64)> = s
+                .operations
+                .iter()
+                .filter(|op| op.started_at < cutoff && newest.get(&op.game_id) != Some(&op.id))
+                .map(|op| (op.started_at, op.id))
+                .collect();
+            doomed.sort();
+            doomed.truncate(limit as usize);
+            let ids: std::collections::BTreeSet<i64> =
+                doomed.into_iter().map(|(_, id)| id).collect();
+            s.operations.retain(|op| !ids.contains(&op.id));
+            ids.len() as u64
+        });
+        std::future::ready(r)
+    }
+
+    fn delete_removed_game(
+        &self,
+        game: &GameId,
+        cutoff: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let mut s = lock(&self.inner);
+        let r = s.check_up().map(|()| {
+            let expired = s
+                .records
+                .get(game)
+                .is_some_and(|r| r.status == RuntimeStatus::Removed && r.last_op_at < cutoff);
+            if expired {
+                s.records.remove(game);
+                s.health.remove(game);
+            }
+            expired
+        });
+        std::future::ready(r)
+    }
+}
+
 impl UnitOfWork for MemStore {
     fn commit(
         &self,
@@ -714,6 +771,8 @@ struct RuntimeState {
     failures: HashMap<RuntimeCall, VecDeque<RuntimeError>>,
     unavailable: bool,
     calls: Vec<(RuntimeCall, String)>,
+    /// State directories deleted through `remove_state`, in order.
+    removed_states: Vec<String>,
     next_id: u64,
     next_ip: u32,
     log: Vec<ContainerEvent>,
@@ -773,6 +832,11 @@ impl FakeRuntime {
             inner: Arc::default(),
             clock,
         }
+    }
+
+    /// State directories deleted through `remove_state`, in order.
+    pub fn removed_states(&self) -> Vec<String> {
+        lock(&self.inner).removed_states.clone()
     }
 
     /// Makes every call fail with `Unavailable` while `down` (the event
@@ -1133,6 +1197,17 @@ impl ContainerRuntime for FakeRuntime {
             }
             Ok(())
         });
+        std::future::ready(r)
+    }
+
+    fn remove_state(&self, path: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let mut s = lock(&self.inner);
+        let r = if s.unavailable {
+            Err(RuntimeError::Unavailable(down("docker")))
+        } else {
+            s.removed_states.push(path.to_owned());
+            Ok(())
+        };
         std::future::ready(r)
     }
 

@@ -148,12 +148,41 @@ pub trait UnitOfWork: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Bounded deletions that keep the tables from growing without end (the
+/// cleanup worker's retention pass). Each call deletes at most a batch, so
+/// one statement never holds many locks or runs long.
+pub trait Retention: Send + Sync + 'static {
+    /// Deletes at most `limit` operation rows that started before `cutoff`,
+    /// oldest first, and returns how many it deleted. MUST never delete the
+    /// newest row of a game whose record exists and is not `removed` (a
+    /// live game keeps at least its last operation in the audit).
+    fn delete_operations_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes `game`'s record and health snapshot when the record is
+    /// still `removed` with `last_op_at` before `cutoff`, in one
+    /// transaction. MUST return `Ok(false)` (deleting nothing) otherwise,
+    /// so a game started again meanwhile keeps its record.
+    fn delete_removed_game(
+        &self,
+        game: &GameId,
+        cutoff: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Everything the services need from storage.
 pub trait Store:
-    RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork
+    RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork + Retention
 {
 }
-impl<T: RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork> Store for T {}
+impl<
+        T: RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork + Retention,
+    > Store for T
+{
+}
 
 // ---------------------------------------------------------------- locks
 
@@ -342,6 +371,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         since: Option<OffsetDateTime>,
     ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;
+
+    /// Deletes a game's host state directory (`path`, as recorded in its
+    /// runtime record) and everything in it. A missing directory is Ok.
+    /// Only called for `removed` games when the operator opted in
+    /// (`RTM_STATE_RETENTION`). The default refuses: a runtime that cannot
+    /// delete state says so instead of pretending.
+    fn remove_state(&self, path: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let err = RuntimeError::Other(format!(
+            "state directory {path}: removal is not supported by this runtime"
+        ));
+        std::future::ready(Err(err))
+    }
 }
 
 // ---------------------------------------------------------------- health
@@ -396,6 +437,10 @@ pub trait Telemetry: Send + Sync + 'static {
     /// `n` runtime calls of kind `call` (`list`, `inspect`…) made by one
     /// periodic pass (`inspect`, `probe`, `reconcile`).
     fn runtime_calls(&self, _pass: &'static str, _call: &'static str, _n: u64) {}
+    /// The Docker event subscription opened (`true`) or ended (`false`).
+    fn events_stream(&self, _connected: bool) {}
+    /// The event follower subscribed again after its stream ended.
+    fn events_resubscribed(&self) {}
 }
 
 /// Telemetry that records nothing.

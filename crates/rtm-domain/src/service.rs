@@ -10,7 +10,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use cleanup::CleanupSummary;
+pub use cleanup::{CleanupSummary, RetentionConfig, RetentionSummary};
 pub use operations::RuntimeService;
 
 use crate::transition::Command;

@@ -7,6 +7,12 @@
 //! SQLSTATE 23505 → `AlreadyExists`; closed connections, I/O failures,
 //! connection-class SQLSTATEs (08xxx, 57P0x, 53300) and pool timeouts →
 //! `Unavailable`; anything else → `Other`. The cause is always kept.
+//!
+//! Every translated error is also counted by kind ([`error_counts`]), for
+//! the `rtm_postgres_errors_total` metric. The counters are per process:
+//! in production one process is one replica.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::PoolError;
 use rtm_domain::StoreError;
@@ -37,8 +43,40 @@ pub enum PgError {
     Migrate(#[source] refinery::Error),
 }
 
+/// The kinds [`error_counts`] reports, in its order.
+pub const ERROR_KINDS: [&str; 4] = ["unavailable", "already_exists", "corrupt", "other"];
+
+static ERRORS: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+
+/// Store errors handed to callers since the process started, by kind
+/// (every kind present, zeros included).
+pub fn error_counts() -> [(&'static str, u64); 4] {
+    std::array::from_fn(|i| (ERROR_KINDS[i], ERRORS[i].load(Ordering::Relaxed)))
+}
+
+/// Counts `e` and hands it back.
+fn counted(e: StoreError) -> StoreError {
+    let i = match &e {
+        StoreError::Unavailable(_) => 0,
+        StoreError::AlreadyExists(_) => 1,
+        StoreError::Corrupt(_) => 2,
+        StoreError::Other(_) => 3,
+    };
+    ERRORS[i].fetch_add(1, Ordering::Relaxed);
+    e
+}
+
 /// Translates a driver error into the port error.
 pub(crate) fn store_err(e: tokio_postgres::Error) -> StoreError {
+    counted(classify(e))
+}
+
+fn classify(e: tokio_postgres::Error) -> StoreError {
     if let Some(code) = e.code() {
         if *code == SqlState::UNIQUE_VIOLATION {
             let what = e
@@ -71,18 +109,18 @@ fn is_unavailable_code(code: &SqlState) -> bool {
 /// Translates a pool error: every way of not getting a connection is
 /// `Unavailable`.
 pub(crate) fn pool_err(e: PoolError) -> StoreError {
-    match e {
-        PoolError::Backend(e) => match store_err(e) {
+    counted(match e {
+        PoolError::Backend(e) => match classify(e) {
             // A failure to create a connection is never a uniqueness or
             // statement problem.
             StoreError::Unavailable(e) | StoreError::Other(e) => StoreError::Unavailable(e),
             other => other,
         },
         other => StoreError::Unavailable(Box::new(other)),
-    }
+    })
 }
 
 /// A stored value the domain does not accept.
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
+    counted(StoreError::Corrupt(what.to_string()))
 }

@@ -28,7 +28,7 @@ mod rows;
 mod store;
 
 pub use config::PgConfig;
-pub use error::PgError;
+pub use error::{error_counts, PgError, ERROR_KINDS};
 pub use leader::{PgLeader, PgLease};
 pub use locks::{PgLockGuard, PgLocks};
 pub use migrate::{migrate, migrations, AppliedMigration, Report};

@@ -22,12 +22,13 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rtm_domain::ports::{
     HealthOutbox, HealthQuery, HealthSnapshots, OperationLog, OperationQuery, RecordQuery,
-    RuntimeRecords, UnitOfWork,
+    Retention, RuntimeRecords, UnitOfWork,
 };
 use rtm_domain::{
-    Commit, GameId, HealthEvent, HealthSnapshot, OpSource, OperationEntry, RuntimeRecord,
-    RuntimeStatus, StoreError,
+    Commit, GameId, HealthEvent, HealthSnapshot, HealthStatus, OpSource, OperationEntry,
+    RuntimeRecord, RuntimeStatus, StoreError,
 };
+use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
@@ -143,6 +144,47 @@ impl PgStore {
                 Ok((status, u64::try_from(n).unwrap_or_default()))
             })
             .collect()
+    }
+
+    /// How many `running` games currently have each health status
+    /// (statuses nobody has are absent), for the `rtm_games_health` gauge:
+    /// "how many engines are sick right now". Stopped and removed games
+    /// are left out: their `exited` or `container_disappeared` is expected.
+    pub async fn health_counts(&self) -> Result<Vec<(HealthStatus, u64)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT h.status, count(*) FROM health_snapshots h \
+                 JOIN runtime_records r ON r.game_id = h.game_id \
+                 WHERE r.status = 'running' GROUP BY h.status",
+                &Params::default(),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row
+                    .try_get(0)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let n: i64 = row
+                    .try_get(1)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let status =
+                    HealthStatus::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((status, u64::try_from(n).unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// Rows in `operation_log` (for tests and diagnostics of retention).
+    pub async fn operation_count(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .query("SELECT count(*) FROM operation_log", &Params::default())
+            .await?;
+        let n: i64 = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("count(*) returned no row".into()))?
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(u64::try_from(n).unwrap_or_default())
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -387,6 +429,61 @@ impl HealthOutbox for PgStore {
             .try_get(0)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(u64::try_from(n).unwrap_or_default())
+    }
+}
+
+impl Retention for PgStore {
+    async fn delete_operations_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        // Oldest first through operation_log_started_id_idx; a row is kept
+        // when it is the newest of a game whose record is live (no newer
+        // row of the game exists and the record is not removed).
+        let mut p = Params::default();
+        let sql = format!(
+            "DELETE FROM operation_log WHERE id IN ( \
+               SELECT o.id FROM operation_log o \
+               WHERE o.started_at < {} \
+                 AND (EXISTS (SELECT 1 FROM operation_log n \
+                              WHERE n.game_id = o.game_id AND n.id > o.id) \
+                      OR NOT EXISTS (SELECT 1 FROM runtime_records r \
+                              WHERE r.game_id = o.game_id AND r.status <> 'removed')) \
+               ORDER BY o.started_at, o.id LIMIT {})",
+            p.push(cutoff),
+            p.push(i64::from(limit))
+        );
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(&sql).await.map_err(store_err)?;
+        conn.execute(&stmt, &p.refs()).await.map_err(store_err)
+    }
+
+    async fn delete_removed_game(
+        &self,
+        game: &GameId,
+        cutoff: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // One statement, so record and snapshot go together or not at all.
+        let mut p = Params::default();
+        let sql = format!(
+            "WITH gone AS ( \
+               DELETE FROM runtime_records \
+               WHERE game_id = {} AND status = 'removed' AND last_op_at < {} \
+               RETURNING game_id), \
+             snap AS (DELETE FROM health_snapshots \
+               WHERE game_id IN (SELECT game_id FROM gone)) \
+             SELECT count(*) FROM gone",
+            p.push(game.as_str().to_owned()),
+            p.push(cutoff)
+        );
+        let rows = self.query(&sql, &p).await?;
+        let n: i64 = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("count(*) returned no row".into()))?
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(n > 0)
     }
 }
 

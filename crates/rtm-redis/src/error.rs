@@ -2,6 +2,20 @@
 //! (bad configuration, Redis unreachable, Redis refusing a command, a reply
 //! of an unexpected shape), keeping fred's error as the `#[source]`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The kinds [`error_counts`] reports, in its order.
+pub const ERROR_KINDS: [&str; 3] = ["config", "unavailable", "command"];
+
+static ERRORS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// fred errors translated since the process started, by kind (every kind
+/// present, zeros included), for the `rtm_redis_errors_total` metric. Per
+/// process: in production one process is one replica.
+pub fn error_counts() -> [(&'static str, u64); 3] {
+    std::array::from_fn(|i| (ERROR_KINDS[i], ERRORS[i].load(Ordering::Relaxed)))
+}
+
 /// Errors of the Redis adapter.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -24,13 +38,21 @@ impl RedisError {
     /// replies are `Command`.
     pub(crate) fn from_fred(e: fred::error::Error) -> Self {
         use fred::error::ErrorKind as K;
-        match e.kind() {
-            K::Config | K::Url => RedisError::Config(e),
+        let (i, err) = match e.kind() {
+            K::Config | K::Url => (0, RedisError::Config(e)),
             K::IO | K::Timeout | K::Canceled | K::Routing | K::Backpressure => {
-                RedisError::Unavailable(e)
+                (1, RedisError::Unavailable(e))
             }
-            _ => RedisError::Command(e),
+            _ => (2, RedisError::Command(e)),
+        };
+        // "no such key" answers XINFO on a stream nobody wrote yet: an
+        // answer the callers expect, not a failure worth counting.
+        let expected =
+            matches!(&err, RedisError::Command(e) if e.details().contains("no such key"));
+        if !expected {
+            ERRORS[i].fetch_add(1, Ordering::Relaxed);
         }
+        err
     }
 
     /// True for Redis' `NOGROUP` reply: the stream or its group is missing

@@ -34,6 +34,6 @@ mod resp;
 pub use client::ClientSettings;
 pub use consumer::{CommandHandler, GroupInfo, LobbyConfig, LobbyConsumer, LobbyStats};
 pub use entry::{parse_entry, DeadReason, Malformed, StreamEntry, MAX_STOP_TIMEOUT_S};
-pub use error::RedisError;
+pub use error::{error_counts, RedisError, ERROR_KINDS};
 pub use publisher::{HealthStreamConfig, RedisHealthPublisher};
 pub use reader::{HealthEntry, StreamReader};

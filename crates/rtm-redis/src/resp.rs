@@ -141,6 +141,22 @@ pub(crate) fn xautoclaim(v: &Value) -> Result<(String, Vec<StreamEntry>, Vec<Str
     Ok((cursor, claimed, deleted))
 }
 
+/// The millisecond timestamp of a stream entry id (`<ms>-<seq>`).
+pub(crate) fn id_millis(id: &str) -> Option<u64> {
+    id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
+}
+
+/// The id of the first entry of an `XRANGE` reply, if any.
+pub(crate) fn first_id(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(entries) => match entries.first()? {
+            Value::Array(entry) => text(entry.first()?).map(|(s, _)| s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// One row of the extended `XPENDING` form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PendingRow {
@@ -180,6 +196,8 @@ pub(crate) struct GroupRow {
     /// `None` when Redis cannot tell (nil `lag`, e.g. after deletions) or
     /// predates 7.0.
     pub lag: Option<u64>,
+    /// The id of the last entry delivered to the group.
+    pub last_delivered: Option<String>,
 }
 
 /// `XINFO GROUPS`: a list of flat `[k, v, k, v, ...]` arrays (RESP2) or maps.
@@ -209,7 +227,13 @@ pub(crate) fn xinfo_groups(v: &Value) -> Result<Vec<GroupRow>, RedisError> {
             .ok_or_else(|| protocol("group name", g))?;
         let pending = get("pending").and_then(int).unwrap_or(0);
         let lag = get("lag").and_then(int);
-        out.push(GroupRow { name, pending, lag });
+        let last_delivered = get("last-delivered-id").and_then(text).map(|(s, _)| s);
+        out.push(GroupRow {
+            name,
+            pending,
+            lag,
+            last_delivered,
+        });
     }
     Ok(out)
 }
@@ -306,8 +330,19 @@ mod tests {
             vec![GroupRow {
                 name: "rtmanager".into(),
                 pending: 2,
-                lag: None
+                lag: None,
+                last_delivered: Some("5-0".into()),
             }]
         );
+    }
+
+    #[test]
+    fn entry_ids_and_ranges() {
+        assert_eq!(id_millis("1700000000123-4"), Some(1_700_000_000_123));
+        assert_eq!(id_millis("42"), Some(42));
+        assert_eq!(id_millis("x-1"), None);
+        let range = arr(vec![arr(vec![s("9-1"), arr(vec![s("k"), s("v")])])]);
+        assert_eq!(first_id(&range), Some("9-1".to_owned()));
+        assert_eq!(first_id(&arr(vec![])), None);
     }
 }

@@ -14,8 +14,9 @@
 //!   (unknown route, wrong method, oversized body, bad query string), is
 //!   the JSON error shape; no plain-text error leaks out.
 //! - Bodies are limited to [`BODY_LIMIT`] bytes.
-//! - Every request is counted in `rtm_http_requests_total` by surface,
-//!   route *pattern* and status.
+//! - Every request is counted in `rtm_http_requests_total` and timed in
+//!   `rtm_http_request_duration_seconds` by surface, route *pattern* and
+//!   status.
 
 pub mod auth;
 pub mod dto;
@@ -286,6 +287,7 @@ async fn observe<P: Ports, S: Surface>(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
     let metrics = req
         .app_data::<web::Data<AppState<P>>>()
         .map(|s| s.metrics.clone());
@@ -296,7 +298,7 @@ async fn observe<P: Ports, S: Surface>(
             // unexpected. The request is gone, so count it without a route.
             let status = e.as_response_error().status_code();
             if let Some(m) = &metrics {
-                m.http_request(S::NAME, "unmatched", status.as_u16());
+                m.http_request(S::NAME, "unmatched", status.as_u16(), started.elapsed());
             }
             return Err(error::from_actix_status(status, None).into());
         }
@@ -324,7 +326,7 @@ async fn observe<P: Ports, S: Surface>(
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
-        m.http_request(S::NAME, &route, res.status().as_u16());
+        m.http_request(S::NAME, &route, res.status().as_u16(), started.elapsed());
     }
     Ok(res)
 }

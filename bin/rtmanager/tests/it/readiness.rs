@@ -10,6 +10,7 @@ mod metrics;
 mod outages;
 mod proxy;
 mod replicas;
+mod retention;
 mod shutdown;
 
 use std::time::Duration;

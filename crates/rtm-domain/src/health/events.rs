@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome};
 use crate::ports::{
-    Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports,
+    Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports, Telemetry,
 };
 use crate::{ContainerId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
 
@@ -241,6 +241,8 @@ impl<P: Ports> HealthMonitor<P> {
             // Whichever finishes first; `follow_loop` never does on its own.
             let _ = select(work, shutdown).await;
         }
+        // This replica no longer follows (shutdown or lost leadership).
+        self.adapters.telemetry.events_stream(false);
         follower.stats
     }
 
@@ -249,12 +251,18 @@ impl<P: Ports> HealthMonitor<P> {
         loop {
             let mut stream = pin!(self.adapters.runtime.events(f.since));
             f.stats.subscriptions += 1;
+            if f.stats.subscriptions > 1 {
+                self.adapters.telemetry.events_resubscribed();
+            }
             f.delivered = false;
             f.replay_until = f.since;
             // Subscribe first, then inspect: the stream is polled (so the
             // subscription is open) while the pass runs, and what it
             // delivers meanwhile is handled right after.
             let (buffered, open) = self.inspect_while_buffering(stream.as_mut()).await;
+            // The subscription survived the inspect pass: it is connected
+            // (a refused one ends at once, before this point).
+            self.adapters.telemetry.events_stream(open);
             let mut broken = !open;
             for item in buffered {
                 if !f.take(self, item).await {
@@ -269,6 +277,7 @@ impl<P: Ports> HealthMonitor<P> {
                     }
                 }
             }
+            self.adapters.telemetry.events_stream(false);
             if f.delivered {
                 backoff = self.config.resubscribe_min;
             }

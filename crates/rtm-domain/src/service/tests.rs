@@ -764,3 +764,147 @@ async fn a_reconcile_pass_in_agreement_is_one_list_and_checks_only_the_changes()
     // And the next pass is quiet again.
     assert_eq!(h.svc.reconcile().await.unwrap().checked, 0);
 }
+
+fn retention(
+    audit_s: u64,
+    removed_s: u64,
+    state_s: Option<u64>,
+) -> crate::service::RetentionConfig {
+    crate::service::RetentionConfig {
+        audit: Duration::from_secs(audit_s),
+        removed: Duration::from_secs(removed_s),
+        state: state_s.map(Duration::from_secs),
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_audit_rows_but_keeps_a_live_games_last_row() {
+    let h = Harness::new();
+    h.bring("live", Some(RuntimeStatus::Stopped)).await; // start + stop
+    h.bring("gone", Some(RuntimeStatus::Removed)).await; // start + stop + cleanup
+                                                         // Refusals on an unknown game are audited too.
+    for _ in 0..3 {
+        assert!(!h.run("ghost", Command::Stop).await.succeeded());
+    }
+    let before = h.ops().len();
+    assert_eq!(before, 2 + 3 + 3);
+    h.fakes.clock.advance(Duration::from_secs(3600));
+    h.bring("fresh", Some(RuntimeStatus::Running)).await;
+
+    let summary = h
+        .svc
+        .purge_expired(&retention(1800, 86_400, None))
+        .await
+        .unwrap();
+    // Everything older than the cutoff goes except live's newest row.
+    assert_eq!(summary.operations, (before - 1) as u64);
+    let left: Vec<_> = h
+        .ops()
+        .into_iter()
+        .map(|o| (o.game_id.to_string(), o.kind))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            ("live".to_owned(), OpKind::Stop),
+            ("fresh".to_owned(), OpKind::Start)
+        ]
+    );
+    // The removed game is younger than its retention: still known.
+    assert_eq!(h.status("gone"), Some(RuntimeStatus::Removed));
+    assert_eq!((summary.games, summary.states), (0, 0));
+    // A second pass finds nothing more to delete.
+    let again = h
+        .svc
+        .purge_expired(&retention(1800, 86_400, None))
+        .await
+        .unwrap();
+    assert_eq!(again, crate::service::RetentionSummary::default());
+}
+
+#[tokio::test]
+async fn retention_forgets_removed_games_and_deletes_state_only_when_opted_in() {
+    let h = Harness::new();
+    h.bring("old1", Some(RuntimeStatus::Removed)).await;
+    h.bring("old2", Some(RuntimeStatus::Removed)).await;
+    h.fakes.clock.advance(Duration::from_secs(7200));
+    h.bring("young", Some(RuntimeStatus::Removed)).await;
+    h.bring("stopped", Some(RuntimeStatus::Stopped)).await;
+
+    // Without RTM_STATE_RETENTION: records go, state directories stay.
+    let summary = h
+        .svc
+        .purge_expired(&retention(86_400, 3600, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.games, summary.states, summary.skipped),
+        (1 + 1, 0, 0)
+    );
+    assert_eq!(h.status("old1"), None);
+    assert_eq!(h.fakes.store.health(&game("old1")), None);
+    assert_eq!(h.status("young"), Some(RuntimeStatus::Removed));
+    assert_eq!(h.status("stopped"), Some(RuntimeStatus::Stopped));
+    assert!(h.fakes.runtime.removed_states().is_empty());
+
+    // Opted in: the state goes with the record, and only once both
+    // retentions passed (here the longer state retention decides).
+    h.fakes.clock.advance(Duration::from_secs(3600));
+    let opted = retention(86_400, 1800, Some(7200));
+    let summary = h.svc.purge_expired(&opted).await.unwrap();
+    assert_eq!((summary.games, summary.states), (0, 0), "young is 1 h old");
+    h.fakes.clock.advance(Duration::from_secs(3601));
+    let summary = h.svc.purge_expired(&opted).await.unwrap();
+    assert_eq!((summary.games, summary.states), (1, 1));
+    assert_eq!(h.status("young"), None);
+    assert_eq!(
+        h.fakes.runtime.removed_states(),
+        vec!["/var/lib/rtmanager/games/young".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn retention_keeps_a_removed_game_whose_state_cannot_be_deleted() {
+    let h = Harness::new();
+    h.bring("g", Some(RuntimeStatus::Removed)).await;
+    h.fakes.clock.advance(Duration::from_secs(7200));
+    h.fakes.runtime.set_unavailable(true);
+    let summary = h
+        .svc
+        .purge_expired(&retention(86_400, 3600, Some(3600)))
+        .await
+        .unwrap();
+    assert_eq!((summary.games, summary.skipped), (0, 1));
+    assert_eq!(h.status("g"), Some(RuntimeStatus::Removed));
+    h.fakes.runtime.set_unavailable(false);
+    let summary = h
+        .svc
+        .purge_expired(&retention(86_400, 3600, Some(3600)))
+        .await
+        .unwrap();
+    assert_eq!((summary.games, summary.states), (1, 1));
+}
+
+#[tokio::test]
+async fn retention_skips_a_busy_removed_game() {
+    let h = Harness::new();
+    h.bring("g", Some(RuntimeStatus::Removed)).await;
+    h.fakes.clock.advance(Duration::from_secs(7200));
+    let mut cfg = config();
+    cfg.lock_wait = Duration::ZERO;
+    let svc = RuntimeService::new(h.fakes.adapters(), cfg);
+    let held = crate::ports::GameLocks::acquire(&h.fakes.locks, &game("g"), Duration::ZERO)
+        .await
+        .unwrap();
+    let summary = svc
+        .purge_expired(&retention(86_400, 3600, None))
+        .await
+        .unwrap();
+    assert_eq!((summary.games, summary.skipped), (0, 1));
+    crate::ports::GameLockGuard::release(held).await;
+    let summary = svc
+        .purge_expired(&retention(86_400, 3600, None))
+        .await
+        .unwrap();
+    assert_eq!(summary.games, 1);
+}

@@ -6,6 +6,7 @@
 mod leader;
 mod locks;
 mod migrations;
+mod retention;
 mod store;
 
 use rtm_domain::{

@@ -6,6 +6,7 @@
 // In tests a panic is the failure report; `unwrap` is the idiom there.
 #![allow(clippy::unwrap_used)]
 
+mod backlog;
 mod consumer;
 mod publisher;
 mod restart;
