@@ -3,7 +3,8 @@
 //!
 //! Idempotent: a service that already answers is left alone, so a second
 //! run changes nothing. On a Debian machine as root, missing servers are
-//! installed with apt-get; elsewhere the task says what is missing. Every
+//! installed with apt-get (and the test tools `docker-registry` and
+//! `htpasswd`); elsewhere the task says what is missing. Every
 //! wait is bounded. Finally the superuser `rtm_admin`/`rtm_admin` (the
 //! tests' `RTM_TEST_ADMIN_URL`) is created through the `postgres` OS user
 //! when it cannot log in yet.
@@ -36,7 +37,10 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// Installs the PostgreSQL and Redis servers when they are neither
-/// answering nor installed (Debian, as root).
+/// answering nor installed, and the test tools when missing: the
+/// Distribution registry (`docker-registry`) and `htpasswd`
+/// (`apache2-utils`, for the registry's bcrypt password file), which the
+/// registry tests start on loopback (Debian, as root).
 fn install_missing() -> Result<()> {
     let mut missing = vec![];
     if !pg_answers() && pg_version().is_none() {
@@ -45,13 +49,19 @@ fn install_missing() -> Result<()> {
     if !redis_answers() && which("redis-server").is_none() {
         missing.push("redis-server");
     }
+    if which("docker-registry").is_none() {
+        missing.push("docker-registry");
+    }
+    if which("htpasswd").is_none() {
+        missing.push("apache2-utils");
+    }
     if missing.is_empty() {
         return Ok(());
     }
     if which("apt-get").is_none() || !is_root() {
         bail!(
             "services: {} missing; install them (this task installs them only on Debian as root)",
-            missing.join(" and ")
+            missing.join(", ")
         );
     }
     sh("apt-get", &["update"], &[])?;
