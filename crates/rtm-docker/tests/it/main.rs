@@ -5,8 +5,9 @@
 //! ids (container names are global to Docker), and removes its containers
 //! in a drop guard; the tests of this binary share one network (Docker's
 //! default address pools hold only ~30 user networks), removed when the
-//! last test holding it ends. Nothing leaves the machine: the only pull
-//! goes to 127.0.0.1:1. Every wait polls a condition with a deadline.
+//! last test holding it ends. Nothing leaves the machine: pulls go to
+//! 127.0.0.1:1 or to a silent listener on loopback. Every wait polls a
+//! condition with a deadline.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -624,6 +625,42 @@ async fn ensure_image_keeps_present_images_and_reports_failed_pulls() {
     let absent = ImageRef::parse("127.0.0.1:1/engine:1.0.0").expect("ref");
     let r = env.rt.ensure_image(&absent).await;
     assert!(matches!(r, Err(RuntimeError::PullFailed(_))), "{r:?}");
+}
+
+/// A registry that accepts connections and never answers: the pull is
+/// cut at `pull_timeout` and reported as `PullFailed`, not left hanging.
+#[tokio::test]
+async fn a_pull_that_outlives_the_timeout_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = Env::with(|c| c.pull_timeout = Duration::from_secs(2));
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    silent.set_nonblocking(true).expect("nonblocking");
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&done);
+    // Accepted connections are held open, unanswered, until the pull is over.
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && held.len() < 64 {
+            match silent.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        held.len()
+    });
+    let image = ImageRef::parse(&format!("127.0.0.1:{port}/engine:1.0.0")).expect("ref");
+    let r = env.rt.ensure_image(&image).await;
+    done.store(true, Ordering::SeqCst);
+    let held = holder.join().expect("holder thread");
+    assert!(held > 0, "Docker connected to the silent registry");
+    match r {
+        Err(RuntimeError::PullFailed(msg)) => {
+            assert!(msg.contains("RTM_PULL_TIMEOUT"), "{msg}")
+        }
+        other => panic!("expected a timed-out pull, got {other:?}"),
+    }
 }
 
 #[tokio::test]
