@@ -3,7 +3,8 @@
 //!
 //! Idempotent: a service that already answers is left alone, so a second
 //! run changes nothing. On a Debian machine as root, missing servers are
-//! installed with apt-get; elsewhere the task says what is missing. Every
+//! installed with apt-get (and the test tools `docker-registry` and
+//! `htpasswd`); elsewhere the task says what is missing. Every
 //! wait is bounded. Finally the superuser `rtm_admin`/`rtm_admin` (the
 //! tests' `RTM_TEST_ADMIN_URL`) is created through the `postgres` OS user
 //! when it cannot log in yet.
@@ -36,8 +37,11 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// Installs the PostgreSQL and Redis servers when they are neither
-/// answering nor installed, promtool when absent, and chromium (the
-/// console's browser test) when it is not installed (Debian, as root).
+/// answering nor installed, and the test tools when missing: the
+/// Distribution registry (`docker-registry`) and `htpasswd`
+/// (`apache2-utils`, for the registry's bcrypt password file), which the
+/// registry tests start on loopback; promtool (alert-rule tests) and
+/// chromium (the console's browser test) likewise (Debian, as root).
 fn install_missing() -> Result<()> {
     let mut missing = vec![];
     if !pg_answers() && pg_version().is_none() {
@@ -56,6 +60,12 @@ fn install_missing() -> Result<()> {
     if which("promtool").is_none() {
         missing.push("prometheus");
     }
+    if which("docker-registry").is_none() {
+        missing.push("docker-registry");
+    }
+    if which("htpasswd").is_none() {
+        missing.push("apache2-utils");
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -69,7 +79,7 @@ fn install_missing() -> Result<()> {
     if which("apt-get").is_none() || !is_root() {
         bail!(
             "services: {} missing; install them (this task installs them only on Debian as root)",
-            missing.join(" and ")
+            missing.join(", ")
         );
     }
     sh("apt-get", &["update"], &[])?;

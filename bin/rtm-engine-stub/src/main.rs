@@ -20,7 +20,13 @@
 //!   - `oom`: removes it, then allocates and touches memory until the
 //!     kernel OOM-kills the process (it stops growing at 4 GiB, a safety
 //!     net for running it without a memory limit);
-//!   - `unhealthy`: see `/healthz`; a state, not a one-shot.
+//!   - `unhealthy`: see `/healthz`; a state, not a one-shot;
+//!   - `lockdown`: removes it, then tries to write outside `/tmp` and the
+//!     state dir, to run from `/tmp` and to fork past the pids limit, and
+//!     reports each refusal in `lockdown.result` (see `lockdown.rs`).
+//!
+//! It writes only to its state dir (and `/tmp` when probing), so it runs
+//! under RTM's read-only root filesystem.
 //! - `ENGINE_FAIL_AT_START=1` makes it exit with code 3 at once, before
 //!   anything else (the `broken` image).
 //!
@@ -36,6 +42,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod lockdown;
 
 /// How often the control files and the termination flag are checked.
 const POLL: Duration = Duration::from_millis(100);
@@ -60,6 +68,10 @@ struct Engine {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(lockdown::IDLE_ARG) {
+        lockdown::idle_child();
+        return ExitCode::SUCCESS;
+    }
     if std::env::var("ENGINE_FAIL_AT_START").as_deref() == Ok("1") {
         eprintln!("rtm-engine-stub: ENGINE_FAIL_AT_START=1, exiting with 3");
         return ExitCode::from(3);
@@ -179,6 +191,13 @@ fn control_loop(engine: &Engine) -> ExitCode {
             eprintln!("rtm-engine-stub: oom file found, allocating until killed");
             eat_memory();
         }
+        let probe = engine.control("lockdown");
+        if probe.exists() {
+            let _ = fs::remove_file(&probe);
+            if let Err(e) = lockdown::probe(&engine.state_dir) {
+                eprintln!("rtm-engine-stub: cannot write lockdown.result: {e}");
+            }
+        }
         thread::sleep(POLL);
     }
 }
@@ -201,16 +220,28 @@ fn eat_memory() {
     drop(std::hint::black_box(hoard));
 }
 
-/// Accepts connections forever, one short-lived thread each.
+/// Accepts connections forever, one short-lived thread each. When no
+/// thread can be started (e.g. at the pids limit) the connection is
+/// answered inline instead: `thread::spawn` would panic and take the
+/// server down.
 fn serve(listener: &TcpListener, engine: &Arc<Engine>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let engine = Arc::clone(engine);
-        thread::spawn(move || {
-            if let Err(e) = handle(stream, &engine) {
+        let shared = Arc::clone(engine);
+        let inline = match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let spawned = thread::Builder::new().spawn(move || {
+            if let Err(e) = handle(stream, &shared) {
                 eprintln!("rtm-engine-stub: connection error: {e}");
             }
         });
+        if spawned.is_err() {
+            if let Err(e) = handle(inline, engine) {
+                eprintln!("rtm-engine-stub: connection error: {e}");
+            }
+        }
     }
 }
 

@@ -199,6 +199,11 @@ fn docker_config(config: &Config) -> DockerConfig {
         log_max_size: d.engine.log_max_size.to_string(),
         log_max_files: d.engine.log_max_files,
         call_concurrency: d.concurrency,
+        cap_add: d.engine.cap_add.clone(),
+        tmpfs_bytes: d.engine.tmpfs_bytes,
+        pids_limit: d.engine.pids_limit,
+        registry_auth_file: d.registry_auth_file.clone(),
+        pull_timeout: d.pull_timeout,
     }
 }
 

@@ -56,6 +56,11 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTM_ENGINE_CPUS",
     "RTM_ENGINE_LOG_MAX_SIZE",
     "RTM_ENGINE_LOG_MAX_FILES",
+    "RTM_ENGINE_CAP_ADD",
+    "RTM_ENGINE_TMPFS_SIZE",
+    "RTM_ENGINE_PIDS_LIMIT",
+    "RTM_REGISTRY_AUTH_FILE",
+    "RTM_PULL_TIMEOUT",
     "RTM_LOBBY_STREAM",
     "RTM_LOBBY_GROUP",
     "RTM_LOBBY_CLAIM_IDLE",
@@ -233,6 +238,11 @@ pub struct DockerConfig {
     /// `RTM_STATE_ROOT`: absolute host directory of per-game state.
     pub state_root: String,
     pub engine: EngineConfig,
+    /// `RTM_REGISTRY_AUTH_FILE`: Docker-style credentials for pulls
+    /// (checked at start; re-read by the adapter when it changes).
+    pub registry_auth_file: Option<PathBuf>,
+    /// `RTM_PULL_TIMEOUT`.
+    pub pull_timeout: Duration,
 }
 
 /// What every engine container gets.
@@ -252,6 +262,12 @@ pub struct EngineConfig {
     pub log_max_size: u64,
     /// `RTM_ENGINE_LOG_MAX_FILES` (json-file `max-file`).
     pub log_max_files: u32,
+    /// `RTM_ENGINE_CAP_ADD`: capabilities added back after dropping all.
+    pub cap_add: Vec<String>,
+    /// `RTM_ENGINE_TMPFS_SIZE`, bytes: the size cap of `/tmp`.
+    pub tmpfs_bytes: u64,
+    /// `RTM_ENGINE_PIDS_LIMIT`.
+    pub pids_limit: u32,
 }
 
 /// Lobby command stream settings (SPEC §6).
@@ -801,6 +817,31 @@ impl Config {
         let log_max_files = r.get("RTM_ENGINE_LOG_MAX_FILES", Some("3"), |s| {
             parse_number::<u32>(s, 1, 100)
         });
+        let cap_add = r.get("RTM_ENGINE_CAP_ADD", Some(""), |s| {
+            rtm_docker::parse_capabilities(s).map_err(|e| e.to_string())
+        });
+        let tmpfs_size = r.get("RTM_ENGINE_TMPFS_SIZE", Some("64m"), |s| {
+            let n = parse_size(s)?;
+            if n < 1024 * 1024 {
+                Err(format!("{s:?} must be at least 1m"))
+            } else {
+                Ok(n)
+            }
+        });
+        let pids_limit = r.get("RTM_ENGINE_PIDS_LIMIT", Some("256"), |s| {
+            parse_number::<u32>(s, u64::from(rtm_docker::MIN_PIDS_LIMIT), 1_000_000)
+        });
+        let registry_auth_file = r.get("RTM_REGISTRY_AUTH_FILE", Some(""), |s| {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            let path = PathBuf::from(parse_absolute_path(s)?);
+            // Read now so a bad file stops the start with its reason (the
+            // error names the file and the problem, never a secret).
+            rtm_docker::RegistryAuths::load(&path).map_err(|e| e.to_string())?;
+            Ok(Some(path))
+        });
+        let pull_timeout = r.duration("RTM_PULL_TIMEOUT", "10m", true);
         let lobby_stream = r.get(
             "RTM_LOBBY_STREAM",
             Some("lobby:runtime_commands"),
@@ -914,7 +955,12 @@ impl Config {
                         nano_cpus: cpus?,
                         log_max_size: log_max_size?,
                         log_max_files: log_max_files?,
+                        cap_add: cap_add?,
+                        tmpfs_bytes: tmpfs_size?,
+                        pids_limit: pids_limit?,
                     },
+                    registry_auth_file: registry_auth_file?,
+                    pull_timeout: pull_timeout?,
                 },
                 lobby: LobbyConfig {
                     stream: lobby_stream?,
@@ -1092,6 +1138,11 @@ mod tests {
         assert_eq!(e.nano_cpus, 1_000_000_000);
         assert_eq!(e.log_max_size, 10 * 1024 * 1024);
         assert_eq!(e.log_max_files, 3);
+        assert!(e.cap_add.is_empty());
+        assert_eq!(e.tmpfs_bytes, 64 * 1024 * 1024);
+        assert_eq!(e.pids_limit, 256);
+        assert_eq!(c.docker.registry_auth_file, None);
+        assert_eq!(c.docker.pull_timeout, Duration::from_secs(600));
         assert_eq!(c.lobby.stream, "lobby:runtime_commands");
         assert_eq!(c.lobby.group, "rtmanager");
         assert_eq!(c.lobby.claim_idle, Duration::from_secs(300));
@@ -1135,7 +1186,20 @@ mod tests {
 
     #[test]
     fn every_variable_is_read() {
+        let auth =
+            std::env::temp_dir().join(format!("rtm-config-auth-{}.json", std::process::id()));
+        std::fs::write(
+            &auth,
+            r#"{"auths": {"ghcr.io": {"username": "u", "password": "p"}}}"#,
+        )
+        .expect("write auth file");
+        let auth_path = auth.display().to_string();
         let c = load(&[
+            ("RTM_ENGINE_CAP_ADD", "net_bind_service, CAP_SYS_NICE"),
+            ("RTM_ENGINE_TMPFS_SIZE", "16m"),
+            ("RTM_ENGINE_PIDS_LIMIT", "64"),
+            ("RTM_REGISTRY_AUTH_FILE", &auth_path),
+            ("RTM_PULL_TIMEOUT", "90s"),
             ("RTM_DATABASE_URL", "postgresql://u:p@db:5433/x"),
             ("RTM_DATABASE_SCHEMA", "rtm_test_1"),
             ("RTM_DATABASE_POOL_SIZE", "4"),
@@ -1211,6 +1275,15 @@ mod tests {
         assert_eq!(c.docker.engine.nano_cpus, 250_000_000);
         assert_eq!(c.docker.engine.log_max_size, 512 * 1024);
         assert_eq!(c.docker.engine.log_max_files, 7);
+        assert_eq!(
+            c.docker.engine.cap_add,
+            vec!["NET_BIND_SERVICE", "SYS_NICE"]
+        );
+        assert_eq!(c.docker.engine.tmpfs_bytes, 16 << 20);
+        assert_eq!(c.docker.engine.pids_limit, 64);
+        assert_eq!(c.docker.registry_auth_file.as_deref(), Some(auth.as_path()));
+        assert_eq!(c.docker.pull_timeout, Duration::from_secs(90));
+        std::fs::remove_file(&auth).expect("remove auth file");
         assert_eq!(c.lobby.stream, "s1");
         assert_eq!(c.lobby.group, "g1");
         assert_eq!(c.lobby.claim_idle, Duration::from_secs(30));
@@ -1491,6 +1564,55 @@ mod tests {
         // An empty value is the same as unset: never delete state.
         let c = load(&[("RTM_STATE_RETENTION", " ")]).expect("valid");
         assert_eq!(c.workers.state_retention, None);
+    }
+
+    #[test]
+    fn lockdown_and_registry_rules() {
+        let e = errors(&[
+            ("RTM_ENGINE_CAP_ADD", "NET_BIND_SERVICE,ALL"),
+            ("RTM_ENGINE_TMPFS_SIZE", "512k"),
+            ("RTM_ENGINE_PIDS_LIMIT", "2"),
+            ("RTM_REGISTRY_AUTH_FILE", "/nonexistent/rtm/config.json"),
+            ("RTM_PULL_TIMEOUT", "0s"),
+        ]);
+        assert_eq!(e.len(), 5, "every problem at once: {e:?}");
+        assert!(
+            e[0].starts_with("RTM_ENGINE_CAP_ADD: ALL is not allowed"),
+            "{e:?}"
+        );
+        assert_eq!(e[1], "RTM_ENGINE_TMPFS_SIZE: \"512k\" must be at least 1m");
+        assert!(
+            e[2].starts_with("RTM_ENGINE_PIDS_LIMIT: \"2\" must be between 8"),
+            "{e:?}"
+        );
+        assert!(
+            e[3].starts_with(
+                "RTM_REGISTRY_AUTH_FILE: registry auth file /nonexistent/rtm/config.json: cannot read"
+            ),
+            "{e:?}"
+        );
+        assert!(e[4].starts_with("RTM_PULL_TIMEOUT:"), "{e:?}");
+        assert!(
+            errors(&[("RTM_ENGINE_CAP_ADD", "SYS_ADMINN")])[0].contains("not a Linux capability")
+        );
+
+        // A file that parses badly is named with its problem, and its
+        // secrets are not echoed.
+        let bad = std::env::temp_dir().join(format!("rtm-config-bad-{}.json", std::process::id()));
+        std::fs::write(
+            &bad,
+            r#"{"auths": {"ghcr.io": {"username": "u", "pass": "hunter2"}}}"#,
+        )
+        .expect("write");
+        let e = errors(&[("RTM_REGISTRY_AUTH_FILE", &bad.display().to_string())]);
+        std::fs::remove_file(&bad).expect("remove");
+        assert_eq!(
+            e,
+            vec![format!(
+                "RTM_REGISTRY_AUTH_FILE: registry auth file {}: entry \"ghcr.io\": \"username\" without \"password\"",
+                bad.display()
+            )]
+        );
     }
 
     #[test]

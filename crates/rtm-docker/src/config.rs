@@ -3,6 +3,7 @@
 //! operation can fail later because of a bad setting.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use docker_api::Docker;
 
@@ -38,6 +39,21 @@ pub struct DockerConfig {
     /// Container creates and starts sent to Docker at once
     /// (`RTM_DOCKER_CONCURRENCY`); more wait for a slot.
     pub call_concurrency: usize,
+    /// Capabilities added back after `CapDrop: ["ALL"]`
+    /// (`RTM_ENGINE_CAP_ADD`), as canonical names without `CAP_` (see
+    /// [`parse_capabilities`]); usually empty.
+    pub cap_add: Vec<String>,
+    /// Size cap of the engine's `/tmp` tmpfs in bytes
+    /// (`RTM_ENGINE_TMPFS_SIZE`).
+    pub tmpfs_bytes: u64,
+    /// Most processes and threads the engine may have at once
+    /// (`RTM_ENGINE_PIDS_LIMIT`).
+    pub pids_limit: u32,
+    /// A Docker `config.json`-style credentials file
+    /// (`RTM_REGISTRY_AUTH_FILE`); `None` pulls anonymously.
+    pub registry_auth_file: Option<PathBuf>,
+    /// Longest a pull may take (`RTM_PULL_TIMEOUT`).
+    pub pull_timeout: Duration,
 }
 
 impl DockerConfig {
@@ -55,6 +71,11 @@ impl DockerConfig {
             log_max_size: "10m".to_owned(),
             log_max_files: 3,
             call_concurrency: 8,
+            cap_add: Vec::new(),
+            tmpfs_bytes: 64 * 1024 * 1024,
+            pids_limit: 256,
+            registry_auth_file: None,
+            pull_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -76,6 +97,93 @@ pub enum DockerConfigError {
         "log rotation: max size {size:?} must be non-empty and max files ({files}) at least 1"
     )]
     BadLogRotation { size: String, files: u32 },
+    #[error("{0}")]
+    BadCapability(String),
+    #[error("tmpfs size must be at least 1 MiB (got {0} bytes)")]
+    BadTmpfsSize(u64),
+    #[error("pids limit must be at least {MIN_PIDS_LIMIT} (got {0})")]
+    BadPidsLimit(u32),
+    #[error("pull timeout must be greater than zero")]
+    BadPullTimeout,
+    #[error(transparent)]
+    RegistryAuth(#[from] crate::auth::RegistryAuthError),
+}
+
+/// The smallest pids limit accepted: Docker's init, the engine and a few
+/// threads must fit, or the engine cannot even start.
+pub const MIN_PIDS_LIMIT: u32 = 8;
+
+/// Every Linux capability name (without `CAP_`), as of Linux 6.x. An
+/// allow-list entry must be one of these: Docker would refuse an unknown
+/// one only at create time, per game.
+const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
+/// Parses the capability allow-list: comma-separated names, with or
+/// without `CAP_`, any case (`NET_BIND_SERVICE, cap_sys_nice`). Returns the
+/// canonical names (upper case, no prefix), deduplicated, in order. `ALL`
+/// is refused: it would undo the lockdown in one word.
+pub fn parse_capabilities(list: &str) -> Result<Vec<String>, DockerConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let upper = raw.to_ascii_uppercase();
+        let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        if name == "ALL" {
+            return Err(DockerConfigError::BadCapability(
+                "ALL is not allowed: name each capability the engines need".to_owned(),
+            ));
+        }
+        if !CAPABILITIES.contains(&name) {
+            return Err(DockerConfigError::BadCapability(format!(
+                "{raw:?} is not a Linux capability (e.g. NET_BIND_SERVICE)"
+            )));
+        }
+        if !out.iter().any(|c| c == name) {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Numeric user and group of the engine process.
@@ -175,6 +283,18 @@ mod tests {
             "tcp://h/p",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_capabilities() {
+        assert_eq!(parse_capabilities(""), Ok(vec![]));
+        assert_eq!(
+            parse_capabilities("NET_BIND_SERVICE, cap_sys_nice,CAP_NET_BIND_SERVICE"),
+            Ok(vec!["NET_BIND_SERVICE".to_owned(), "SYS_NICE".to_owned()])
+        );
+        for bad in ["ALL", "cap_all", "NET_BIND", "CAP_", "SYS ADMIN"] {
+            assert!(parse_capabilities(bad).is_err(), "{bad}");
         }
     }
 

@@ -10,15 +10,26 @@
 //! listed in `docs/docker.md`. Docker errors become port errors here:
 //! 404 → `NotFound`, 409 → `Conflict`, an unreachable engine →
 //! `Unavailable` (with its cause), pull failures → `PullFailed`.
+//!
+//! Every engine container is locked down (`create.rs`): all capabilities
+//! dropped, read-only root filesystem, a size-capped `noexec` tmpfs at
+//! `/tmp`, a pids limit and Docker's init. Pulls carry the registry's
+//! credentials from a Docker-style auth file (`auth.rs`), are bounded in
+//! time and log their progress (`pull.rs`).
 
+mod auth;
 mod config;
 mod convert;
+mod create;
 mod error;
 mod events;
+mod pull;
 mod runtime;
 
-pub use config::{DockerConfig, DockerConfigError};
+
 pub use error::{error_counts, ERROR_KINDS};
+pub use auth::{Credential, RegistryAuthError, RegistryAuths};
+pub use config::{parse_capabilities, DockerConfig, DockerConfigError, MIN_PIDS_LIMIT};
 pub use runtime::DockerRuntime;
 
 /// The label keys this adapter writes on every container it creates.

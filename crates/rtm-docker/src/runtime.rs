@@ -19,20 +19,22 @@ use std::time::Duration;
 use docker_api::models::ContainerInspect200Response;
 use docker_api::opts::{
     ContainerCreateOpts, ContainerFilter, ContainerListOpts, ContainerRemoveOpts,
-    ContainerStopOpts, NetworkCreateOpts, NetworkFilter, NetworkListOpts, PullOpts,
+    ContainerStopOpts, NetworkCreateOpts, NetworkFilter, NetworkListOpts,
 };
 use docker_api::Docker;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use rtm_domain::ports::{
     ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary,
 };
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
 use time::OffsetDateTime;
 
-use crate::config::{DockerConfig, DockerConfigError, Endpoint, EngineUser};
+use crate::auth::CredentialsFile;
+use crate::config::{DockerConfig, DockerConfigError, Endpoint, EngineUser, MIN_PIDS_LIMIT};
 use crate::convert::{
     self, LABEL_GAME_ID, LABEL_IMAGE_REF, LABEL_MANAGED, LABEL_OWNER, LABEL_STATE_PATH,
 };
+use crate::create::{CreateClient, Lockdown};
 use crate::error::{classify, to_runtime, Failure};
 use crate::events;
 
@@ -49,8 +51,13 @@ pub struct DockerRuntime {
 #[derive(Debug)]
 struct Inner {
     docker: Docker,
+    /// The same transport as `docker`, for the locked-down create body.
+    creator: CreateClient,
     config: DockerConfig,
     user: EngineUser,
+    lockdown: Lockdown,
+    /// `None` when no credentials file is configured.
+    credentials: Option<CredentialsFile>,
     /// Serializes network creation within the process. A tokio mutex: it
     /// is held across the Docker calls.
     network_lock: tokio::sync::Mutex<()>,
@@ -87,11 +94,36 @@ impl DockerRuntime {
                 files: config.log_max_files,
             });
         }
-        let docker = Endpoint::parse(&config.host)?.connect()?;
+        let cap_add = crate::config::parse_capabilities(&config.cap_add.join(","))?;
+        if config.tmpfs_bytes < 1024 * 1024 {
+            return Err(DockerConfigError::BadTmpfsSize(config.tmpfs_bytes));
+        }
+        if config.pids_limit < MIN_PIDS_LIMIT {
+            return Err(DockerConfigError::BadPidsLimit(config.pids_limit));
+        }
+        if config.pull_timeout.is_zero() {
+            return Err(DockerConfigError::BadPullTimeout);
+        }
+        let credentials = config
+            .registry_auth_file
+            .as_deref()
+            .map(CredentialsFile::open)
+            .transpose()?;
+        let endpoint = Endpoint::parse(&config.host)?;
+        let docker = endpoint.connect()?;
+        let creator = CreateClient::new(&endpoint)?;
+        let lockdown = Lockdown {
+            cap_add,
+            tmpfs_bytes: config.tmpfs_bytes,
+            pids_limit: config.pids_limit,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 docker,
+                creator,
                 user,
+                lockdown,
+                credentials,
                 network_lock: tokio::sync::Mutex::new(()),
                 network_ready: std::sync::atomic::AtomicBool::new(false),
                 calls: tokio::sync::Semaphore::new(config.call_concurrency.max(1)),
@@ -230,42 +262,31 @@ impl DockerRuntime {
     /// The Docker create itself, in one of the call slots.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         let _slot = self.call_slot().await?;
-        let container = self
-            .docker()
-            .containers()
-            .create(&self.create_opts(spec))
+        let body = self.create_body(spec)?;
+        let id = self
+            .inner
+            .creator
+            .create(&spec.name, &body)
             .await
             .map_err(|e| to_runtime(e, &format!("create {}", spec.name)))?;
-        ContainerId::new(container.id().to_string())
+        ContainerId::new(id)
             .ok_or_else(|| RuntimeError::Other("create returned an empty id".to_owned()))
     }
 
-    /// Pulls `image`; errors arrive as items of the progress stream.
+    /// Pulls `image` with the credentials of its registry, if any.
     async fn pull(&self, image: &ImageRef) -> Result<(), RuntimeError> {
-        // A digest pins the content more exactly than a tag, so it wins
-        // when the reference has both.
-        let tag = image.digest().or(image.tag()).unwrap_or("latest");
-        let opts = PullOpts::builder().image(image.name()).tag(tag).build();
-        let images = self.docker().images();
-        let mut stream = images.pull(&opts);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(docker_api::models::ImageBuildChunk::Error { error, .. }) => {
-                    return Err(RuntimeError::PullFailed(format!("{image}: {error}")));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(match classify(&e) {
-                        Failure::Unreachable => RuntimeError::Unavailable(Box::new(e)),
-                        Failure::Status(_, msg) => {
-                            RuntimeError::PullFailed(format!("{image}: {msg}"))
-                        }
-                        Failure::Other => RuntimeError::PullFailed(format!("{image}: {e}")),
-                    });
-                }
-            }
-        }
-        Ok(())
+        let credential = self
+            .inner
+            .credentials
+            .as_ref()
+            .and_then(|c| c.get(image.registry()));
+        crate::pull::pull(
+            self.docker(),
+            image,
+            credential.as_ref(),
+            self.inner.config.pull_timeout,
+        )
+        .await
     }
 
     /// Inspects an image: `Ok(true)` present, `Ok(false)` absent.
@@ -283,6 +304,18 @@ impl DockerRuntime {
                 _ => Err(to_runtime(e, &format!("image {image}"))),
             },
         }
+    }
+
+    /// The whole create body: the builder's fields plus the lockdown.
+    fn create_body(&self, spec: &ContainerSpec) -> Result<serde_json::Value, RuntimeError> {
+        let mut body: serde_json::Value = self
+            .create_opts(spec)
+            .serialize()
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .ok_or_else(|| RuntimeError::Other("cannot serialise the create body".to_owned()))?;
+        crate::create::lockdown(&mut body, &self.inner.lockdown);
+        Ok(body)
     }
 
     fn create_opts(&self, spec: &ContainerSpec) -> ContainerCreateOpts {
@@ -413,12 +446,6 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    /// Creates the container per SPEC §5: network (created if missing),
-    /// state directory (created, owned by the engine user) bound at the
-    /// state mount and no other mount, memory/CPU limits, `json-file` logs
-    /// with rotation, the engine user, `no-new-privileges`, never
-    /// privileged, restart policy `no`, the five `rtm.*` labels and the
-    /// `GAME_ID`, `ENGINE_STATE_DIR`, `ENGINE_PORT` environment.
     /// Deletes the state directory tree; a missing one is Ok. The path is
     /// checked like at create, so a corrupt record cannot aim this at `/`
     /// or a relative path.
@@ -442,6 +469,15 @@ impl ContainerRuntime for DockerRuntime {
         .map_err(|e| RuntimeError::Other(format!("state directory task failed: {e}")))?
     }
 
+    /// Creates the container per SPEC §5: network (created if missing),
+    /// state directory (created, owned by the engine user) bound at the
+    /// state mount and no other mount, memory/CPU limits, `json-file` logs
+    /// with rotation, the engine user, `no-new-privileges`, never
+    /// privileged, restart policy `no`, the five `rtm.*` labels and the
+    /// `GAME_ID`, `ENGINE_STATE_DIR`, `ENGINE_PORT` environment; and the
+    /// lockdown: every capability dropped (but the allow-list), read-only
+    /// root filesystem, a size-capped `noexec` tmpfs at `/tmp`, the pids
+    /// limit and Docker's init.
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         check_state_path(&spec.state_path)?;
         let cached = self.ensure_network().await?;
@@ -580,10 +616,16 @@ mod tests {
             image: ImageRef::parse("rtm.local/engine-stub:1.0.0").expect("valid ref"),
             state_path: "/srv/games/g1".into(),
         };
-        let json: serde_json::Value =
-            serde_json::from_str(&rt.create_opts(&spec).serialize().expect("serializes"))
-                .expect("json");
+        let json = rt.create_body(&spec).expect("body");
         let hc = &json["HostConfig"];
+        assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]));
+        assert_eq!(hc["ReadonlyRootfs"], true);
+        assert_eq!(hc["PidsLimit"], 256);
+        assert_eq!(hc["Init"], true);
+        assert!(hc["Tmpfs"]["/tmp"]
+            .as_str()
+            .expect("tmpfs options")
+            .contains("size=67108864"));
         assert_eq!(
             hc["Binds"],
             serde_json::json!(["/srv/games/g1:/var/lib/engine"])

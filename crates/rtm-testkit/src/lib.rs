@@ -1,12 +1,14 @@
 //! Test-only helpers shared by the integration tests of every crate:
 //! unique PostgreSQL schemas, Redis key prefixes, Docker owner labels and
-//! networks, and the engine stub image (built when missing).
+//! networks, the engine stub image (built when missing) and a real local
+//! image registry.
 //!
 //! Each area lives in its own module, owned by the adapter it serves.
 
 pub mod docker;
 pub mod pg;
 pub mod redis;
+pub mod registry;
 
 /// A short unique token for names (schemas, prefixes, owners): process id,
 /// a process-wide counter and the clock, so parallel test binaries and

@@ -5,8 +5,9 @@
 //! ids (container names are global to Docker), and removes its containers
 //! in a drop guard; the tests of this binary share one network (Docker's
 //! default address pools hold only ~30 user networks), removed when the
-//! last test holding it ends. Nothing leaves the machine: the only pull
-//! goes to 127.0.0.1:1. Every wait polls a condition with a deadline.
+//! last test holding it ends. Nothing leaves the machine: pulls go to
+//! 127.0.0.1:1 or to a silent listener on loopback. Every wait polls a
+//! condition with a deadline.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -206,7 +207,22 @@ async fn creates_a_hardened_labelled_engine_that_serves_healthz() {
         hc["Binds"],
         serde_json::json!([format!("{}:/var/lib/engine", spec.state_path)])
     );
+    // The lockdown (docs/docker.md): what docker-api's builder cannot say.
+    assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]));
+    assert!(
+        hc["CapAdd"].is_null() || hc["CapAdd"] == serde_json::json!([]),
+        "no capability added back by default: {}",
+        hc["CapAdd"]
+    );
+    assert_eq!(hc["ReadonlyRootfs"], true);
+    assert_eq!(
+        hc["Tmpfs"],
+        serde_json::json!({"/tmp": "rw,noexec,nosuid,nodev,mode=1777,size=67108864"})
+    );
+    assert_eq!(hc["PidsLimit"], 256);
+    assert_eq!(hc["Init"], true);
     let mounts = raw["Mounts"].as_array().expect("mounts");
+    // The tmpfs is a HostConfig.Tmpfs mount, which `Mounts` does not list.
     assert_eq!(mounts.len(), 1, "only the state dir is mounted: {mounts:?}");
     assert_eq!(mounts[0]["Type"], "bind");
     assert_eq!(mounts[0]["Source"], spec.state_path.as_str());
@@ -239,6 +255,90 @@ async fn creates_a_hardened_labelled_engine_that_serves_healthz() {
     assert_eq!(listed[0].ip, Some(ip));
     assert_eq!(info.summary.ip, Some(ip));
     assert_eq!(listed[0].health, None);
+}
+
+/// The engine's own attempts, through the stub's `lockdown` control file:
+/// writes outside `/tmp` and the state dir, running from `/tmp` and forking
+/// past the pids limit are all refused, and the engine keeps serving.
+#[tokio::test]
+async fn the_lockdown_refuses_writes_exec_and_forks_while_the_engine_serves() {
+    const PIDS: u32 = 24;
+    let env = Env::with(|c| c.pids_limit = PIDS);
+    let (spec, id) = env.running("1.0.0").await;
+    let ip = env.rt.inspect(&id).await.expect("inspect").ip.expect("ip");
+    poll("healthz", || http_get(ip, 8080, "/healthz").ok()).await;
+
+    write_control(&spec, "lockdown", "");
+    let path = PathBuf::from(&spec.state_path).join("lockdown.result");
+    let text = poll("lockdown.result", || std::fs::read_to_string(&path).ok()).await;
+    let result: std::collections::HashMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    // New files at / and in /etc: EROFS proves the root filesystem itself
+    // is read-only (not merely owned by root).
+    for key in ["write_root", "write_etc"] {
+        let got = result.get(key).copied().unwrap_or("missing");
+        assert!(got.contains("os error 30"), "{key}: {got} ({text})");
+    }
+    // Existing files (Docker's /etc/hosts, the engine binary): refused,
+    // as read-only or as not the engine user's (EACCES).
+    for key in ["write_etc_hosts", "write_binary"] {
+        let got = result.get(key).copied().unwrap_or("missing");
+        assert!(
+            got.contains("os error 30") || got.contains("os error 13"),
+            "{key} must be refused: {got} ({text})"
+        );
+    }
+    assert_eq!(result.get("write_tmp").copied(), Some("ok"), "{text}");
+    assert!(
+        result
+            .get("exec_tmp")
+            .is_some_and(|r| r.contains("os error 13")),
+        "/tmp is noexec: {text}"
+    );
+    let spawned: u32 = result
+        .get("spawned")
+        .and_then(|n| n.parse().ok())
+        .expect("spawned count");
+    assert!(
+        spawned < PIDS,
+        "{spawned} children under a limit of {PIDS}: {text}"
+    );
+    assert!(
+        result
+            .get("spawn_error")
+            .is_some_and(|r| r.contains("os error 11")),
+        "the fork past the limit is refused with EAGAIN: {text}"
+    );
+    assert_eq!(result.get("pid1").copied(), Some("docker-init"), "{text}");
+
+    // Still the same, running engine: it answers and never restarted.
+    let (status, _) = poll("healthz after the probes", || {
+        http_get(ip, 8080, "/healthz").ok()
+    })
+    .await;
+    assert_eq!(status, 200);
+    let info = env.rt.inspect(&id).await.expect("inspect");
+    assert!(info.summary.running, "{info:?}");
+    let starts = std::fs::read_to_string(PathBuf::from(&spec.state_path).join("starts.log"))
+        .expect("starts.log");
+    assert_eq!(starts.lines().count(), 1, "{starts}");
+}
+
+/// An allow-listed capability is added back; anything else stays dropped.
+#[tokio::test]
+async fn the_capability_allow_list_is_applied_and_validated() {
+    let env = Env::with(|c| c.cap_add = vec!["NET_BIND_SERVICE".to_owned()]);
+    let (_, id) = env.running("1.0.0").await;
+    let hc = docker_inspect(&id)["HostConfig"].clone();
+    assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]));
+    assert_eq!(hc["CapAdd"], serde_json::json!(["NET_BIND_SERVICE"]));
+
+    for bad in ["ALL", "NOT_A_CAP"] {
+        let mut config = env.rt.config().clone();
+        config.cap_add = vec![bad.to_owned()];
+        let err = DockerRuntime::new(config).expect_err(bad);
+        assert!(err.to_string().contains(bad), "{err}");
+    }
 }
 
 #[tokio::test]
@@ -536,6 +636,42 @@ async fn ensure_image_keeps_present_images_and_reports_failed_pulls() {
     assert!(matches!(r, Err(RuntimeError::PullFailed(_))), "{r:?}");
 }
 
+/// A registry that accepts connections and never answers: the pull is
+/// cut at `pull_timeout` and reported as `PullFailed`, not left hanging.
+#[tokio::test]
+async fn a_pull_that_outlives_the_timeout_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = Env::with(|c| c.pull_timeout = Duration::from_secs(2));
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    silent.set_nonblocking(true).expect("nonblocking");
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&done);
+    // Accepted connections are held open, unanswered, until the pull is over.
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && held.len() < 64 {
+            match silent.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        held.len()
+    });
+    let image = ImageRef::parse(&format!("127.0.0.1:{port}/engine:1.0.0")).expect("ref");
+    let r = env.rt.ensure_image(&image).await;
+    done.store(true, Ordering::SeqCst);
+    let held = holder.join().expect("holder thread");
+    assert!(held > 0, "Docker connected to the silent registry");
+    match r {
+        Err(RuntimeError::PullFailed(msg)) => {
+            assert!(msg.contains("RTM_PULL_TIMEOUT"), "{msg}")
+        }
+        other => panic!("expected a timed-out pull, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_docker_is_unavailable() {
     let env = Env::new();
@@ -670,6 +806,29 @@ async fn bad_specs_and_configs_are_refused() {
     assert!(
         DockerRuntime::new(config).is_err(),
         "root engines are refused"
+    );
+    let base = env.rt.config().clone();
+    let mut c = base.clone();
+    c.pids_limit = 1;
+    assert!(
+        DockerRuntime::new(c).is_err(),
+        "a pids limit too small to start"
+    );
+    let mut c = base.clone();
+    c.tmpfs_bytes = 0;
+    assert!(DockerRuntime::new(c).is_err(), "an empty /tmp");
+    let mut c = base.clone();
+    c.pull_timeout = Duration::ZERO;
+    assert!(
+        DockerRuntime::new(c).is_err(),
+        "a pull that can never finish"
+    );
+    let mut c = base;
+    c.registry_auth_file = Some(PathBuf::from("/nonexistent/rtm-auth.json"));
+    let err = DockerRuntime::new(c).expect_err("a missing credentials file");
+    assert!(
+        err.to_string().contains("/nonexistent/rtm-auth.json"),
+        "the error names the file: {err}"
     );
 }
 

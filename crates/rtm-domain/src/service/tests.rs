@@ -312,6 +312,49 @@ async fn patch_swaps_the_container_and_removes_the_old_one() {
     assert_eq!(out.operation.container_id, new.to_string());
 }
 
+/// The pull is not part of a patch's downtime: the new image is pulled
+/// before the old engine is stopped.
+#[tokio::test]
+async fn a_patch_pulls_the_new_image_before_stopping_the_old_engine() {
+    let h = Harness::new();
+    h.start("g", V1).await;
+    let before = h.fakes.runtime.call_log().len();
+    let out = h.run("g", Command::Patch { image: img(V101) }).await;
+    assert!(out.succeeded(), "{:?}", out.error());
+    let log = h.fakes.runtime.call_log()[before..].to_vec();
+    let pull = log
+        .iter()
+        .position(|(c, arg)| *c == RuntimeCall::EnsureImage && *arg == img(V101).to_string())
+        .expect("the new image is ensured");
+    let stop = log
+        .iter()
+        .position(|(c, _)| *c == RuntimeCall::Stop)
+        .expect("the old engine is stopped");
+    assert!(pull < stop, "pull before stop: {log:?}");
+}
+
+/// A patch whose image cannot be pulled never stops the old engine.
+#[tokio::test]
+async fn a_patch_whose_pull_fails_leaves_the_old_engine_running() {
+    let h = Harness::new();
+    // Absent from the fake's images, so the patch has to pull it.
+    let absent = img("rtm.local/engine-stub:1.0.9");
+    let old = h.start("g", V1).await.record.unwrap().container_id.unwrap();
+    h.fakes
+        .runtime
+        .set_unpullable(&absent.to_string(), "unauthorized: authentication required");
+    let stops = h.fakes.runtime.calls(RuntimeCall::Stop);
+    let out = h.run("g", Command::Patch { image: absent }).await;
+    let err = out.error().unwrap();
+    assert_eq!(err.code, ErrorCode::ImagePullFailed);
+    assert!(err.message.contains("unauthorized"), "{}", err.message);
+    assert_eq!(h.fakes.runtime.calls(RuntimeCall::Stop), stops, "no stop");
+    assert_eq!(h.running_containers("g"), vec![old.clone()]);
+    let rec = h.fakes.store.record(&game("g")).unwrap();
+    assert_eq!(rec.container_id.as_ref(), Some(&old));
+    assert_eq!(rec.image_ref, Some(img(V1)));
+}
+
 #[tokio::test]
 async fn a_patch_that_never_becomes_healthy_rolls_back() {
     let h = Harness::new();

@@ -1,5 +1,5 @@
 //! The container a start creates matches SPEC §3 and §5: name, labels,
-//! hardening, limits from the configuration, capped logs, only the game's
+//! hardening and the lockdown, limits from the configuration, capped logs, only the game's
 //! state directory mounted, the engine environment, the configured network,
 //! and the record's `engine_endpoint`.
 
@@ -14,6 +14,9 @@ async fn a_started_container_is_shaped_by_the_spec() {
         v.insert("RTM_ENGINE_CPUS".into(), "0.5".into());
         v.insert("RTM_ENGINE_LOG_MAX_SIZE".into(), "2m".into());
         v.insert("RTM_ENGINE_LOG_MAX_FILES".into(), "2".into());
+        v.insert("RTM_ENGINE_CAP_ADD".into(), "net_bind_service".into());
+        v.insert("RTM_ENGINE_TMPFS_SIZE".into(), "16m".into());
+        v.insert("RTM_ENGINE_PIDS_LIMIT".into(), "128".into());
     })
     .await;
     let g = gid(&app, "shape");
@@ -60,6 +63,17 @@ async fn a_started_container_is_shaped_by_the_spec() {
         "{}",
         host["RestartPolicy"]
     );
+
+    // The lockdown, from the configuration (docs/docker.md).
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert_eq!(host["CapAdd"], json!(["NET_BIND_SERVICE"]));
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(
+        host["Tmpfs"],
+        json!({"/tmp": "rw,noexec,nosuid,nodev,mode=1777,size=16777216"})
+    );
+    assert_eq!(host["PidsLimit"], 128);
+    assert_eq!(host["Init"], true);
 
     // Limits and logs from the configuration.
     assert_eq!(host["Memory"], 64 * 1024 * 1024);
