@@ -192,7 +192,27 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let Some(seconds) = retry_after(self.code, self.status) {
+            res.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
         res.json(body)
+    }
+}
+
+/// Seconds after which a retry may succeed: another operation holds the
+/// game (they last seconds), or a dependency is down (`503`).
+pub const RETRY_AFTER_BUSY_S: u32 = 1;
+/// See [`RETRY_AFTER_BUSY_S`].
+pub const RETRY_AFTER_UNAVAILABLE_S: u32 = 5;
+
+/// The `Retry-After` of an error, when a plain retry may succeed.
+pub fn retry_after(code: ErrorCode, status: StatusCode) -> Option<u32> {
+    if code == ErrorCode::OperationInProgress {
+        Some(RETRY_AFTER_BUSY_S)
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        Some(RETRY_AFTER_UNAVAILABLE_S)
+    } else {
+        None
     }
 }
 
