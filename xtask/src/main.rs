@@ -3,13 +3,15 @@
 //!
 //! Tasks: `services` (install/start PostgreSQL, Redis, dockerd),
 //! `provision` (role + schema), `migrate`, `engine-image`, `ci` (the whole
-//! check: services, fmt, clippy, tests), `up` (the demo), `bench`.
+//! check: services, fmt, clippy, tests, schemathesis), `up` (the demo),
+//! `bench`, `schemathesis` (the REST surfaces against docs/openapi.yaml).
 
 mod bench;
 mod ci;
 mod db;
 mod engine_image;
 mod http;
+mod schemathesis;
 mod services;
 mod up;
 
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
         "ci" => ci::run(&rest),
         "up" => up::run(&rest),
         "bench" => bench::run(&rest),
+        "schemathesis" => schemathesis::run(&rest),
         _ => {
             eprintln!("usage: cargo xtask <services|provision|migrate|engine-image|ci|up|bench>");
             bail!("unknown task {task:?}")

@@ -232,7 +232,7 @@ fn wait_for(
 }
 
 /// SIGTERM (graceful shutdown), then wait.
-fn terminate(child: &mut Child) {
+pub(crate) fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

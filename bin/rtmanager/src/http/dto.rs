@@ -117,7 +117,20 @@ pub fn parse_game_id(s: &str) -> Result<GameId, ApiError> {
     GameId::parse(s).map_err(|e| ApiError::new(ErrorCode::InvalidGameId, e.to_string()))
 }
 
+/// Longest `image_ref` accepted over REST. Docker's own limit is 255 for
+/// the *normalised* name (`docker.io/library/` may be added, 18 bytes)
+/// without the tag and digest, which no JSON-schema length can express;
+/// 200 in all keeps every schema-valid reference valid (and real
+/// references are far shorter).
+pub const MAX_IMAGE_REF_LEN: usize = 200;
+
 pub fn parse_image_ref(s: &str) -> Result<ImageRef, ApiError> {
+    if s.len() > MAX_IMAGE_REF_LEN {
+        return Err(ApiError::new(
+            ErrorCode::InvalidImageRef,
+            format!("image_ref is longer than {MAX_IMAGE_REF_LEN} characters"),
+        ));
+    }
     ImageRef::parse(s).map_err(|e| ApiError::new(ErrorCode::InvalidImageRef, e.to_string()))
 }
 
@@ -607,6 +620,15 @@ mod tests {
             .expect_err("game")
             .to_string()
             .contains("game_id:"));
+    }
+
+    #[test]
+    fn image_refs_longer_than_the_documented_limit_are_refused() {
+        let name = format!("rtm.local/{}", "a".repeat(MAX_IMAGE_REF_LEN - 10));
+        assert_eq!(name.len(), MAX_IMAGE_REF_LEN);
+        assert!(parse_image_ref(&name).is_ok());
+        let e = parse_image_ref(&format!("{name}a")).expect_err("too long");
+        assert_eq!(e.code(), ErrorCode::InvalidImageRef);
     }
 
     #[test]
