@@ -39,7 +39,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let line = format!("cargo {}", args.join(" "));
         step(&line, || cargo(&root, args))?;
     }
-    // Bounded (about 2 min per listener, `RTM_ST_MAX_TIME`).
+    // Bounded (about 2 min per listener, `RTM_TEST_ST_MAX_TIME`).
     step(
         "cargo xtask schemathesis (both listeners, real services)",
         || crate::schemathesis::run(&[]),

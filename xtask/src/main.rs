@@ -17,6 +17,20 @@ mod up;
 
 use anyhow::{bail, Result};
 
+const HELP: &str = "usage: cargo xtask <task> [args]
+
+  up [--exit]     the demo: services, schema, engine images, rtmanager and a demo game
+                  (--exit: stop the game and rtmanager afterwards; `up --help` for more)
+  ci              the whole check: services, fmt, clippy, tests, schemathesis
+  services        install/start PostgreSQL, Redis (and check Docker), the test superuser
+                  rtm_admin, max_connections; schemathesis into target/schemathesis-venv
+  provision       the service role, database and schema (RTM_DATABASE_URL/_SCHEMA)
+  migrate         apply the migrations
+  engine-image    build the engine stub images rtm.local/engine-stub:*
+  schemathesis    the REST surfaces vs docs/openapi.yaml, against a real rtmanager
+  bench           the benchmarks (docs/benchmarks.md)
+  help            this text";
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
@@ -30,8 +44,12 @@ fn main() -> Result<()> {
         "up" => up::run(&rest),
         "bench" => bench::run(&rest),
         "schemathesis" => schemathesis::run(&rest),
+        "help" | "-h" | "--help" => {
+            println!("{HELP}");
+            Ok(())
+        }
         _ => {
-            eprintln!("usage: cargo xtask <services|provision|migrate|engine-image|ci|up|bench>");
+            eprintln!("{HELP}");
             bail!("unknown task {task:?}")
         }
     }

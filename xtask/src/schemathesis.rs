@@ -12,7 +12,7 @@
 //! `Allow` on undocumented methods, authentication not ignored, ...) in
 //! every phase (examples, coverage, fuzzing, stateful) with positive and
 //! negative data. Bounded: `--max-examples` per operation and
-//! `--max-time` per listener (`RTM_ST_MAX_EXAMPLES`, `RTM_ST_MAX_TIME`).
+//! `--max-time` per listener (`RTM_TEST_ST_MAX_EXAMPLES`, `RTM_TEST_ST_MAX_TIME`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -218,8 +218,8 @@ fn env_u32(name: &str, default: u32) -> u32 {
 
 /// One schemathesis run against one listener.
 fn schemathesis(st: &Path, root: &Path, addr: &str, token: &str, paths: &str) -> Result<()> {
-    let max_examples = env_u32("RTM_ST_MAX_EXAMPLES", 25).to_string();
-    let max_time = env_u32("RTM_ST_MAX_TIME", 120).to_string();
+    let max_examples = env_u32("RTM_TEST_ST_MAX_EXAMPLES", 25).to_string();
+    let max_time = env_u32("RTM_TEST_ST_MAX_TIME", 120).to_string();
     let url = format!("http://{addr}");
     println!("==> schemathesis against {url} ({paths})");
     let status = Command::new(st)

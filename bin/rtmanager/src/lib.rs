@@ -6,5 +6,6 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod workers;

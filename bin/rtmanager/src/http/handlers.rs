@@ -106,11 +106,12 @@ async fn run<P: Ports>(
     state: &AppState<P>,
     op: OperationRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let game = op.game_id.clone();
     let outcome = state
         .service
         .execute(op)
         .await
-        .map_err(|e| ApiError::operation(&e))?;
+        .map_err(|e| ApiError::operation_of(&game, &e))?;
     // The operation is done whatever happens next: a failure to read the
     // health snapshot only leaves `health` null (and is logged).
     let health = match &outcome.record {
@@ -163,8 +164,8 @@ pub async fn get_runtime<P: Ports>(
 ) -> Result<HttpResponse, ApiError> {
     let game = dto::parse_game_id(&path)?;
     let (record, health) = join(state.store.get_record(&game), state.store.get_health(&game)).await;
-    let record = record.map_err(|e| ApiError::store("reading a runtime record", &e))?;
-    let health = health.map_err(|e| ApiError::store("reading a health snapshot", &e))?;
+    let record = record.map_err(|e| ApiError::store_of(&game, "reading a runtime record", &e))?;
+    let health = health.map_err(|e| ApiError::store_of(&game, "reading a health snapshot", &e))?;
     match record {
         Some(r) => Ok(HttpResponse::Ok().json(RuntimeView::new(&r, health.as_ref()))),
         None => Err(ApiError::not_found(format!("no runtime for game {game}"))),

@@ -336,7 +336,8 @@ fn access_log(
         method = %method,
         route,
         status = status.as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        // Microsecond resolution is plenty; more digits are only noise.
+        duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         request_id = request_id.unwrap_or(""),
         "request"
     );

@@ -25,7 +25,7 @@ use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcom
 use crate::ports::{
     Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports,
 };
-use crate::{HealthDetails, HealthSource, HealthStatus, RuntimeError};
+use crate::{GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
 
 /// What [`HealthMonitor::follow_events`] did before it was shut down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -320,9 +320,11 @@ impl Follower {
         }
         self.since = Some(self.since.map_or(event.at, |s| s.max(event.at)));
         self.stats.handled += 1;
+        let game = event.game_id.clone();
         if let Err(e) = monitor.handle_event(event).await {
             self.stats.failed += 1;
-            tracing::warn!(error = %e, "docker event not recorded; inspect will catch up");
+            tracing::warn!(game_id = game.as_ref().map_or("", GameId::as_str), error = %e,
+                "docker event not recorded; inspect will catch up");
         }
         true
     }

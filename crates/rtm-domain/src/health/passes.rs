@@ -51,7 +51,7 @@ pub struct PassSummary {
 }
 
 impl PassSummary {
-    fn count(&mut self, result: Result<Option<ObserveOutcome>, HealthError>) {
+    fn count(&mut self, game: &GameId, result: Result<Option<ObserveOutcome>, HealthError>) {
         match result {
             Ok(None) => {}
             Ok(Some(ObserveOutcome::Recorded { changed, .. })) => {
@@ -63,7 +63,7 @@ impl PassSummary {
             Err(HealthError::Busy(_)) => self.busy += 1,
             Err(e) => {
                 self.errors += 1;
-                tracing::warn!(error = %e, "health check of a game failed");
+                tracing::warn!(game_id = %game, error = %e, "health check of a game failed");
             }
         }
     }
@@ -176,15 +176,15 @@ impl<P: Ports> HealthMonitor<P> {
             ..PassSummary::default()
         };
         let mut results = stream::iter(records)
-            .map(|record| async move { self.inspect_one(&record).await })
+            .map(|record| async move { (self.inspect_one(&record).await, record.game_id) })
             .buffer_unordered(self.config.inspect_concurrency.max(1));
-        while let Some(result) = results.next().await {
+        while let Some((result, game)) = results.next().await {
             match result {
                 Err(HealthError::Runtime(e @ RuntimeError::Unavailable(_))) => {
                     tracing::warn!(error = %e, "docker unreachable; inspect pass skipped");
                     return Err(HealthError::Runtime(e));
                 }
-                other => summary.count(other),
+                other => summary.count(&game, other),
             }
         }
         Ok(summary)
@@ -270,12 +270,13 @@ impl<P: Ports> HealthMonitor<P> {
                 if offset > elapsed {
                     clock.sleep(offset - elapsed).await;
                 }
-                self.probe_one(&record).await
+                let (failed, result) = self.probe_one(&record).await;
+                (failed, result, record.game_id)
             })
             .buffer_unordered(self.config.probe_concurrency.max(1));
-        while let Some((failed, result)) = results.next().await {
+        while let Some((failed, result, game)) = results.next().await {
             summary.probe_errors += usize::from(failed);
-            summary.count(result);
+            summary.count(&game, result);
         }
         Ok(summary)
     }
