@@ -1407,12 +1407,16 @@ fn openapi_documents_every_code_and_route() {
 
 /// One raw HTTP/1.1 exchange over TCP (no client crate needed).
 async fn raw_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    raw(addr, "GET", path, token).await
+}
+
+async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, token: Option<&str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     stream.read_to_string(&mut out).await.expect("read");
@@ -1446,6 +1450,22 @@ async fn both_listeners_serve_their_own_surface() {
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     let r = raw_get(servers.admin_addr, "/admin/v1/runtimes", Some(ADMIN)).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // HEAD on a real listener: GET's status and headers, no body.
+    let r = raw(
+        servers.admin_addr,
+        "HEAD",
+        "/admin/v1/runtimes",
+        Some(ADMIN),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let (head, body) = r.split_once("\r\n\r\n").expect("head and body");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{r}"
+    );
+    assert_eq!(body, "", "HEAD has no body: {r}");
 
     gm.stop(true).await;
     admin.stop(true).await;
