@@ -15,7 +15,12 @@
 //!   the JSON error shape; no plain-text error leaks out.
 //! - Bodies are limited to [`BODY_LIMIT`] bytes.
 //! - Every request is counted in `rtm_http_requests_total` by surface,
-//!   route *pattern* and status.
+//!   route *pattern* and status, and logged once (target
+//!   `rtmanager::access`).
+//! - Generic to every route, present or added later, as long as it is a
+//!   `web::resource` inside a surface's scope: a wrong method is 405 with
+//!   `Allow`, `HEAD` is served where `GET` is, a malformed `X-Request-Id`
+//!   is 400 and a valid one is echoed (see `observe`).
 
 pub mod auth;
 pub mod dto;
