@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: the whole check, as CI runs it through `.ci/run`:
-//! services → provision → migrate → engine images → fmt → clippy → tests.
+//! services → provision → migrate → engine images → fmt → clippy → tests
+//! → schemathesis against a running rtmanager.
 //!
 //! Each step is printed before it runs; the first failure stops the run
 //! with a non-zero exit. Builds and tests use `--jobs 2` (CI machines
@@ -38,6 +39,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let line = format!("cargo {}", args.join(" "));
         step(&line, || cargo(&root, args))?;
     }
+    // Bounded (about 2 min per listener, `RTM_TEST_ST_MAX_TIME`).
+    step(
+        "cargo xtask schemathesis (both listeners, real services)",
+        || crate::schemathesis::run(&[]),
+    )?;
     println!("==> ci: all steps passed");
     Ok(())
 }

@@ -199,3 +199,24 @@ pub fn migrate(args: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Drops `schema` (and everything in it) from the service database, as
+/// the admin: the clean-up of a throw-away schema (`cargo xtask
+/// schemathesis`).
+pub fn drop_schema(schema: &str) -> Result<()> {
+    let schema = ident("schema", schema)?;
+    let admin_url = env_or("RTM_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL);
+    let service: tokio_postgres::Config = env_or("RTM_DATABASE_URL", DEFAULT_DATABASE_URL)
+        .parse()
+        .context("parsing RTM_DATABASE_URL")?;
+    let database = service
+        .get_dbname()
+        .context("RTM_DATABASE_URL has no database")?
+        .to_owned();
+    runtime()?.block_on(async {
+        let c = connect(&with_database(&admin_url, &database)?).await?;
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .with_context(|| format!("dropping schema {schema}"))
+    })
+}

@@ -3,17 +3,33 @@
 //!
 //! Tasks: `services` (install/start PostgreSQL, Redis, dockerd),
 //! `provision` (role + schema), `migrate`, `engine-image`, `ci` (the whole
-//! check: services, fmt, clippy, tests), `up` (the demo), `bench`.
+//! check: services, fmt, clippy, tests, schemathesis), `up` (the demo),
+//! `bench`, `schemathesis` (the REST surfaces against docs/openapi.yaml).
 
 mod bench;
 mod ci;
 mod db;
 mod engine_image;
 mod http;
+mod schemathesis;
 mod services;
 mod up;
 
 use anyhow::{bail, Result};
+
+const HELP: &str = "usage: cargo xtask <task> [args]
+
+  up [--exit]     the demo: services, schema, engine images, rtmanager and a demo game
+                  (--exit: stop the game and rtmanager afterwards; `up --help` for more)
+  ci              the whole check: services, fmt, clippy, tests, schemathesis
+  services        install/start PostgreSQL, Redis (and check Docker), the test superuser
+                  rtm_admin, max_connections; schemathesis into target/schemathesis-venv
+  provision       the service role, database and schema (RTM_DATABASE_URL/_SCHEMA)
+  migrate         apply the migrations
+  engine-image    build the engine stub images rtm.local/engine-stub:*
+  schemathesis    the REST surfaces vs docs/openapi.yaml, against a real rtmanager
+  bench           the benchmarks (docs/benchmarks.md)
+  help            this text";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,8 +43,13 @@ fn main() -> Result<()> {
         "ci" => ci::run(&rest),
         "up" => up::run(&rest),
         "bench" => bench::run(&rest),
+        "schemathesis" => schemathesis::run(&rest),
+        "help" | "-h" | "--help" => {
+            println!("{HELP}");
+            Ok(())
+        }
         _ => {
-            eprintln!("usage: cargo xtask <services|provision|migrate|engine-image|ci|up|bench>");
+            eprintln!("{HELP}");
             bail!("unknown task {task:?}")
         }
     }

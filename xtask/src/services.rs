@@ -7,7 +7,8 @@
 //! `htpasswd`); elsewhere the task says what is missing. Every
 //! wait is bounded. Finally the superuser `rtm_admin`/`rtm_admin` (the
 //! tests' `RTM_TEST_ADMIN_URL`) is created through the `postgres` OS user
-//! when it cannot log in yet.
+//! when it cannot log in yet, and schemathesis (PyPI, pinned) is installed
+//! into a virtualenv under `target/` for `cargo xtask schemathesis`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,6 +27,13 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!("services: unexpected argument {a:?}");
     }
+    servers()?;
+    schemathesis()
+}
+
+/// What `cargo xtask up` needs: the servers, the admin role and the
+/// connection capacity (not the CI-only tools).
+pub fn servers() -> Result<()> {
     install_missing()?;
     postgres()?;
     redis()?;
@@ -365,6 +373,42 @@ fn pg_version() -> Option<String> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, v)| v)
+}
+
+/// The schemathesis version CI runs (`cargo xtask schemathesis`): pinned,
+/// because its command-line flags change between releases.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// Where schemathesis is installed: a virtualenv under `target/`, so the
+/// machine's Python is left alone and `cargo clean` removes it.
+pub fn schemathesis_bin() -> PathBuf {
+    crate::workspace_root().join("target/schemathesis-venv/bin/st")
+}
+
+/// Installs schemathesis (PyPI) into [`schemathesis_bin`]'s virtualenv
+/// unless that exact version is already there.
+fn schemathesis() -> Result<()> {
+    let st = schemathesis_bin();
+    let installed = Command::new(&st)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SCHEMATHESIS_VERSION));
+    if installed {
+        return Ok(());
+    }
+    let venv = st
+        .parent()
+        .and_then(Path::parent)
+        .context("schemathesis path")?
+        .to_path_buf();
+    let python = which("python3").context(
+        "python3 not found: schemathesis (used by `cargo xtask ci`) needs Python 3.9+ with venv",
+    )?;
+    let venv_s = venv.to_string_lossy().into_owned();
+    sh(&python.to_string_lossy(), &["-m", "venv", &venv_s], &[])?;
+    let pip = venv.join("bin/pip").to_string_lossy().into_owned();
+    let spec = format!("schemathesis=={SCHEMATHESIS_VERSION}");
+    sh(&pip, &["install", "--quiet", &spec], &[])
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {

@@ -4,7 +4,14 @@
 //! configuration (migrations applied at start), then drives a demo game:
 //! a Lobby `start` on the Redis stream, a GM `patch` over REST, the audit
 //! trail and the health stream. rtmanager keeps running in the foreground
-//! until Ctrl-C; `--exit` stops the game and rtmanager after the demo.
+//! until Ctrl-C; `--exit` stops the demo game (and removes its container)
+//! and rtmanager after the demo.
+//!
+//! For a newcomer: the ports are checked before the long first build, the
+//! build shows cargo's progress, and stopping this task (Ctrl-C, SIGTERM,
+//! SIGHUP) stops rtmanager too, so no orphan keeps holding the ports. The
+//! addresses, tokens and stream names come from the same `RTM_*`
+//! variables rtmanager reads.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,28 +27,45 @@ const GM_TOKEN: &str = "demo-gm-token-0123456789";
 const ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
 
 pub fn run(args: &[String]) -> Result<()> {
-    let exit_after = args.iter().any(|a| a == "--exit");
+    let mut exit_after = false;
+    for a in args {
+        match a.as_str() {
+            "--exit" => exit_after = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("up: unexpected argument {other:?}\n{USAGE}"),
+        }
+    }
     let root = crate::workspace_root();
+    let env = DemoEnv::from_env();
+    // Before anything slow: a busy port would only fail after the build.
+    ports_are_free(&env)?;
 
     step("services (PostgreSQL, Redis, Docker)");
-    crate::services::run(&[])?;
+    crate::services::servers()?;
     step("role and schema");
     crate::db::provision(&[])?;
     step("engine images");
     crate::engine_image::run(&[])?;
-    step("building rtmanager");
-    crate::cargo(&root, &["build", "--quiet", "-p", "rtmanager"])?;
+    step("building rtmanager (the first build takes a few minutes)");
+    crate::cargo(&root, &["build", "-p", "rtmanager"])?;
 
-    let env = DemoEnv::from_env();
+    ports_are_free(&env)?;
     step(&format!(
         "starting rtmanager (GM API http://{}, admin API http://{})",
         env.gm, env.admin
     ));
     let mut child = spawn_rtmanager(&root, &env)?;
+    stop_child_on_signal(child.id());
     let result = demo(&env, &mut child);
     if result.is_err() || exit_after {
+        if let Ok(game) = &result {
+            stop_demo_game(&env, game);
+        }
         terminate(&mut child);
-        return result;
+        return result.map(drop);
     }
     println!("\nrtmanager keeps running; Ctrl-C stops it (engines keep running).");
     let status = child.wait()?;
@@ -49,21 +73,158 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+const USAGE: &str = "usage: cargo xtask up [--exit]
+
+Brings up PostgreSQL, Redis, the role and schema and the engine images,
+starts rtmanager and drives a demo game. Without --exit rtmanager keeps
+running until Ctrl-C; with --exit the demo game is stopped and removed
+and rtmanager stopped after the demo.
+
+Honoured: RTM_HTTP_ADDR, RTM_ADMIN_HTTP_ADDR, RTM_GM_TOKEN,
+RTM_ADMIN_TOKEN, RTM_REDIS_URL, RTM_LOBBY_STREAM, RTM_HEALTH_STREAM (and
+every other RTM_* variable, passed on to rtmanager).";
+
 struct DemoEnv {
     gm: String,
     admin: String,
     gm_token: String,
     admin_token: String,
+    redis_url: String,
+    lobby_stream: String,
+    health_stream: String,
 }
 
 impl DemoEnv {
     fn from_env() -> Self {
-        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        // Empty means unset, as for rtmanager itself.
+        let var = |k: &str, d: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| d.to_owned())
+        };
         Self {
             gm: var("RTM_HTTP_ADDR", "127.0.0.1:8080"),
             admin: var("RTM_ADMIN_HTTP_ADDR", "127.0.0.1:8081"),
             gm_token: var("RTM_GM_TOKEN", GM_TOKEN),
             admin_token: var("RTM_ADMIN_TOKEN", ADMIN_TOKEN),
+            redis_url: var("RTM_REDIS_URL", "redis://127.0.0.1:6379"),
+            lobby_stream: var("RTM_LOBBY_STREAM", "lobby:runtime_commands"),
+            health_stream: var("RTM_HEALTH_STREAM", "runtime:health_events"),
+        }
+    }
+
+    /// `redis-cli` against `RTM_REDIS_URL`.
+    fn redis_cli(&self) -> Command {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-u", &self.redis_url]);
+        cmd
+    }
+}
+
+/// Fails with a clear message when a listen address is taken.
+fn ports_are_free(env: &DemoEnv) -> Result<()> {
+    for (addr, var) in [
+        (&env.gm, "RTM_HTTP_ADDR"),
+        (&env.admin, "RTM_ADMIN_HTTP_ADDR"),
+    ] {
+        if let Err(e) = std::net::TcpListener::bind(addr.as_str()) {
+            bail!(
+                "cannot listen on {addr} ({var}): {e}.\n\
+                 Another rtmanager (or `cargo xtask up`) is probably running: stop it \
+                 (`ss -ltnp | grep {port}` shows who holds the port), or choose other \
+                 addresses, e.g. {var}=127.0.0.1:18080.",
+                port = addr.rsplit(':').next().unwrap_or(addr),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stops rtmanager (`pid`) when this task is told to stop: a SIGTERM or
+/// SIGHUP reaches only this process, and rtmanager would be left running
+/// and holding the ports. (Ctrl-C reaches both through the terminal's
+/// process group; handling it here too is harmless.)
+fn stop_child_on_signal(pid: u32) {
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let signal = rt.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::hangup()),
+                ) else {
+                    return None;
+                };
+                tokio::select! {
+                    _ = term.recv() => Some("SIGTERM"),
+                    _ = int.recv() => Some("SIGINT"),
+                    _ = hup.recv() => Some("SIGHUP"),
+                }
+            });
+            if let Some(signal) = signal {
+                eprintln!("\nxtask up: {signal}; stopping rtmanager (pid {pid})");
+                terminate_pid(pid);
+                std::process::exit(130);
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("xtask up: cannot watch signals ({e}); stop rtmanager yourself on exit");
+    }
+}
+
+/// Sends SIGTERM to `pid` and waits up to 40 s for it to go, then SIGKILL.
+fn terminate_pid(pid: u32) {
+    let pid = pid.to_string();
+    let alive = || {
+        Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while alive() && Instant::now() < deadline {
+        sleep(Duration::from_millis(100));
+    }
+    if alive() {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    }
+}
+
+/// `--exit`: stops the demo game and removes its container (admin
+/// cleanup), so nothing of the demo keeps running.
+fn stop_demo_game(env: &DemoEnv, game: &str) {
+    step(&format!("stopping and removing the demo game {game}"));
+    let stop = request(
+        &env.gm,
+        "POST",
+        &format!("/api/v1/runtimes/{game}/stop"),
+        Some(&env.gm_token),
+        None,
+    );
+    let cleanup = request(
+        &env.admin,
+        "POST",
+        &format!("/admin/v1/runtimes/{game}/cleanup"),
+        Some(&env.admin_token),
+        None,
+    );
+    for (what, r) in [("stop", stop), ("cleanup", cleanup)] {
+        match r {
+            Ok(r) if r.status == 200 => println!("{what}: ok"),
+            Ok(r) => eprintln!("{what}: HTTP {}: {}", r.status, r.body),
+            Err(e) => eprintln!("{what}: {e:#}"),
         }
     }
 }
@@ -81,6 +242,12 @@ fn spawn_rtmanager(root: &Path, env: &DemoEnv) -> Result<Child> {
         ("RTM_IMAGE_ALLOWLIST", "rtm.local/*"),
         ("RTM_MIGRATE_ON_START", "true"),
         ("RTM_INSTANCE_ID", "rtm-demo"),
+        // rtmanager's default filter without the access log, which the
+        // demo's polling would flood (see docs/operations.md, "Logs").
+        (
+            "RUST_LOG",
+            "info,refinery_core=warn,tokio_postgres::connection=warn,actix_server=warn,rtmanager::access=warn",
+        ),
     ] {
         if std::env::var_os(k).is_none() {
             cmd.env(k, v);
@@ -109,18 +276,21 @@ fn spawn_rtmanager(root: &Path, env: &DemoEnv) -> Result<Child> {
     }
 }
 
-fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
+/// Runs the demo; returns the demo game's id.
+fn demo(env: &DemoEnv, child: &mut Child) -> Result<String> {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let game = format!("demo-{secs}");
     let get = |path: &str| request(&env.gm, "GET", path, Some(&env.gm_token), None);
 
     step(&format!(
-        "Lobby asks for game {game} on the stream lobby:runtime_commands"
+        "Lobby asks for game {game} on the stream {}",
+        env.lobby_stream
     ));
-    let out = Command::new("redis-cli")
+    let out = env
+        .redis_cli()
         .args([
             "XADD",
-            "lobby:runtime_commands",
+            env.lobby_stream.as_str(),
             "*",
             "op",
             "start",
@@ -144,7 +314,7 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
         let r = get(&format!("/api/v1/runtimes/{game}"))?;
         Ok((r.status == 200
             && r.body.contains("\"status\":\"running\"")
-            && r.body.contains("\"healthy\""))
+            && r.body.contains("\"health_state\":\"healthy\""))
         .then_some(r.body))
     })?;
     println!("{view}");
@@ -161,7 +331,11 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
 
     let view = wait_for(child, "the patched engine to be healthy", || {
         let r = get(&format!("/api/v1/runtimes/{game}"))?;
-        Ok((r.body.contains("engine-stub:1.0.1") && health_is_current(&r.body)).then_some(r.body))
+        // `health_state` is `healthy` only once the *new* engine was seen
+        // healthy (the old container's observation is not shown).
+        Ok((r.body.contains("engine-stub:1.0.1")
+            && r.body.contains("\"health_state\":\"healthy\""))
+        .then_some(r.body))
     })?;
     println!("{view}");
 
@@ -171,9 +345,17 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
         get(&format!("/api/v1/runtimes/{game}/operations"))?.body
     );
 
-    step("health events published on runtime:health_events");
-    let out = Command::new("redis-cli")
-        .args(["XREVRANGE", "runtime:health_events", "+", "-", "COUNT", "4"])
+    step(&format!("health events published on {}", env.health_stream));
+    let out = env
+        .redis_cli()
+        .args([
+            "XREVRANGE",
+            env.health_stream.as_str(),
+            "+",
+            "-",
+            "COUNT",
+            "4",
+        ])
         .output()
         .context("redis-cli")?;
     println!("{}", String::from_utf8_lossy(&out.stdout));
@@ -198,25 +380,7 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<()> {
         a = env.admin_token,
         admin = env.admin,
     );
-    Ok(())
-}
-
-/// Whether the runtime view's health is `healthy` *for its current
-/// container* (right after a patch the snapshot still names the old one
-/// until the first probe of the new engine).
-fn health_is_current(view: &str) -> bool {
-    let field = |s: &str, key: &str| -> Option<String> {
-        let start = s.find(key)? + key.len();
-        let end = s[start..].find('"')?;
-        Some(s[start..start + end].to_owned())
-    };
-    let Some((runtime, health)) = view.split_once("\"health\":{") else {
-        return false;
-    };
-    let current = field(runtime, "\"container_id\":\"");
-    current.is_some()
-        && current == field(health, "\"container_id\":\"")
-        && health.contains("\"status\":\"healthy\"")
+    Ok(game)
 }
 
 /// Polls `probe` every 300 ms for up to 60 s.
@@ -241,7 +405,7 @@ fn wait_for(
 }
 
 /// SIGTERM (graceful shutdown), then wait.
-fn terminate(child: &mut Child) {
+pub(crate) fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -139,15 +139,9 @@ impl PassObserver for Metrics {
     }
 }
 
-/// Sets up `tracing` (text or JSON lines, `RUST_LOG` filter, info default).
+/// Sets up `tracing` (see [`crate::logging`]).
 pub fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    crate::logging::init(format);
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -248,6 +242,7 @@ async fn migrate_on_start(pg: &PgConfig) -> anyhow::Result<()> {
 
 /// Starts everything; returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
+    crate::logging::log_config(&config);
     let pg = pg_config(&config);
     if config.database.migrate_on_start {
         migrate_on_start(&pg).await?;

@@ -7,5 +7,6 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod workers;

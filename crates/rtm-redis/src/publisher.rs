@@ -152,7 +152,10 @@ pub(crate) fn event_fields(event: &HealthEvent) -> Vec<(&'static str, String)> {
         ("event_type", s.status.as_str().to_owned()),
         ("source", s.source.as_str().to_owned()),
         ("details", details_json(&s.details)),
-        ("observed_at", format_observed_at(s.observed_at)),
+        // Exactly as REST renders the snapshot's `observed_at` (RFC 3339
+        // UTC, the stored microseconds, trailing zeros dropped), so a
+        // consumer can compare the two as strings.
+        ("observed_at", format_as_rest(s.observed_at)),
     ]
 }
 
@@ -179,6 +182,15 @@ pub(crate) fn format_observed_at(at: OffsetDateTime) -> String {
         // Formatting can only fail for years outside 0..=9999, which no
         // clock RTM runs under produces; fall back to the full RFC 3339
         // rendering rather than panicking.
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// RFC 3339 in UTC with the fraction the value has (trailing zeros
+/// dropped, none for a whole second): the REST API's rendering.
+pub(crate) fn format_as_rest(at: OffsetDateTime) -> String {
+    at.to_offset(UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        // As above: only years outside 0..=9999 fail.
         .unwrap_or_else(|_| at.to_string())
 }
 
@@ -241,5 +253,16 @@ mod tests {
         assert_eq!(event_fields(&event)[0].1, "42");
         assert_eq!(event_fields(&event)[3].1, "exited");
         assert_eq!(event_fields(&event)[4].1, "docker_event");
+        assert_eq!(event_fields(&event)[6].1, "2026-11-28T19:53:41.123Z");
+    }
+
+    #[test]
+    fn observed_at_has_the_precision_of_rest() {
+        let at = datetime!(2026-11-28 21:53:41.123456 +02:00);
+        assert_eq!(format_as_rest(at), "2026-11-28T19:53:41.123456Z");
+        assert_eq!(
+            format_as_rest(datetime!(2026-01-02 03:04:05 UTC)),
+            "2026-01-02T03:04:05Z"
+        );
     }
 }

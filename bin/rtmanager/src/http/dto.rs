@@ -89,7 +89,16 @@ pub fn parse_body<T: for<'de> Deserialize<'de>>(
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    serde_json::from_slice(body)
+    // Through a `Value` first: serde would otherwise read a struct from a
+    // JSON array too (`["img"]` as a start), and the contract is objects.
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_request(
+            "invalid JSON body: the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
 }
 
@@ -108,7 +117,20 @@ pub fn parse_game_id(s: &str) -> Result<GameId, ApiError> {
     GameId::parse(s).map_err(|e| ApiError::new(ErrorCode::InvalidGameId, e.to_string()))
 }
 
+/// Longest `image_ref` accepted over REST. Docker's own limit is 255 for
+/// the *normalised* name (`docker.io/library/` may be added, 18 bytes)
+/// without the tag and digest, which no JSON-schema length can express;
+/// 200 in all keeps every schema-valid reference valid (and real
+/// references are far shorter).
+pub const MAX_IMAGE_REF_LEN: usize = 200;
+
 pub fn parse_image_ref(s: &str) -> Result<ImageRef, ApiError> {
+    if s.len() > MAX_IMAGE_REF_LEN {
+        return Err(ApiError::new(
+            ErrorCode::InvalidImageRef,
+            format!("image_ref is longer than {MAX_IMAGE_REF_LEN} characters"),
+        ));
+    }
     ImageRef::parse(s).map_err(|e| ApiError::new(ErrorCode::InvalidImageRef, e.to_string()))
 }
 
@@ -157,7 +179,7 @@ pub struct HealthQueryParams {
 /// in the error so the caller knows which one to fix.
 pub fn q_limit(v: &Option<String>) -> Result<u32, ApiError> {
     match v.as_deref() {
-        None | Some("") => Ok(DEFAULT_LIMIT),
+        None => Ok(DEFAULT_LIMIT),
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
             _ => Err(ApiError::invalid_request(format!(
@@ -169,7 +191,7 @@ pub fn q_limit(v: &Option<String>) -> Result<u32, ApiError> {
 
 pub fn q_before(v: &Option<String>) -> Result<Option<i64>, ApiError> {
     match v.as_deref() {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n > 0 => Ok(Some(n)),
             _ => Err(ApiError::invalid_request(format!(
@@ -181,7 +203,7 @@ pub fn q_before(v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 pub fn q_game(name: &str, v: &Option<String>) -> Result<Option<GameId>, ApiError> {
     match v.as_deref() {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) => GameId::parse(s)
             .map(Some)
             .map_err(|e| ApiError::invalid_request(format!("{name}: {e}"))),
@@ -199,7 +221,7 @@ where
     T: Copy,
 {
     match v.as_deref() {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) => parse(s).map(Some).map_err(|_| {
             let allowed: Vec<&str> = all.iter().map(|v| as_str(*v)).collect();
             ApiError::invalid_request(format!(
@@ -250,7 +272,7 @@ pub fn q_outcome(v: &Option<String>) -> Result<Option<Outcome>, ApiError> {
 
 pub fn q_since(v: &Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
     match v.as_deref() {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) => OffsetDateTime::parse(s, &Rfc3339).map(Some).map_err(|_| {
             ApiError::invalid_request(format!(
                 "since: {s:?} is not an RFC 3339 timestamp (e.g. 2030-01-01T00:00:00Z)"
@@ -290,16 +312,67 @@ pub struct RuntimeView {
     pub removed_at: Option<String>,
     pub last_op_at: String,
     pub created_at: String,
-    /// Absent in lists (ask `/admin/v1/health`), `null` when unknown.
+    /// Absent in lists (ask `/admin/v1/health`); `null` when nothing was
+    /// observed of the current engine (see [`current_health`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Option<HealthView>>,
+    /// Absent in lists; see [`health_state`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_state: Option<&'static str>,
+}
+
+/// `health_state` of a running game nothing was observed of yet.
+pub const HEALTH_PENDING: &str = "pending";
+/// `health_state` of a game that is not running and whose engine left no
+/// observation worth showing (its last one said `healthy`, or none).
+pub const HEALTH_NOT_RUNNING: &str = "not_running";
+
+/// The snapshot a runtime view may show: only one of the record's current
+/// engine — same container, observed at or after its latest start (a
+/// restart keeps the container, a patch replaces it). A stopped or removed
+/// game never shows `healthy`: that observation was of an engine that is
+/// gone; its `exited`/`oom`/... observation explains why it stopped and
+/// is kept.
+pub fn current_health<'a>(
+    record: &RuntimeRecord,
+    health: Option<&'a HealthSnapshot>,
+) -> Option<&'a HealthSnapshot> {
+    let h = health?;
+    let container = record.container_id.as_ref()?;
+    if h.container_id != container.as_str() {
+        return None;
+    }
+    if record
+        .started_at
+        .is_some_and(|started| h.observed_at < started)
+    {
+        return None;
+    }
+    if record.status != RuntimeStatus::Running && h.status == HealthStatus::Healthy {
+        return None;
+    }
+    Some(h)
+}
+
+/// One word for a view's health: the shown snapshot's status, else
+/// `pending` (running, the current engine not observed yet) or
+/// `not_running`.
+pub fn health_state(record: &RuntimeRecord, shown: Option<&HealthSnapshot>) -> &'static str {
+    match shown {
+        Some(h) => h.status.as_str(),
+        None if record.status == RuntimeStatus::Running => HEALTH_PENDING,
+        None => HEALTH_NOT_RUNNING,
+    }
 }
 
 impl RuntimeView {
-    /// The record with its health (`null` when none is known).
+    /// The record with the health of its current engine (see
+    /// [`current_health`]).
     pub fn new(record: &RuntimeRecord, health: Option<&HealthSnapshot>) -> Self {
         let mut view = Self::without_health(record);
-        view.health = Some(health.map(HealthView::new));
+        let shown = current_health(record, health);
+        view.health = Some(shown.map(HealthView::new));
+        view.health_state = Some(health_state(record, shown));
         view
     }
 
@@ -319,6 +392,7 @@ impl RuntimeView {
             last_op_at: rfc3339(r.last_op_at),
             created_at: rfc3339(r.created_at),
             health: None,
+            health_state: None,
         }
     }
 }
@@ -546,6 +620,15 @@ mod tests {
             .expect_err("game")
             .to_string()
             .contains("game_id:"));
+    }
+
+    #[test]
+    fn image_refs_longer_than_the_documented_limit_are_refused() {
+        let name = format!("rtm.local/{}", "a".repeat(MAX_IMAGE_REF_LEN - 10));
+        assert_eq!(name.len(), MAX_IMAGE_REF_LEN);
+        assert!(parse_image_ref(&name).is_ok());
+        let e = parse_image_ref(&format!("{name}a")).expect_err("too long");
+        assert_eq!(e.code(), ErrorCode::InvalidImageRef);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::error::Error as StdError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use rtm_domain::service::OperationError;
-use rtm_domain::{ErrorCode, StoreError};
+use rtm_domain::{ErrorCode, GameId, StoreError};
 use serde::Serialize;
 
 use super::dto::{OperationView, RuntimeView};
@@ -132,28 +132,59 @@ impl ApiError {
     /// A storage failure on a read: `database_unavailable` (503, logged as
     /// a warning) or `internal` (500, logged as an error).
     pub fn store(context: &str, err: &StoreError) -> Self {
+        Self::store_impl(None, context, err)
+    }
+
+    /// [`ApiError::store`] about one game: the log line carries its id.
+    pub fn store_of(game: &GameId, context: &str, err: &StoreError) -> Self {
+        Self::store_impl(Some(game), context, err)
+    }
+
+    fn store_impl(game: Option<&GameId>, context: &str, err: &StoreError) -> Self {
         match err.code() {
             ErrorCode::DatabaseUnavailable => {
-                tracing::warn!(error = %error_chain(err), "{context}");
+                match game {
+                    Some(g) => tracing::warn!(game_id = %g, error = %error_chain(err), "{context}"),
+                    None => tracing::warn!(error = %error_chain(err), "{context}"),
+                }
                 Self::new(
                     ErrorCode::DatabaseUnavailable,
                     "the database is unavailable",
                 )
             }
-            _ => Self::internal(context, err),
+            _ => match game {
+                Some(g) => {
+                    tracing::error!(game_id = %g, error = %error_chain(err), "{context}");
+                    Self::new(ErrorCode::Internal, INTERNAL_MESSAGE)
+                }
+                None => Self::internal(context, err),
+            },
         }
     }
 
     /// An operation that could not be recorded.
     pub fn operation(err: &OperationError) -> Self {
+        Self::operation_impl(None, err)
+    }
+
+    /// [`ApiError::operation`] of an operation on `game`.
+    pub fn operation_of(game: &GameId, err: &OperationError) -> Self {
+        Self::operation_impl(Some(game), err)
+    }
+
+    fn operation_impl(game: Option<&GameId>, err: &OperationError) -> Self {
         match err {
             OperationError::InProgress(game) => Self::new(
                 ErrorCode::OperationInProgress,
                 format!("another operation on game {game} is in progress; retry later"),
             ),
-            OperationError::Store(e) => Self::store("operation not recorded", e),
+            OperationError::Store(e) => Self::store_impl(game, "operation not recorded", e),
             OperationError::Runtime(e) => {
-                tracing::warn!(error = %error_chain(e), "container runtime failed");
+                match game {
+                    Some(g) => tracing::warn!(game_id = %g, error = %error_chain(e),
+                        "container runtime failed"),
+                    None => tracing::warn!(error = %error_chain(e), "container runtime failed"),
+                }
                 Self::new(
                     ErrorCode::DockerUnavailable,
                     "the Docker engine is unavailable",
@@ -192,7 +223,27 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let Some(seconds) = retry_after(self.code, self.status) {
+            res.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
         res.json(body)
+    }
+}
+
+/// Seconds after which a retry may succeed: another operation holds the
+/// game (they last seconds), or a dependency is down (`503`).
+pub const RETRY_AFTER_BUSY_S: u32 = 1;
+/// See [`RETRY_AFTER_BUSY_S`].
+pub const RETRY_AFTER_UNAVAILABLE_S: u32 = 5;
+
+/// The `Retry-After` of an error, when a plain retry may succeed.
+pub fn retry_after(code: ErrorCode, status: StatusCode) -> Option<u32> {
+    if code == ErrorCode::OperationInProgress {
+        Some(RETRY_AFTER_BUSY_S)
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        Some(RETRY_AFTER_UNAVAILABLE_S)
+    } else {
+        None
     }
 }
 

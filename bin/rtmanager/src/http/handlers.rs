@@ -29,7 +29,7 @@ type State<P> = web::Data<AppState<P>>;
 pub const MAX_KEY_LEN: usize = 200;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// 1–200 printable ASCII characters (space allowed inside).
 fn valid_key(v: &[u8]) -> bool {
@@ -57,14 +57,27 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// `X-Request-Id`, copied into the operation's logs; ignored when not a
-/// short printable value (it is only a correlation aid).
-fn request_id(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(&REQUEST_ID)
-        .map(|v| v.as_bytes())
-        .filter(|b| valid_key(b))
-        .map(|b| String::from_utf8_lossy(b).into_owned())
+/// `X-Request-Id`: absent, or exactly one value of 1–200 printable ASCII
+/// characters (as `Idempotency-Key`), else `invalid_request`. Checked for
+/// every request by the listener's middleware, which echoes it; copied
+/// into the operation's logs.
+pub fn request_id(headers: &header::HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(&REQUEST_ID);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::invalid_request(
+            "X-Request-Id: give the header at most once",
+        ));
+    }
+    let bytes = first.as_bytes();
+    if !valid_key(bytes) {
+        return Err(ApiError::invalid_request(format!(
+            "X-Request-Id: must be 1-{MAX_KEY_LEN} printable ASCII characters"
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 fn content_type(req: &HttpRequest) -> Option<&str> {
@@ -82,7 +95,7 @@ fn operation_request(
 ) -> Result<OperationRequest, ApiError> {
     let mut op = OperationRequest::new(game, command, source);
     op.source_ref = idempotency_key(req)?;
-    op.request_id = request_id(req);
+    op.request_id = request_id(req.headers())?;
     Ok(op)
 }
 
@@ -92,11 +105,12 @@ async fn run<P: Ports>(
     state: &AppState<P>,
     op: OperationRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let game = op.game_id.clone();
     let outcome = state
         .service
         .execute(op)
         .await
-        .map_err(|e| ApiError::operation(&e))?;
+        .map_err(|e| ApiError::operation_of(&game, &e))?;
     // The operation is done whatever happens next: a failure to read the
     // health snapshot only leaves `health` null (and is logged).
     let health = match &outcome.record {
@@ -152,7 +166,7 @@ pub async fn get_runtime<P: Ports>(
         .store
         .get_record_with_health(&game)
         .await
-        .map_err(|e| ApiError::store("reading a runtime record", &e))?;
+        .map_err(|e| ApiError::store_of(&game, "reading a runtime record", &e))?;
     match found {
         Some((r, health)) => Ok(HttpResponse::Ok().json(RuntimeView::new(&r, health.as_ref()))),
         None => Err(ApiError::not_found(format!("no runtime for game {game}"))),
@@ -385,7 +399,12 @@ pub async fn readyz<P: Ports>(state: State<P>) -> HttpResponse {
     let mut res = if report.is_ready() {
         HttpResponse::Ok()
     } else {
-        HttpResponse::ServiceUnavailable()
+        let mut res = HttpResponse::ServiceUnavailable();
+        res.insert_header((
+            header::RETRY_AFTER,
+            super::error::RETRY_AFTER_UNAVAILABLE_S.to_string(),
+        ));
+        res
     };
     res.insert_header((header::CACHE_CONTROL, "no-store"))
         .json(report)

@@ -16,7 +16,11 @@
 //! - Bodies are limited to [`BODY_LIMIT`] bytes.
 //! - Every request is counted in `rtm_http_requests_total` and timed in
 //!   `rtm_http_request_duration_seconds` by surface, route *pattern* and
-//!   status.
+//!   status, and logged once (target `rtmanager::access`).
+//! - Generic to every route, present or added later, as long as it is a
+//!   `web::resource` inside a surface's scope: a wrong method is 405 with
+//!   `Allow`, `HEAD` is served where `GET` is, a malformed `X-Request-Id`
+//!   is 400 and a valid one is echoed (see `observe`).
 
 pub mod auth;
 pub mod dto;
@@ -31,7 +35,7 @@ use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::web;
 use rtm_domain::ports::Ports;
@@ -235,9 +239,11 @@ fn surface<P: Ports, S: Surface>(
             )
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .route("/healthz", web::get().to(handlers::healthz))
-            .route("/readyz", web::get().to(handlers::readyz::<P>))
-            .route("/metrics", web::get().to(handlers::metrics::<P>))
+            // Resources, not bare `.route`s: a wrong method is then 405
+            // with `Allow` (from actix), not 404.
+            .service(web::resource("/healthz").route(web::get().to(handlers::healthz)))
+            .service(web::resource("/readyz").route(web::get().to(handlers::readyz::<P>)))
+            .service(web::resource("/metrics").route(web::get().to(handlers::metrics::<P>)))
             .service(api)
             .default_service(web::to(handlers::no_route)),
     );
@@ -280,55 +286,127 @@ fn admin_only_routes<P: Ports>(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health").route(web::get().to(handlers::list_health::<P>)));
 }
 
-/// Outermost middleware of a listener: turns any non-JSON error response
-/// (actix's own 404/405/413/400 texts) into the JSON error shape, and
-/// counts the request.
+/// Outermost middleware of a listener, so every route (present or added
+/// later) gets the same edge without being listed anywhere:
+/// - `HEAD` is served as `GET` (actix-http's encoder drops the body of a
+///   response to `HEAD` and keeps its `Content-Length`);
+/// - a malformed `X-Request-Id` is 400; a valid one is echoed;
+/// - any non-JSON error response (actix's own 404/405/413/400 texts)
+///   becomes the JSON error shape, keeping actix's `Allow` on a 405;
+/// - the request is counted and logged once (the access log, target
+///   `rtmanager::access`: method, route pattern, status, duration,
+///   surface and request id; never a header value such as the token).
 async fn observe<P: Ports, S: Surface>(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let metrics = req
         .app_data::<web::Data<AppState<P>>>()
         .map(|s| s.metrics.clone());
-    let res = match next.call(req).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(e) => {
-            // Inner services answer errors as responses; an `Err` here is
-            // unexpected. The request is gone, so count it without a route.
-            let status = e.as_response_error().status_code();
-            if let Some(m) = &metrics {
-                m.http_request(S::NAME, "unmatched", status.as_u16(), started.elapsed());
+    let method = req.method().clone();
+    if method == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    let res = match handlers::request_id(req.headers()) {
+        Err(e) => req.error_response(e),
+        Ok(request_id) => match next.call(req).await {
+            Ok(res) => with_request_id(json_errors(res.map_into_boxed_body()), request_id),
+            Err(e) => {
+                // Inner services answer errors as responses; an `Err`
+                // here is unexpected. The request is gone, so count and
+                // log it without a route.
+                let status = e.as_response_error().status_code();
+                if let Some(m) = &metrics {
+                    m.http_request(S::NAME, "unmatched", status.as_u16(), started.elapsed());
+                }
+                access_log(S::NAME, &method, "unmatched", status, started, None);
+                return Err(error::from_actix_status(status, None).into());
             }
-            return Err(error::from_actix_status(status, None).into());
-        }
+        },
     };
-    let res = if needs_json_error(&res) {
-        let status = res.status();
-        // Client-error texts of actix are safe and useful ("payload
-        // reached size limit"); server-side ones are replaced.
-        let detail = res
-            .response()
-            .error()
-            .filter(|_| status.is_client_error())
-            .map(|e| e.to_string());
-        let api_error = error::from_actix_status(status, detail);
-        let (http_req, _) = res.into_parts();
-        ServiceResponse::new(
-            http_req,
-            actix_web::ResponseError::error_response(&api_error),
-        )
-    } else {
-        res
-    };
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     if let Some(m) = &metrics {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
         m.http_request(S::NAME, &route, res.status().as_u16(), started.elapsed());
     }
+    let request_id = res
+        .headers()
+        .get(&handlers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    access_log(S::NAME, &method, &route, res.status(), started, request_id);
     Ok(res)
+}
+
+/// The access-log line of one request.
+fn access_log(
+    surface: &str,
+    method: &Method,
+    route: &str,
+    status: actix_web::http::StatusCode,
+    started: std::time::Instant,
+    request_id: Option<&str>,
+) {
+    tracing::info!(
+        target: "rtmanager::access",
+        surface,
+        method = %method,
+        route,
+        status = status.as_u16(),
+        // Microsecond resolution is plenty; more digits are only noise.
+        duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        request_id = request_id.unwrap_or(""),
+        "request"
+    );
+}
+
+/// Replaces actix's plain-text error bodies by the JSON error shape.
+fn json_errors(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    if !needs_json_error(&res) {
+        return res;
+    }
+    let status = res.status();
+    // Client-error texts of actix are safe and useful ("payload reached
+    // size limit"); server-side ones are replaced.
+    let detail = res
+        .response()
+        .error()
+        .filter(|_| status.is_client_error())
+        .map(|e| e.to_string());
+    // actix lists the resource's methods in `Allow` on a 405; GET implies
+    // HEAD here (see `observe`).
+    let allow = res.headers().get(header::ALLOW).map(|v| {
+        let v = v.to_str().unwrap_or("");
+        let mut methods: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .collect();
+        if methods.contains(&"GET") && !methods.contains(&"HEAD") {
+            methods.push("HEAD");
+        }
+        methods.join(", ")
+    });
+    let api_error = error::from_actix_status(status, detail);
+    let (http_req, _) = res.into_parts();
+    let mut response = actix_web::ResponseError::error_response(&api_error);
+    if let Some(allow) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    ServiceResponse::new(http_req, response)
+}
+
+/// Echoes the caller's `X-Request-Id` on the response.
+fn with_request_id(
+    mut res: ServiceResponse<BoxBody>,
+    request_id: Option<String>,
+) -> ServiceResponse<BoxBody> {
+    if let Some(v) = request_id.and_then(|id| header::HeaderValue::from_str(&id).ok()) {
+        res.headers_mut().insert(handlers::REQUEST_ID.clone(), v);
+    }
+    res
 }
 
 /// An error status whose body is not already our JSON error.

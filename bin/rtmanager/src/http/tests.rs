@@ -14,7 +14,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::{header, Method};
 use actix_web::{test, web, App};
 use rtm_domain::fakes::FakePorts;
-use rtm_domain::ports::GameLocks;
+use rtm_domain::ports::{Clock, GameLocks};
 use rtm_domain::service::{RuntimeService, ServiceConfig};
 use rtm_domain::{
     Allowlist, GameId, HealthDetails, HealthSnapshot, HealthSource, HealthStatus, ImageRef,
@@ -174,6 +174,13 @@ fn post(on: On, path: &str, body: Option<Value>) -> test::TestRequest {
         Some(b) => req.set_json(b),
         None => req,
     }
+}
+
+fn header_of(r: &Reply, name: header::HeaderName) -> &str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("<absent>")
 }
 
 fn gid(s: &str) -> GameId {
@@ -388,6 +395,223 @@ async fn actix_errors_are_json_too() {
         "{body}"
     );
     assert!(h.fakes.store.operations().is_empty());
+}
+
+// ---------------------------------------------------------------- the edge
+
+#[actix_web::test]
+async fn a_wrong_method_is_405_with_allow_on_every_route() {
+    let h = harness();
+    // Every documented route and a method it does not serve. `Allow` comes
+    // from the routing table itself, so routes added later get it too.
+    for (on, path, method, allow) in [
+        (On::Gm, "/api/v1/runtimes/g1", Method::POST, "GET, HEAD"),
+        (On::Gm, "/api/v1/runtimes/g1/start", Method::GET, "POST"),
+        (On::Gm, "/api/v1/runtimes/g1/stop", Method::DELETE, "POST"),
+        (On::Gm, "/api/v1/runtimes/g1/restart", Method::PUT, "POST"),
+        (On::Gm, "/api/v1/runtimes/g1/patch", Method::PATCH, "POST"),
+        (
+            On::Gm,
+            "/api/v1/runtimes/g1/operations",
+            Method::POST,
+            "GET, HEAD",
+        ),
+        (On::Admin, "/admin/v1/runtimes", Method::DELETE, "GET, HEAD"),
+        (
+            On::Admin,
+            "/admin/v1/runtimes/g1/cleanup",
+            Method::GET,
+            "POST",
+        ),
+        (On::Admin, "/admin/v1/reconcile", Method::GET, "POST"),
+        (On::Admin, "/admin/v1/operations", Method::POST, "GET, HEAD"),
+        (On::Admin, "/admin/v1/health", Method::OPTIONS, "GET, HEAD"),
+        (On::Gm, "/healthz", Method::POST, "GET, HEAD"),
+        (On::Admin, "/readyz", Method::PUT, "GET, HEAD"),
+        (On::Gm, "/metrics", Method::DELETE, "GET, HEAD"),
+    ] {
+        let req = test::TestRequest::default()
+            .method(method.clone())
+            .uri(path)
+            .insert_header((header::AUTHORIZATION, format!("Bearer {}", token(on))));
+        let r = send(&h, on, req).await;
+        r.error(405, "invalid_request");
+        assert_eq!(header_of(&r, header::ALLOW), allow, "{method} {path}");
+    }
+    assert!(h.fakes.store.operations().is_empty());
+}
+
+#[actix_web::test]
+async fn head_is_served_wherever_get_is() {
+    let h = harness();
+    assert_eq!(start(&h, On::Gm, "g1").await.status, 200);
+    for (on, path) in [
+        (On::Gm, "/api/v1/runtimes/g1"),
+        (On::Gm, "/api/v1/runtimes/g1/operations"),
+        (On::Admin, "/admin/v1/runtimes"),
+        (On::Admin, "/admin/v1/health"),
+        (On::Admin, "/admin/v1/operations"),
+        (On::Gm, "/healthz"),
+        (On::Admin, "/metrics"),
+    ] {
+        let req = test::TestRequest::default()
+            .method(Method::HEAD)
+            .uri(path)
+            .insert_header((header::AUTHORIZATION, format!("Bearer {}", token(on))));
+        let r = send(&h, on, req).await;
+        assert_eq!(r.status, 200, "HEAD {path}: {}", r.text);
+    }
+    // HEAD on a POST-only route is not a way to run it.
+    let req = test::TestRequest::default()
+        .method(Method::HEAD)
+        .uri("/api/v1/runtimes/g1/stop")
+        .insert_header((header::AUTHORIZATION, format!("Bearer {GM}")));
+    let r = send(&h, On::Gm, req).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(header_of(&r, header::ALLOW), "POST");
+    assert_eq!(h.fakes.store.operations().len(), 1);
+}
+
+#[actix_web::test]
+async fn request_id_is_echoed_and_checked() {
+    let h = harness();
+    let r = send(
+        &h,
+        On::Gm,
+        get(On::Gm, "/runtimes/g1").insert_header(("x-request-id", "req-42")),
+    )
+    .await;
+    r.error(404, "not_found");
+    assert_eq!(
+        header_of(&r, header::HeaderName::from_static("x-request-id")),
+        "req-42"
+    );
+    let r = send(
+        &h,
+        On::Admin,
+        test::TestRequest::get()
+            .uri("/healthz")
+            .insert_header(("x-request-id", "probe 1")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        header_of(&r, header::HeaderName::from_static("x-request-id")),
+        "probe 1"
+    );
+    // No id, no echo.
+    let r = send(&h, On::Gm, get(On::Gm, "/runtimes/g1")).await;
+    assert!(r.headers.get("x-request-id").is_none());
+    // The documented limits hold: 1-200 printable ASCII characters.
+    let long = "r".repeat(201);
+    for bad in [long.as_str(), "", "tab\there"] {
+        let r = send(
+            &h,
+            On::Gm,
+            post(
+                On::Gm,
+                "/runtimes/g1/start",
+                Some(json!({ "image_ref": IMAGE_1 })),
+            )
+            .insert_header(("x-request-id", bad)),
+        )
+        .await;
+        let body = r.error(400, "invalid_request");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("X-Request-Id:")),
+            "{body}"
+        );
+        assert!(r.headers.get("x-request-id").is_none());
+    }
+    let ok = "r".repeat(200);
+    let r = send(
+        &h,
+        On::Gm,
+        post(
+            On::Gm,
+            "/runtimes/g1/start",
+            Some(json!({ "image_ref": IMAGE_1 })),
+        )
+        .insert_header(("x-request-id", ok.as_str())),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(h.fakes.store.operations().len(), 1);
+}
+
+#[actix_web::test]
+async fn bodies_must_be_json_objects() {
+    let h = harness();
+    for body in [
+        format!(r#"["{IMAGE_1}"]"#),
+        format!(r#""{IMAGE_1}""#),
+        "null".to_owned(),
+        "42".to_owned(),
+        "[]".to_owned(),
+    ] {
+        for path in [
+            "/runtimes/g1/start",
+            "/runtimes/g1/patch",
+            "/runtimes/g1/stop",
+        ] {
+            let r = send(
+                &h,
+                On::Gm,
+                post(On::Gm, path, None)
+                    .insert_header((header::CONTENT_TYPE, "application/json"))
+                    .set_payload(body.clone()),
+            )
+            .await;
+            let e = r.error(400, "invalid_request");
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("JSON object")),
+                "{path} {body}: {e}"
+            );
+        }
+        let r = send(
+            &h,
+            On::Admin,
+            post(On::Admin, "/reconcile", None)
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .set_payload(body.clone()),
+        )
+        .await;
+        r.error(400, "invalid_request");
+    }
+    assert!(h.fakes.store.operations().is_empty());
+}
+
+#[actix_web::test]
+async fn empty_query_values_are_errors() {
+    let h = harness();
+    for (on, path, param) in [
+        (On::Admin, "/runtimes?limit=", "limit"),
+        (On::Admin, "/runtimes?status=", "status"),
+        (On::Admin, "/runtimes?after=", "after"),
+        (On::Admin, "/operations?game_id=", "game_id"),
+        (On::Admin, "/operations?op_kind=", "op_kind"),
+        (On::Admin, "/operations?op_source=", "op_source"),
+        (On::Admin, "/operations?outcome=", "outcome"),
+        (On::Admin, "/operations?since=", "since"),
+        (On::Admin, "/operations?before=", "before"),
+        (On::Admin, "/health?status=", "status"),
+        (On::Admin, "/health?after=", "after"),
+        (On::Gm, "/runtimes/g1/operations?limit=", "limit"),
+        (On::Gm, "/runtimes/g1/operations?before=", "before"),
+    ] {
+        let body = send(&h, on, get(on, path))
+            .await
+            .error(400, "invalid_request");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with(&format!("{param}:")),
+            "{path}: {message}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- validation
@@ -769,10 +993,10 @@ async fn a_held_lock_is_operation_in_progress() {
         .acquire(&gid("g1"), Duration::from_secs(1))
         .await
         .expect("lock");
-    let body = send(&h, On::Gm, post(On::Gm, "/runtimes/g1/stop", None))
-        .await
-        .error(409, "operation_in_progress");
+    let r = send(&h, On::Gm, post(On::Gm, "/runtimes/g1/stop", None)).await;
+    let body = r.error(409, "operation_in_progress");
     assert!(body.get("operation").is_none(), "{body}");
+    assert_eq!(header_of(&r, header::RETRY_AFTER), "1");
     drop(guard);
     assert_eq!(h.fakes.store.operations().len(), 1);
 }
@@ -782,13 +1006,13 @@ async fn database_down_is_503_without_internals() {
     let h = harness();
     assert_eq!(start(&h, On::Gm, "g1").await.status, 200);
     h.fakes.store.set_unavailable(true);
-    let body = send(&h, On::Gm, get(On::Gm, "/runtimes/g1"))
-        .await
-        .error(503, "database_unavailable");
+    let r = send(&h, On::Gm, get(On::Gm, "/runtimes/g1")).await;
+    let body = r.error(503, "database_unavailable");
     assert!(!body.to_string().contains("fake"), "{body}");
-    send(&h, On::Gm, post(On::Gm, "/runtimes/g1/stop", None))
-        .await
-        .error(503, "database_unavailable");
+    assert_eq!(header_of(&r, header::RETRY_AFTER), "5");
+    let r = send(&h, On::Gm, post(On::Gm, "/runtimes/g1/stop", None)).await;
+    r.error(503, "database_unavailable");
+    assert_eq!(header_of(&r, header::RETRY_AFTER), "5");
     send(&h, On::Admin, get(On::Admin, "/operations"))
         .await
         .error(503, "database_unavailable");
@@ -955,12 +1179,17 @@ async fn bad_query_values_name_the_parameter() {
 #[actix_web::test]
 async fn health_is_listed_and_shown_with_the_runtime() {
     let h = harness();
-    assert_eq!(start(&h, On::Gm, "g1").await.status, 200);
+    let started = start(&h, On::Gm, "g1").await.json();
     assert_eq!(start(&h, On::Gm, "g2").await.status, 200);
+    let c1 = started["runtime"]["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+    // Observed after the start (the fake clock reads 2030-01-01T00:00:00Z).
     let at = time::macros::datetime!(2030-01-01 00:00:05 UTC);
     h.fakes.store.put_health(HealthSnapshot {
         game_id: gid("g1"),
-        container_id: "c1".into(),
+        container_id: c1.clone(),
         status: HealthStatus::Exited,
         source: HealthSource::DockerEvent,
         details: HealthDetails::new().with("exit_code", 3i64),
@@ -982,9 +1211,10 @@ async fn health_is_listed_and_shown_with_the_runtime() {
             "source": "docker_event",
             "details": { "exit_code": 3 },
             "observed_at": "2030-01-01T00:00:05Z",
-            "container_id": "c1",
+            "container_id": c1,
         })
     );
+    assert_eq!(view["health_state"], "exited");
     let page = send(&h, On::Admin, get(On::Admin, "/health?status=exited"))
         .await
         .json();
@@ -995,13 +1225,112 @@ async fn health_is_listed_and_shown_with_the_runtime() {
         .await
         .json();
     assert_eq!(page["next_after"], "g1");
-    assert_eq!(page["health"][0]["container_id"], "c1");
+    assert_eq!(page["health"][0]["container_id"], c1.as_str());
     let page = send(&h, On::Admin, get(On::Admin, "/health?after=g1"))
         .await
         .json();
     assert_eq!(page["health"][0]["game_id"], "g2");
     assert_eq!(page["health"][0]["container_id"], Value::Null);
     assert_eq!(page["next_after"], Value::Null);
+}
+
+/// `health`/`health_state` of `game`'s view on the GM surface.
+async fn view_health(h: &Harness, game: &str) -> (Value, String) {
+    let view = send(h, On::Gm, get(On::Gm, &format!("/runtimes/{game}")))
+        .await
+        .json();
+    let state = view["health_state"]
+        .as_str()
+        .unwrap_or("<absent>")
+        .to_owned();
+    (view["health"].clone(), state)
+}
+
+fn snapshot(
+    game: &str,
+    container: &str,
+    status: HealthStatus,
+    at: time::OffsetDateTime,
+) -> HealthSnapshot {
+    HealthSnapshot {
+        game_id: gid(game),
+        container_id: container.to_owned(),
+        status,
+        source: HealthSource::Probe,
+        details: HealthDetails::new(),
+        observed_at: at,
+    }
+}
+
+#[actix_web::test]
+async fn a_view_shows_only_the_health_of_the_current_engine() {
+    let h = harness();
+    let started = start(&h, On::Gm, "g1").await.json();
+    let container = started["runtime"]["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+    let t0 = h.fakes.clock.now();
+    // Nothing observed yet: pending.
+    assert_eq!(view_health(&h, "g1").await, (Value::Null, "pending".into()));
+    // An observation of the current engine is shown.
+    let later = t0 + Duration::from_secs(1);
+    h.fakes
+        .store
+        .put_health(snapshot("g1", &container, HealthStatus::Healthy, later));
+    let (health, state) = view_health(&h, "g1").await;
+    assert_eq!(
+        (health["status"].clone(), state.as_str()),
+        (json!("healthy"), "healthy")
+    );
+    // One of another container (the engine before a patch) is not.
+    h.fakes
+        .store
+        .put_health(snapshot("g1", "0ld0ld", HealthStatus::Healthy, later));
+    assert_eq!(view_health(&h, "g1").await, (Value::Null, "pending".into()));
+    // Nor one of this container from before its latest start (a restart
+    // keeps the container).
+    h.fakes.store.put_health(snapshot(
+        "g1",
+        &container,
+        HealthStatus::Healthy,
+        t0 - Duration::from_secs(1),
+    ));
+    assert_eq!(view_health(&h, "g1").await, (Value::Null, "pending".into()));
+
+    // A stopped game never shows `healthy`, but keeps why it stopped.
+    h.fakes.clock.advance(Duration::from_secs(10));
+    let stopped = send(&h, On::Gm, post(On::Gm, "/runtimes/g1/stop", None)).await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text);
+    h.fakes
+        .store
+        .put_health(snapshot("g1", &container, HealthStatus::Healthy, later));
+    assert_eq!(
+        view_health(&h, "g1").await,
+        (Value::Null, "not_running".into())
+    );
+    h.fakes
+        .store
+        .put_health(snapshot("g1", &container, HealthStatus::Exited, later));
+    let (health, state) = view_health(&h, "g1").await;
+    assert_eq!(
+        (health["status"].clone(), state.as_str()),
+        (json!("exited"), "exited")
+    );
+
+    // After a restart, the old observation is hidden until a new one.
+    h.fakes.clock.advance(Duration::from_secs(10));
+    let restarted = send(&h, On::Gm, post(On::Gm, "/runtimes/g1/restart", None)).await;
+    assert_eq!(restarted.status, 200, "{}", restarted.text);
+    assert_eq!(restarted.json()["runtime"]["health_state"], "pending");
+    assert_eq!(view_health(&h, "g1").await, (Value::Null, "pending".into()));
+    h.fakes.store.put_health(snapshot(
+        "g1",
+        &container,
+        HealthStatus::ProbeFailed,
+        h.fakes.clock.now() + Duration::from_secs(1),
+    ));
+    assert_eq!(view_health(&h, "g1").await.1, "probe_failed");
 }
 
 #[actix_web::test]
@@ -1081,12 +1410,16 @@ fn openapi_documents_every_code_and_route() {
 
 /// One raw HTTP/1.1 exchange over TCP (no client crate needed).
 async fn raw_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    raw(addr, "GET", path, token).await
+}
+
+async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, token: Option<&str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     stream.read_to_string(&mut out).await.expect("read");
@@ -1120,6 +1453,22 @@ async fn both_listeners_serve_their_own_surface() {
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     let r = raw_get(servers.admin_addr, "/admin/v1/runtimes", Some(ADMIN)).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // HEAD on a real listener: GET's status and headers, no body.
+    let r = raw(
+        servers.admin_addr,
+        "HEAD",
+        "/admin/v1/runtimes",
+        Some(ADMIN),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let (head, body) = r.split_once("\r\n\r\n").expect("head and body");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{r}"
+    );
+    assert_eq!(body, "", "HEAD has no body: {r}");
 
     gm.stop(true).await;
     admin.stop(true).await;

@@ -25,7 +25,7 @@ use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcom
 use crate::ports::{
     Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports, Telemetry,
 };
-use crate::{ContainerId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
+use crate::{ContainerId, GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
 
 /// The exit code of a process killed by SIGKILL (128 + 9): what both
 /// `docker kill` and the kernel's OOM killer leave.
@@ -358,9 +358,11 @@ impl Follower {
         }
         self.since = Some(self.since.map_or(event.at, |s| s.max(event.at)));
         self.stats.handled += 1;
+        let game = event.game_id.clone();
         if let Err(e) = monitor.handle_event(event).await {
             self.stats.failed += 1;
-            tracing::warn!(error = %e, "docker event not recorded; inspect will catch up");
+            tracing::warn!(game_id = game.as_ref().map_or("", GameId::as_str), error = %e,
+                "docker event not recorded; inspect will catch up");
         }
         true
     }

@@ -55,7 +55,7 @@ pub struct PassSummary {
 }
 
 impl PassSummary {
-    fn count(&mut self, result: Result<Option<ObserveOutcome>, HealthError>) {
+    fn count(&mut self, game: &GameId, result: Result<Option<ObserveOutcome>, HealthError>) {
         match result {
             Ok(None) => {}
             Ok(Some(ObserveOutcome::Recorded { changed, .. })) => {
@@ -67,7 +67,7 @@ impl PassSummary {
             Err(HealthError::Busy(_)) => self.busy += 1,
             Err(e) => {
                 self.errors += 1;
-                tracing::warn!(error = %e, "health check of a game failed");
+                tracing::warn!(game_id = %game, error = %e, "health check of a game failed");
             }
         }
     }
@@ -203,11 +203,12 @@ impl<P: Ports> HealthMonitor<P> {
         let mut results = stream::iter(records)
             .map(|record| async move {
                 let seen = record.container_id.as_ref().and_then(|c| listed.get(c));
-                self.inspect_one(&record, seen).await
+                let (inspected, result) = self.inspect_one(&record, seen).await;
+                (inspected, result, record.game_id)
             })
             .buffer_unordered(self.config.inspect_concurrency.max(1));
         let mut inspects = 0;
-        while let Some((inspected, result)) = results.next().await {
+        while let Some((inspected, result, game)) = results.next().await {
             inspects += u64::from(inspected);
             match result {
                 Err(HealthError::Runtime(e @ RuntimeError::Unavailable(_))) => {
@@ -217,7 +218,7 @@ impl<P: Ports> HealthMonitor<P> {
                         .runtime_calls("inspect", "inspect", inspects);
                     return Err(HealthError::Runtime(e));
                 }
-                other => summary.count(other),
+                other => summary.count(&game, other),
             }
         }
         self.adapters
@@ -362,14 +363,15 @@ impl<P: Ports> HealthMonitor<P> {
                 if offset > elapsed {
                     clock.sleep(offset - elapsed).await;
                 }
-                self.probe_one(&record, container, ip).await
+                let one = self.probe_one(&record, container, ip).await;
+                (one, record.game_id)
             })
             .buffer_unordered(self.config.probe_concurrency.max(1));
         let mut inspects = 0;
-        while let Some(one) = results.next().await {
+        while let Some((one, game)) = results.next().await {
             summary.probe_errors += usize::from(one.failed);
             inspects += u64::from(one.inspected);
-            summary.count(one.result);
+            summary.count(&game, one.result);
         }
         self.adapters
             .telemetry

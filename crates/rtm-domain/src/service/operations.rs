@@ -155,17 +155,28 @@ impl<P: Ports> RuntimeService<P> {
                         .telemetry
                         .operation_finished(kind, req.source, op.outcome, elapsed);
                 }
-                info!(
-                    game_id = %req.game_id, op = %kind, source = %req.source,
-                    source_ref = req.source_ref.as_deref().unwrap_or(""),
-                    request_id = req.request_id.as_deref().unwrap_or(""),
-                    outcome = %op.outcome,
-                    error_code = op.error.as_ref().map_or("", |e| e.code.as_str()),
-                    error = op.error.as_ref().map_or("", |e| e.message.as_str()),
-                    replayed = outcome.replayed,
-                    duration_ms = elapsed.as_millis() as u64,
-                    "operation finished"
-                );
+                // A recorded failure is a WARN (an operator looks at it); a
+                // success or a replay of a failure stays INFO.
+                macro_rules! finished {
+                    ($level:ident) => {
+                        $level!(
+                            game_id = %req.game_id, op = %kind, source = %req.source,
+                            source_ref = req.source_ref.as_deref().unwrap_or(""),
+                            request_id = req.request_id.as_deref().unwrap_or(""),
+                            outcome = %op.outcome,
+                            error_code = op.error.as_ref().map_or("", |e| e.code.as_str()),
+                            error = op.error.as_ref().map_or("", |e| e.message.as_str()),
+                            replayed = outcome.replayed,
+                            duration_ms = elapsed.as_millis() as u64,
+                            "operation finished"
+                        )
+                    };
+                }
+                if op.outcome == Outcome::Failure && !outcome.replayed {
+                    finished!(warn);
+                } else {
+                    finished!(info);
+                }
             }
             Err(e) => warn!(
                 game_id = %req.game_id, op = %kind, source = %req.source,

@@ -64,11 +64,22 @@ async fn rtm_own_restart_patch_and_stop_are_not_observed() {
     let (_, view) = app.runtime(&g).await;
     assert_eq!(view["status"], "stopped", "{view}");
     assert_eq!(view["container_id"], second.as_str(), "{view}");
+    // A stopped game shows no `healthy` health (that engine is gone)...
+    assert_eq!(view["health"], serde_json::Value::Null, "{view}");
+    assert_eq!(view["health_state"], "not_running", "{view}");
+    // ...and the stop is no observed exit: the latest snapshot is still
+    // the healthy one of the second container.
+    let (status, page) = app.admin_get("/admin/v1/health?limit=500").await;
+    assert_eq!(status, 200, "{page}");
+    let snapshot = page["health"]
+        .as_array()
+        .and_then(|items| items.iter().find(|h| h["game_id"] == g.as_str()))
+        .unwrap_or_else(|| panic!("no snapshot of {g}: {page}"));
     assert_eq!(
-        view["health"]["status"], "healthy",
-        "the stop is no observed exit: {view}"
+        snapshot["status"], "healthy",
+        "the stop is no observed exit: {snapshot}"
     );
-    assert_eq!(view["health"]["container_id"], second.as_str(), "{view}");
+    assert_eq!(snapshot["container_id"], second.as_str(), "{snapshot}");
     assert_eq!(
         op_kinds(&app, &g).await,
         ["start", "restart", "patch", "stop"]
