@@ -15,6 +15,7 @@ mod config;
 mod convert;
 mod error;
 mod events;
+mod logs;
 mod runtime;
 
 pub use config::{DockerConfig, DockerConfigError};

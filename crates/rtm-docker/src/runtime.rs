@@ -24,7 +24,8 @@ use docker_api::opts::{
 use docker_api::Docker;
 use futures_util::{Stream, StreamExt};
 use rtm_domain::ports::{
-    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary,
+    ContainerEvent, ContainerInfo, ContainerLogs, ContainerRuntime, ContainerSpec,
+    ContainerSummary, LogLine, LogQuery,
 };
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
 use time::OffsetDateTime;
@@ -92,7 +93,7 @@ impl DockerRuntime {
         &self.inner.config
     }
 
-    fn docker(&self) -> &Docker {
+    pub(crate) fn docker(&self) -> &Docker {
         &self.inner.docker
     }
 
@@ -113,7 +114,7 @@ impl DockerRuntime {
     }
 
     /// The full id of an owned container.
-    async fn owned_id(&self, id: &ContainerId) -> Result<String, RuntimeError> {
+    pub(crate) async fn owned_id(&self, id: &ContainerId) -> Result<String, RuntimeError> {
         let info = self.owned(id).await?;
         info.id
             .ok_or_else(|| RuntimeError::Other(format!("inspect of {id} returned no id")))
@@ -461,6 +462,22 @@ impl ContainerRuntime for DockerRuntime {
             .iter()
             .filter_map(convert::container_summary)
             .collect())
+    }
+
+    async fn logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> Result<ContainerLogs, RuntimeError> {
+        crate::logs::read(self, id, query).await
+    }
+
+    fn follow_logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> impl Stream<Item = Result<LogLine, RuntimeError>> + Send + 'static {
+        crate::logs::follow(self.clone(), id.clone(), *query)
     }
 
     fn events(
