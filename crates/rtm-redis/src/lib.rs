@@ -27,7 +27,7 @@ mod error;
 mod publisher;
 mod resp;
 
-pub use client::ClientSettings;
+pub use client::{check_url, ClientSettings};
 pub use consumer::{CommandHandler, GroupInfo, LobbyConfig, LobbyConsumer, LobbyStats};
 pub use entry::{parse_entry, DeadReason, Malformed, StreamEntry, MAX_STOP_TIMEOUT_S};
 pub use error::RedisError;

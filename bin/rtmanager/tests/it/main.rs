@@ -4,6 +4,7 @@
 //! engine stub images. Each test isolates itself: a fresh schema, its own
 //! `rtm.owner` label and state root, its own stream names.
 
+mod cli;
 mod health;
 mod lifecycle;
 mod lobby;
