@@ -976,17 +976,27 @@ impl Config {
 
 /// The checks of `rtmanager check-config` beyond parsing: what the
 /// configuration names on this host's filesystem. Reads metadata only;
-/// connects to nothing and creates nothing.
+/// connects to nothing and creates nothing. Values that do not parse are
+/// skipped (parsing reports them), so this runs whether or not the rest
+/// of the configuration is valid and every problem is reported at once.
 ///
 /// - `RTM_DOCKER_HOST` as a Unix socket: the path exists and is a socket
 ///   (a `tcp://` host is not contacted);
 /// - `RTM_STATE_ROOT`: a directory when it exists; when it does not, its
 ///   nearest existing ancestor is a directory (the service creates the rest).
-pub fn check_environment(config: &Config) -> Result<(), ConfigErrors> {
+pub fn check_host(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
     use std::os::unix::fs::FileTypeExt;
+    let value = |var: &str, default: &str| {
+        lookup(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
     let mut errors = Vec::new();
-    if let DockerHost::Unix(path) = &config.docker.host {
-        match std::fs::metadata(path) {
+    if let Ok(DockerHost::Unix(path)) =
+        parse_docker_host(&value("RTM_DOCKER_HOST", "/var/run/docker.sock"))
+    {
+        match std::fs::metadata(&path) {
             Ok(m) if m.file_type().is_socket() => {}
             Ok(_) => errors.push(ConfigError {
                 variable: "RTM_DOCKER_HOST",
@@ -998,24 +1008,25 @@ pub fn check_environment(config: &Config) -> Result<(), ConfigErrors> {
             }),
         }
     }
-    let root = std::path::Path::new(&config.docker.state_root);
-    let existing = root.ancestors().find(|p| p.exists());
-    match existing.map(|p| (p, p.is_dir())) {
-        Some((_, true)) => {}
-        Some((p, false)) => errors.push(ConfigError {
-            variable: "RTM_STATE_ROOT",
-            message: format!("{} is not a directory", p.display()),
-        }),
-        None => errors.push(ConfigError {
-            variable: "RTM_STATE_ROOT",
-            message: format!("no part of {} exists", root.display()),
-        }),
+    if let Ok(root) = parse_absolute_path(&value("RTM_STATE_ROOT", "/var/lib/rtmanager/games")) {
+        let root = std::path::Path::new(&root);
+        match root
+            .ancestors()
+            .find(|p| p.exists())
+            .map(|p| (p, p.is_dir()))
+        {
+            Some((_, true)) => {}
+            Some((p, false)) => errors.push(ConfigError {
+                variable: "RTM_STATE_ROOT",
+                message: format!("{} is not a directory", p.display()),
+            }),
+            None => errors.push(ConfigError {
+                variable: "RTM_STATE_ROOT",
+                message: format!("no part of {} exists", root.display()),
+            }),
+        }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    errors
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -1573,13 +1584,19 @@ mod tests {
         let socket = dir.join("d.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("socket");
         let with = |docker: &std::path::Path, root: &std::path::Path| {
-            let c = load(&[
-                ("RTM_DOCKER_HOST", &docker.display().to_string()),
-                ("RTM_STATE_ROOT", &root.display().to_string()),
-            ])
-            .expect("valid");
-            check_environment(&c)
-                .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())
+            let vars: HashMap<String, String> = [
+                ("RTM_DOCKER_HOST", docker.display().to_string()),
+                ("RTM_STATE_ROOT", root.display().to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            let e = check_host(&|k| vars.get(k).cloned());
+            if e.is_empty() {
+                Ok(())
+            } else {
+                Err(e.iter().map(ToString::to_string).collect::<Vec<_>>())
+            }
         };
         // A missing state root is fine when its parent is a directory.
         assert_eq!(with(&socket, &dir.join("games/not-yet")), Ok(()));

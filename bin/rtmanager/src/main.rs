@@ -61,7 +61,16 @@ fn env_names() -> Vec<String> {
 }
 
 fn check_config() -> ExitCode {
-    let result = load().and_then(|config| config::check_environment(&config).map(|()| config));
+    let parsed = load();
+    let host = config::check_host(&|k| std::env::var(k).ok());
+    let result = match parsed {
+        Ok(config) if host.is_empty() => Ok(config),
+        Ok(_) => Err(config::ConfigErrors(host)),
+        Err(mut errors) => {
+            errors.0.extend(host);
+            Err(errors)
+        }
+    };
     let unknown = config::unknown_variables(env_names());
     if !unknown.is_empty() {
         eprintln!(

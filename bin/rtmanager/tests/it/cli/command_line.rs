@@ -171,20 +171,31 @@ async fn check_config_exits_2_naming_each_bad_variable() {
     assert!(out.stderr.contains("(6 problems)"), "{}", out.stderr);
     assert!(!out.stderr.contains("hunter2secret"), "{}", out.stderr);
 
-    // What only a look at the host shows: a socket that is not there.
+    // What only a look at the host shows (a socket that is not there, a
+    // state root under a file), reported with the parse problems at once.
     let mut vars = env.vars.clone();
     vars.insert(
         "RTM_DOCKER_HOST".into(),
         "/nonexistent/rtm-test/docker.sock".into(),
     );
+    let file = std::env::temp_dir().join(rtm_testkit::unique("rtmt-cli-file"));
+    std::fs::write(&file, "not a directory").expect("a file");
+    vars.insert(
+        "RTM_STATE_ROOT".into(),
+        file.join("games").display().to_string(),
+    );
+    vars.insert("RTM_LOCK_WAIT".into(), "soon".into());
     let out = run_bin_async(&["check-config"], &vars, T).await;
     assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("RTM_DOCKER_HOST: /nonexistent/rtm-test/docker.sock"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("(3 problems)"), "{}", out.stderr);
+    for line in [
+        "RTM_LOCK_WAIT: ",
+        "RTM_DOCKER_HOST: /nonexistent/rtm-test/docker.sock",
+        &format!("RTM_STATE_ROOT: {} is not a directory", file.display()),
+    ] {
+        assert!(out.stderr.contains(line), "{line}:\n{}", out.stderr);
+    }
+    let _ = std::fs::remove_file(&file);
     env.assert_untouched().await;
 }
 
