@@ -566,6 +566,12 @@ async fn logs(
     follow: bool,
 ) -> Result<(), CtlError> {
     let mut q = vec![("tail", Some(tail.to_string())), ("since", since)];
+    if follow && json {
+        // The followed stream is plain text: there is no document to print.
+        return Err(CtlError::Usage(
+            "--follow streams plain text; it cannot be combined with --json".to_owned(),
+        ));
+    }
     if follow {
         q.push(("follow", Some("true".to_owned())));
         let path = format!("/admin/v1/runtimes/{game}/logs{}", client::query(&q));

@@ -196,6 +196,7 @@ async fn refusals_usage_and_an_unreachable_service_have_their_exit_codes() {
         &["ctl", "stop", &g, "--timeout", "soon"],
         &["ctl", "games", "--url", "https://127.0.0.1:1"],
         &["ctl", "logs", &g, "--tail", "many"],
+        &["ctl", "logs", &g, "--follow", "--json"],
     ] {
         let out = run_bin_async(args, &vars(&app), T).await;
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
