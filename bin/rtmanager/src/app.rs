@@ -410,7 +410,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     spawn_workers(&config, &mut tasks, &shutdown, deps);
 
     info!(
-        gm = %gm_addr, admin = %admin_addr, instance = %config.instance_id, owner = %config.owner,
+        version = env!("CARGO_PKG_VERSION"), gm = %gm_addr, admin = %admin_addr,
+        instance = %config.instance_id, owner = %config.owner,
         "rtmanager started"
     );
     Ok(RunningApp {

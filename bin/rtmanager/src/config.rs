@@ -621,6 +621,16 @@ fn parse_url(s: &str, schemes: &[&str]) -> Result<SecretUrl, String> {
     }
 }
 
+/// A driver's complaint about a URL, without the URL itself (which may
+/// carry a password): the innermost cause's text.
+fn driver_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 fn parse_token(s: &str) -> Result<Secret, String> {
     // The value is a secret: never echo it, not even in an error.
     if s.chars().count() < MIN_TOKEN_LEN {
@@ -739,7 +749,18 @@ impl Config {
         };
 
         let db_url = r.get("RTM_DATABASE_URL", Some(DEFAULT_DATABASE_URL), |s| {
-            parse_url(s, &["postgres", "postgresql"])
+            let url = parse_url(s, &["postgres", "postgresql"])?;
+            // As the driver will parse it (the schema is checked on its own).
+            rtm_postgres::PgConfig::new(s, "rtmanager")
+                .validate()
+                .map_err(|e| {
+                    format!(
+                        "{:?} is not a valid PostgreSQL URL: {}",
+                        url.redacted(),
+                        driver_reason(&e)
+                    )
+                })?;
+            Ok(url)
         });
         let schema = r.get("RTM_DATABASE_SCHEMA", Some("rtmanager"), parse_identifier);
         let pool_size = r.get("RTM_DATABASE_POOL_SIZE", Some("16"), |s| {
@@ -750,7 +771,15 @@ impl Config {
         });
         let migrate = r.get("RTM_MIGRATE_ON_START", Some("false"), parse_bool);
         let redis_url = r.get("RTM_REDIS_URL", Some("redis://127.0.0.1:6379"), |s| {
-            parse_url(s, &["redis", "rediss"])
+            let url = parse_url(s, &["redis", "rediss"])?;
+            rtm_redis::check_url(s).map_err(|e| {
+                format!(
+                    "{:?} is not a valid Redis URL: {}",
+                    url.redacted(),
+                    driver_reason(&e)
+                )
+            })?;
+            Ok(url)
         });
         let docker_host = r.get(
             "RTM_DOCKER_HOST",
@@ -1035,6 +1064,61 @@ impl Config {
     }
 }
 
+/// The checks of `rtmanager check-config` beyond parsing: what the
+/// configuration names on this host's filesystem. Reads metadata only;
+/// connects to nothing and creates nothing. Values that do not parse are
+/// skipped (parsing reports them), so this runs whether or not the rest
+/// of the configuration is valid and every problem is reported at once.
+///
+/// - `RTM_DOCKER_HOST` as a Unix socket: the path exists and is a socket
+///   (a `tcp://` host is not contacted);
+/// - `RTM_STATE_ROOT`: a directory when it exists; when it does not, its
+///   nearest existing ancestor is a directory (the service creates the rest).
+pub fn check_host(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
+    use std::os::unix::fs::FileTypeExt;
+    let value = |var: &str, default: &str| {
+        lookup(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let mut errors = Vec::new();
+    if let Ok(DockerHost::Unix(path)) =
+        parse_docker_host(&value("RTM_DOCKER_HOST", "/var/run/docker.sock"))
+    {
+        match std::fs::metadata(&path) {
+            Ok(m) if m.file_type().is_socket() => {}
+            Ok(_) => errors.push(ConfigError {
+                variable: "RTM_DOCKER_HOST",
+                message: format!("{} exists but is not a socket", path.display()),
+            }),
+            Err(e) => errors.push(ConfigError {
+                variable: "RTM_DOCKER_HOST",
+                message: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+    if let Ok(root) = parse_absolute_path(&value("RTM_STATE_ROOT", "/var/lib/rtmanager/games")) {
+        let root = std::path::Path::new(&root);
+        match root
+            .ancestors()
+            .find(|p| p.exists())
+            .map(|p| (p, p.is_dir()))
+        {
+            Some((_, true)) => {}
+            Some((p, false)) => errors.push(ConfigError {
+                variable: "RTM_STATE_ROOT",
+                message: format!("{} is not a directory", p.display()),
+            }),
+            None => errors.push(ConfigError {
+                variable: "RTM_STATE_ROOT",
+                message: format!("no part of {} exists", root.display()),
+            }),
+        }
+    }
+    errors
+}
+
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not a listen address (e.g. 127.0.0.1:8080 or [::1]:8080)"))
@@ -1054,13 +1138,20 @@ pub fn host_name() -> Option<String> {
         })
 }
 
+/// Variables of the `rtmanager ctl` client, not of the service: an
+/// operator's shell often holds them next to the service's, so the
+/// service never reports them (`RTM_ADMIN_TOKEN` is both).
+pub const CLIENT_VARIABLES: &[&str] = &["RTM_ADMIN_URL"];
+
 /// `RTM_*` names among `names` that the service does not read (likely
-/// typos). `RTM_TEST_*` (the test suites' own variables) are not reported.
+/// typos). `RTM_TEST_*` (the test suites' own variables) and the client's
+/// [`CLIENT_VARIABLES`] are not reported.
 pub fn unknown_variables(names: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut unknown: Vec<String> = names
         .into_iter()
         .filter(|n| n.starts_with("RTM_") && !n.starts_with("RTM_TEST_"))
         .filter(|n| !KNOWN_VARIABLES.contains(&n.as_str()))
+        .filter(|n| !CLIENT_VARIABLES.contains(&n.as_str()))
         .collect();
     unknown.sort();
     unknown
@@ -1332,6 +1423,7 @@ mod tests {
                     "RTM_GM_TOKEN",
                     "RTM_PROBE_INTERVALL",
                     "RTM_TEST_ADMIN_URL",
+                    "RTM_ADMIN_URL",
                     "PATH"
                 ]
                 .map(String::from)
@@ -1343,7 +1435,7 @@ mod tests {
     #[test]
     fn every_variable_is_documented() {
         let doc = include_str!("../../../docs/configuration.md");
-        for var in KNOWN_VARIABLES {
+        for var in KNOWN_VARIABLES.iter().chain(CLIENT_VARIABLES) {
             assert!(
                 doc.contains(&format!("| `{var}` |")),
                 "{var} missing from docs/configuration.md"
@@ -1657,6 +1749,74 @@ mod tests {
             one.to_string(),
             "invalid configuration (1 problem):\n  RTM_PROBE_FAILURES: \"x\" is not a whole number"
         );
+    }
+
+    #[test]
+    fn urls_are_parsed_as_the_drivers_parse_them() {
+        // Right scheme, but the drivers would refuse them at connect time.
+        let e = errors(&[
+            (
+                "RTM_DATABASE_URL",
+                "postgres://u:pg-secret-pw@db:notaport/x",
+            ),
+            ("RTM_REDIS_URL", "redis://:redis-secret-pw@cache:notaport"),
+        ]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("RTM_DATABASE_URL: \"postgres://u:***@db:notaport/x\" is not a valid PostgreSQL URL"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with(
+                "RTM_REDIS_URL: \"redis://:***@cache:notaport\" is not a valid Redis URL"
+            ),
+            "{e:?}"
+        );
+        for line in &e {
+            assert!(!line.contains("secret-pw"), "{line}");
+        }
+        assert!(load(&[
+            (
+                "RTM_DATABASE_URL",
+                "postgresql://u:p@db:5433/x?sslmode=disable"
+            ),
+            ("RTM_REDIS_URL", "rediss://:p@cache:6380/2"),
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn the_environment_check_looks_at_the_filesystem_only() {
+        let dir = std::env::temp_dir().join(format!("rtm-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("a-file");
+        std::fs::write(&file, "x").expect("file");
+        let socket = dir.join("d.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("socket");
+        let with = |docker: &std::path::Path, root: &std::path::Path| {
+            let vars: HashMap<String, String> = [
+                ("RTM_DOCKER_HOST", docker.display().to_string()),
+                ("RTM_STATE_ROOT", root.display().to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            let e = check_host(&|k| vars.get(k).cloned());
+            if e.is_empty() {
+                Ok(())
+            } else {
+                Err(e.iter().map(ToString::to_string).collect::<Vec<_>>())
+            }
+        };
+        // A missing state root is fine when its parent is a directory.
+        assert_eq!(with(&socket, &dir.join("games/not-yet")), Ok(()));
+        let e = with(&dir.join("missing.sock"), &file.join("games")).expect_err("both bad");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("RTM_DOCKER_HOST: "), "{e:?}");
+        assert!(e[1].starts_with("RTM_STATE_ROOT: ") && e[1].ends_with("is not a directory"));
+        let e = with(&file, &dir).expect_err("not a socket");
+        assert!(e[0].ends_with("exists but is not a socket"), "{e:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

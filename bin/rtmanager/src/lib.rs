@@ -6,6 +6,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod ctl;
 pub mod http;
 pub mod logging;
 pub mod metrics;

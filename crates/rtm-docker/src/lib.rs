@@ -24,6 +24,7 @@ mod create;
 mod error;
 mod events;
 mod pull;
+mod logs;
 mod runtime;
 
 

@@ -24,7 +24,8 @@ use docker_api::opts::{
 use docker_api::Docker;
 use futures_util::Stream;
 use rtm_domain::ports::{
-    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary,
+    ContainerEvent, ContainerInfo, ContainerLogs, ContainerRuntime, ContainerSpec,
+    ContainerSummary, LogLine, LogQuery,
 };
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
 use time::OffsetDateTime;
@@ -136,7 +137,7 @@ impl DockerRuntime {
         &self.inner.config
     }
 
-    fn docker(&self) -> &Docker {
+    pub(crate) fn docker(&self) -> &Docker {
         &self.inner.docker
     }
 
@@ -157,7 +158,7 @@ impl DockerRuntime {
     }
 
     /// The full id of an owned container.
-    async fn owned_id(&self, id: &ContainerId) -> Result<String, RuntimeError> {
+    pub(crate) async fn owned_id(&self, id: &ContainerId) -> Result<String, RuntimeError> {
         let info = self.owned(id).await?;
         info.id
             .ok_or_else(|| RuntimeError::Other(format!("inspect of {id} returned no id")))
@@ -570,6 +571,22 @@ impl ContainerRuntime for DockerRuntime {
             .iter()
             .filter_map(|c| convert::container_summary(c, network))
             .collect())
+    }
+
+    async fn logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> Result<ContainerLogs, RuntimeError> {
+        crate::logs::read(self, id, query).await
+    }
+
+    fn follow_logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> impl Stream<Item = Result<LogLine, RuntimeError>> + Send + 'static {
+        crate::logs::follow(self.clone(), id.clone(), *query)
     }
 
     fn events(

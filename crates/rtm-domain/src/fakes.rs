@@ -30,11 +30,11 @@ use futures_core::Stream;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    Adapters, Clock, ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime,
-    ContainerSpec, ContainerSummary, DockerHealth, EngineProbe, GameLockGuard, GameLocks,
-    HealthOutbox, HealthPublisher, HealthQuery, HealthSnapshots, LeaderElection, LeaderLease,
-    OperationLog, OperationQuery, Ports, ProbeTarget, RecordQuery, Retention, RuntimeRecords,
-    Telemetry, UnitOfWork,
+    Adapters, Clock, ContainerEvent, ContainerEventKind, ContainerInfo, ContainerLogs,
+    ContainerRuntime, ContainerSpec, ContainerSummary, DockerHealth, EngineProbe, GameLockGuard,
+    GameLocks, HealthOutbox, HealthPublisher, HealthQuery, HealthSnapshots, LeaderElection,
+    LeaderLease, LogLine, LogQuery, LogStream, LogTail, OperationLog, OperationQuery, Ports,
+    ProbeTarget, RecordQuery, Retention, RuntimeRecords, Telemetry, UnitOfWork,
 };
 use crate::{
     Commit, ContainerId, GameId, HealthEvent, HealthSnapshot, HealthStatus, ImageRef, LockError,
@@ -735,6 +735,7 @@ pub enum RuntimeCall {
     Inspect,
     List,
     Events,
+    Logs,
 }
 
 impl RuntimeCall {
@@ -776,6 +777,8 @@ struct RuntimeState {
     next_id: u64,
     next_ip: u32,
     log: Vec<ContainerEvent>,
+    /// What each container wrote, oldest first.
+    output: HashMap<ContainerId, Vec<LogLine>>,
     subscribers: Vec<Arc<Mutex<Chan>>>,
 }
 
@@ -1046,6 +1049,20 @@ impl FakeRuntime {
     }
 
     /// Injects an arbitrary event (recorded for `since` replays too).
+    /// Appends a line to the container's output, stamped with the clock.
+    pub fn write_log(&self, id: &ContainerId, stream: LogStream, text: &str) {
+        let at = self.clock.now();
+        lock(&self.inner)
+            .output
+            .entry(id.clone())
+            .or_default()
+            .push(LogLine {
+                stream,
+                at: Some(at),
+                text: text.to_owned(),
+            });
+    }
+
     pub fn emit(&self, event: ContainerEvent) {
         lock(&self.inner).emit(event);
     }
@@ -1283,6 +1300,55 @@ impl ContainerRuntime for FakeRuntime {
         std::future::ready(r)
     }
 
+    fn logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> impl Future<Output = Result<ContainerLogs, RuntimeError>> + Send {
+        let mut s = lock(&self.inner);
+        let r = s
+            .enter(RuntimeCall::Logs, id.as_str())
+            .and_then(|()| s.get_mut(id).map(|_| ()))
+            .map(|()| {
+                let mut tail = LogTail::new(*query);
+                for line in s.output.get(id).into_iter().flatten() {
+                    tail.push(line.clone());
+                }
+                tail.finish()
+            });
+        std::future::ready(r)
+    }
+
+    /// The fake never waits for new lines: it yields what `logs` would
+    /// (without the byte cap) and ends, as if the container stopped.
+    fn follow_logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> impl Stream<Item = Result<LogLine, RuntimeError>> + Send + 'static {
+        let uncapped = LogQuery {
+            max_bytes: usize::MAX,
+            ..*query
+        };
+        let items: VecDeque<_> = {
+            let mut s = lock(&self.inner);
+            match s
+                .enter(RuntimeCall::Logs, id.as_str())
+                .and_then(|()| s.get_mut(id).map(|_| ()))
+            {
+                Err(e) => VecDeque::from([Err(e)]),
+                Ok(()) => {
+                    let mut tail = LogTail::new(uncapped);
+                    for line in s.output.get(id).into_iter().flatten() {
+                        tail.push(line.clone());
+                    }
+                    tail.finish().lines.into_iter().map(Ok).collect()
+                }
+            }
+        };
+        LineStream { items }
+    }
+
     fn events(
         &self,
         since: Option<OffsetDateTime>,
@@ -1357,6 +1423,20 @@ impl Stream for EventStream {
             c.waker = Some(cx.waker().clone());
             Poll::Pending
         }
+    }
+}
+
+/// The stream returned by [`FakeRuntime::follow_logs`].
+#[derive(Debug)]
+pub struct LineStream {
+    items: VecDeque<Result<LogLine, RuntimeError>>,
+}
+
+impl Stream for LineStream {
+    type Item = Result<LogLine, RuntimeError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.items.pop_front())
     }
 }
 

@@ -307,6 +307,112 @@ pub struct ContainerEvent {
     pub at: OffsetDateTime,
 }
 
+/// Which output of the engine a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of a container's output, without its line break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    /// When the runtime recorded the line, where it says.
+    pub at: Option<OffsetDateTime>,
+    /// The line as text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// Which lines of a container's output to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogQuery {
+    /// At most this many lines, the newest.
+    pub tail: u32,
+    /// Only lines recorded strictly after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many bytes of text in all; the oldest lines beyond it
+    /// are dropped (and the answer says so).
+    pub max_bytes: usize,
+}
+
+/// The lines read, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerLogs {
+    pub lines: Vec<LogLine>,
+    /// Whether `max_bytes` dropped lines that `tail` and `since` selected.
+    pub truncated: bool,
+}
+
+/// Keeps the lines a [`LogQuery`] selects while they are read oldest
+/// first, in bounded memory: at most `tail` lines and `max_bytes` of text
+/// are held at any time. Shared by the adapters so they cut alike.
+#[derive(Debug)]
+pub struct LogTail {
+    query: LogQuery,
+    lines: std::collections::VecDeque<LogLine>,
+    bytes: usize,
+    /// Lines that passed `since` so far.
+    seen: u64,
+}
+
+impl LogTail {
+    pub fn new(query: LogQuery) -> Self {
+        Self {
+            query,
+            lines: std::collections::VecDeque::new(),
+            bytes: 0,
+            seen: 0,
+        }
+    }
+
+    /// Whether `line` passes the `since` filter (a line without a time
+    /// passes: the runtime already applied `since` as well as it could).
+    pub fn wanted(query: &LogQuery, line: &LogLine) -> bool {
+        match (query.since, line.at) {
+            (Some(since), Some(at)) => at > since,
+            _ => true,
+        }
+    }
+
+    /// Adds the next (newer) line.
+    pub fn push(&mut self, line: LogLine) {
+        if !Self::wanted(&self.query, &line) || self.query.tail == 0 {
+            return;
+        }
+        self.seen += 1;
+        self.bytes += line.text.len();
+        self.lines.push_back(line);
+        while self.lines.len() > self.query.tail as usize || self.bytes > self.query.max_bytes {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.lines.pop_front() {
+            self.bytes -= old.text.len();
+        }
+    }
+
+    pub fn finish(self) -> ContainerLogs {
+        // Truncated when the byte cap, not the tail, left lines out.
+        let asked = self.seen.min(u64::from(self.query.tail));
+        ContainerLogs {
+            truncated: (self.lines.len() as u64) < asked,
+            lines: self.lines.into(),
+        }
+    }
+}
+
 /// The engine containers (Docker today, an orchestrator's services later).
 ///
 /// The adapter owns the label scheme and its owner value: it MUST never
@@ -363,6 +469,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         game: Option<&GameId>,
     ) -> impl Future<Output = Result<Vec<ContainerSummary>, RuntimeError>> + Send;
+
+    /// The last lines of an owned container's stdout and stderr, as
+    /// `query` selects them, oldest first; never more than
+    /// `query.max_bytes` of text. MUST return `NotFound` for a missing or
+    /// foreign container and `Unavailable` when the runtime is unreachable.
+    fn logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> impl Future<Output = Result<ContainerLogs, RuntimeError>> + Send;
+
+    /// Like [`logs`](ContainerRuntime::logs) (without the byte cap), then
+    /// every new line as it is written. The stream ends when the container
+    /// stops; dropping it ends the follow. Ownership is checked first: a
+    /// missing or foreign container yields one `Err(NotFound)`.
+    fn follow_logs(
+        &self,
+        id: &ContainerId,
+        query: &LogQuery,
+    ) -> impl Stream<Item = Result<LogLine, RuntimeError>> + Send + 'static;
 
     /// Events of owned containers from `since` (or now) on. The stream ends
     /// (or yields `Err`) when the connection breaks; the caller resubscribes

@@ -3,6 +3,7 @@
 //! operation written in the same transaction as the record change.
 
 mod cleanup;
+mod logs;
 mod operations;
 mod reconcile;
 #[cfg(test)]
@@ -11,6 +12,7 @@ mod tests;
 use std::time::Duration;
 
 pub use cleanup::{CleanupSummary, RetentionConfig, RetentionSummary};
+pub use logs::{LogFollow, LogsError};
 pub use operations::RuntimeService;
 
 use crate::transition::Command;

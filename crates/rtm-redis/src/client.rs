@@ -38,6 +38,14 @@ fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
 }
 
+/// Parses `url` exactly as [`build`] does, without building anything
+/// (`rtmanager check-config` and the start-up validation).
+pub fn check_url(url: &str) -> Result<(), RedisError> {
+    Config::from_url(url)
+        .map(|_| ())
+        .map_err(RedisError::Config)
+}
+
 /// Builds a client for `url` (not yet connected).
 pub(crate) fn build(url: &str, settings: &ClientSettings) -> Result<Client, RedisError> {
     let mut config = Config::from_url(url).map_err(RedisError::Config)?;

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 mod handlers;
+pub mod logs;
 pub mod readiness;
 #[cfg(test)]
 mod tests;
@@ -281,6 +282,7 @@ fn admin_only_routes<P: Ports>(cfg: &mut web::ServiceConfig) {
             web::resource("/runtimes/{game_id}/cleanup")
                 .route(web::post().to(handlers::cleanup::<P, Admin>)),
         )
+        .service(web::resource("/runtimes/{game_id}/logs").route(web::get().to(logs::logs::<P>)))
         .service(web::resource("/reconcile").route(web::post().to(handlers::reconcile::<P>)))
         .service(web::resource("/operations").route(web::get().to(handlers::list_operations::<P>)))
         .service(web::resource("/health").route(web::get().to(handlers::list_health::<P>)));

@@ -1385,6 +1385,7 @@ fn openapi_documents_every_code_and_route() {
         "/admin/v1/runtimes/{game_id}/patch",
         "/admin/v1/runtimes/{game_id}/operations",
         "/admin/v1/runtimes/{game_id}/cleanup",
+        "/admin/v1/runtimes/{game_id}/logs",
         "/admin/v1/reconcile",
         "/admin/v1/operations",
         "/admin/v1/health",

@@ -6,6 +6,7 @@
 //! state root, its own stream names.
 
 mod console;
+mod cli;
 mod health;
 mod lifecycle;
 mod lobby;

@@ -26,6 +26,8 @@ use rtm_testkit::docker::{
     TestNetwork,
 };
 
+mod logs;
+
 /// Upper bound of every wait; generous because the machine is shared.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -94,6 +96,22 @@ async fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls the async `f` every 100 ms until it returns `Some`, at most
+/// [`DEADLINE`].
+async fn poll_async<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -197,6 +197,8 @@ async fn the_binary_serves_logs_operations_and_exits_0_on_sigterm() {
         },
     )
     .await;
+    // The start-up line says which build runs.
+    assert_eq!(started["fields"]["version"], env!("CARGO_PKG_VERSION"));
     let gm = format!(
         "http://{}",
         started["fields"]["gm"].as_str().expect("gm addr")
