@@ -21,6 +21,7 @@ mod crash;
 mod happy;
 mod ordering;
 mod poison;
+mod redelivery;
 mod redis_restart;
 
 /// The consumer group the app uses (`RTM_LOBBY_GROUP` default).
