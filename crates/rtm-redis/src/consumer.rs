@@ -31,7 +31,8 @@
 //!   not yet finished (running, queued, or still waiting to be received
 //!   behind a backlog) is "touched" (`XCLAIM … JUSTID`, which does not
 //!   count as a delivery) so a slow operation, a long retry or a long
-//!   backlog is never claimed from under it.
+//!   backlog is never claimed from under it; the claimer touches them
+//!   right before each pass too, so it never claims this consumer's own.
 //! - The blocking `XREADGROUP` has its own connection; every client
 //!   reconnects by itself. When Redis comes back without the group (a
 //!   restart without persistence) the group is re-created (from id `0`, so
@@ -785,6 +786,19 @@ async fn claimer<H: CommandHandler>(
     loop {
         if sleep_or_stop(claim_interval(cfg.claim_idle), &mut stop).await {
             return;
+        }
+        // Touch our own unfinished entries first, in this task: XAUTOCLAIM
+        // cannot skip our own consumer, and on a starved machine the
+        // dispatcher's periodic touch can lag past `claim_idle`; claiming
+        // an entry we still hold would count a delivery for nothing (and
+        // with a low delivery limit turn a running entry into a dead
+        // letter). Another replica's claimer is kept off by the periodic
+        // touch alone.
+        let ours = shared.tracked();
+        if !ours.is_empty() {
+            if let Err(e) = shared.touch(ours).await {
+                debug!(error = %e, "touching held entries before claiming failed");
+            }
         }
         let mut cursor = "0-0".to_owned();
         for _ in 0..MAX_CLAIM_PAGES {
