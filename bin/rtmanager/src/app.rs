@@ -15,11 +15,13 @@ use actix_web::web;
 use anyhow::Context;
 use rtm_docker::{DockerConfig, DockerRuntime};
 use rtm_domain::health::{HealthConfig, HealthMonitor};
-use rtm_domain::ports::{Adapters, ContainerRuntime, HealthOutbox, Ports, Telemetry, UnitOfWork};
+use rtm_domain::ports::{
+    Adapters, ContainerRuntime, HealthOutbox, OperationLog, Ports, Telemetry, UnitOfWork,
+};
 use rtm_domain::service::{
     OperationError, OperationOutcome, OperationRequest, RetentionConfig, RuntimeService,
 };
-use rtm_domain::{HealthStatus, OpKind, OpSource, Outcome};
+use rtm_domain::{HealthStatus, OpKind, OpSource, OperationEntry, Outcome};
 use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
 use rtm_probe::{HttpProbe, ProbeConfig};
 use rtm_redis::{
@@ -105,16 +107,37 @@ pub struct RunningApp {
     shutdown_timeout: Duration,
 }
 
-/// The Lobby consumer's handler: the domain service itself.
-struct ServiceHandler(Arc<RuntimeService<Prod>>);
+/// The Lobby consumer's handler: the domain service itself, and the
+/// operation log for the lock-free "already recorded?" check of
+/// redelivered entries.
+struct ServiceHandler {
+    service: Arc<RuntimeService<Prod>>,
+    store: PgStore,
+}
 
 impl CommandHandler for ServiceHandler {
     fn handle(
         &self,
         req: OperationRequest,
     ) -> impl std::future::Future<Output = Result<OperationOutcome, OperationError>> + Send {
-        let service = self.0.clone();
+        let service = self.service.clone();
         async move { service.execute(req).await }
+    }
+
+    fn recorded(
+        &self,
+        req: &OperationRequest,
+    ) -> impl std::future::Future<Output = Result<Option<OperationEntry>, OperationError>> + Send
+    {
+        let store = self.store.clone();
+        let (game, source) = (req.game_id.clone(), req.source);
+        let source_ref = req.source_ref.clone().filter(|r| !r.is_empty());
+        async move {
+            let Some(source_ref) = source_ref else {
+                return Ok(None);
+            };
+            Ok(store.find_by_source_ref(&game, source, &source_ref).await?)
+        }
     }
 }
 
@@ -292,8 +315,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     lobby.concurrency = config.lobby.concurrency;
     let dead_stream = lobby.dead_stream();
     lobby.dead_maxlen = config.lobby.dead_maxlen;
-    let consumer = LobbyConsumer::new(redis_url, lobby, ServiceHandler(service.clone()))
-        .context("Redis Lobby consumer")?;
+    let consumer = LobbyConsumer::new(
+        redis_url,
+        lobby,
+        ServiceHandler {
+            service: service.clone(),
+            store: store.clone(),
+        },
+    )
+    .context("Redis Lobby consumer")?;
     let lobby_stats = consumer.stats();
     let console = crate::console::ProdConsole {
         store: store.clone(),

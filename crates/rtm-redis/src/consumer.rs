@@ -6,6 +6,17 @@
 //!   returned `Ok` (the operation row is committed, success or recorded
 //!   business failure). Delivery is at-least-once; the entry id is the
 //!   operation's `source_ref`, so a redelivery replays the recorded result.
+//! - A redelivered entry whose `source_ref` already has a finished row
+//!   (the Lobby replayed a window, a failover lost an ack, a claim took it
+//!   from a consumer that died after its commit) is not performed again:
+//!   it is acknowledged at once, whichever path delivered it (new read,
+//!   pending drain, claim) and however often it was delivered. The row is
+//!   looked up without the game's lock ([`CommandHandler::recorded`]): a
+//!   finished row never changes, so a busy game does not delay the ack,
+//!   and the delivery limit never dead-letters an entry that succeeded.
+//!   An entry still queued or running here is not run a second time; it is
+//!   acknowledged again once it finished, since a redelivery that landed
+//!   after its first ack put it back in the pending list.
 //! - A game's entries are handled one at a time, in the order this consumer
 //!   received them; different games run concurrently up to `concurrency`.
 //! - A transient handler error (`InProgress`, `Store`) is retried with a
@@ -20,7 +31,8 @@
 //!   not yet finished (running, queued, or still waiting to be received
 //!   behind a backlog) is "touched" (`XCLAIM … JUSTID`, which does not
 //!   count as a delivery) so a slow operation, a long retry or a long
-//!   backlog is never claimed from under it.
+//!   backlog is never claimed from under it; the claimer touches them
+//!   right before each pass too, so it never claims this consumer's own.
 //! - The blocking `XREADGROUP` has its own connection; every client
 //!   reconnects by itself. When Redis comes back without the group (a
 //!   restart without persistence) the group is re-created (from id `0`, so
@@ -40,7 +52,7 @@ use fred::types::config::Options;
 use fred::types::Value;
 use futures_util::FutureExt;
 use rtm_domain::service::{OperationError, OperationOutcome, OperationRequest};
-use rtm_domain::GameId;
+use rtm_domain::{GameId, OperationEntry};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -62,6 +74,14 @@ pub trait CommandHandler: Send + Sync + 'static {
         &self,
         req: OperationRequest,
     ) -> impl Future<Output = Result<OperationOutcome, OperationError>> + Send;
+
+    /// The finished row of `req`'s `(game, source, source_ref)`, if any,
+    /// read WITHOUT the game's lock (a finished row is final). MUST return
+    /// `Ok(None)` only when no such row exists; `Err` is transient.
+    fn recorded(
+        &self,
+        req: &OperationRequest,
+    ) -> impl Future<Output = Result<Option<OperationEntry>, OperationError>> + Send;
 }
 
 /// Settings of the Lobby consumer.
@@ -177,7 +197,8 @@ impl LobbyStats {
     pub fn connected(&self) -> bool {
         self.cmd.is_connected() && self.read.is_connected()
     }
-    /// Entries the handler returned `Ok` for.
+    /// Entries whose operation is recorded: the handler returned `Ok`, or
+    /// a redelivered entry was found already recorded.
     pub fn processed(&self) -> u64 {
         self.counters.processed.load(Ordering::Relaxed)
     }
@@ -822,6 +843,19 @@ async fn claimer<H: CommandHandler>(
         if sleep_or_stop(claim_interval(cfg.claim_idle), &mut stop).await {
             return;
         }
+        // Touch our own unfinished entries first, in this task: XAUTOCLAIM
+        // cannot skip our own consumer, and on a starved machine the
+        // dispatcher's periodic touch can lag past `claim_idle`; claiming
+        // an entry we still hold would count a delivery for nothing (and
+        // with a low delivery limit turn a running entry into a dead
+        // letter). Another replica's claimer is kept off by the periodic
+        // touch alone.
+        let ours = shared.tracked();
+        if !ours.is_empty() {
+            if let Err(e) = shared.touch(ours).await {
+                debug!(error = %e, "touching held entries before claiming failed");
+            }
+        }
         let mut cursor = "0-0".to_owned();
         for _ in 0..MAX_CLAIM_PAGES {
             let r: Result<Value, _> = shared
@@ -898,20 +932,44 @@ async fn claimer<H: CommandHandler>(
 
 // ---------------------------------------------------------------- dispatcher
 
-enum Done {
-    /// A command task ended; `acked` tells whether its entry was acknowledged.
-    Game {
-        game: GameId,
-        id: String,
-        acked: bool,
-    },
-    Other(String),
+/// A task of the dispatcher ended.
+struct Done {
+    /// The game whose command task this was; `None` for acknowledgement
+    /// and dead-letter tasks, which run outside the per-game queues.
+    game: Option<GameId>,
+    id: String,
+    /// Whether the entry was acknowledged.
+    acked: bool,
 }
 
-/// How many acknowledged ids are remembered to drop late duplicates: a
-/// pending-list re-read (after a reconnection) may answer just before the
-/// acknowledgement lands and reach the dispatcher just after.
+/// How many acknowledged ids are remembered, so a redelivery of one is
+/// acknowledged again at once, without even a database lookup.
 const RECENT_ACKS: usize = 4096;
+
+/// Ids this dispatcher acknowledged, oldest evicted first.
+#[derive(Default)]
+struct RecentAcks {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentAcks {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+    fn insert(&mut self, id: String) {
+        if self.set.contains(&id) {
+            return;
+        }
+        if self.set.len() >= RECENT_ACKS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.clone());
+        self.order.push_back(id);
+    }
+}
 
 /// Owns the per-game queues: one running task per game at most, at most
 /// `concurrency` games at once, entries of a game in arrival order.
@@ -926,8 +984,12 @@ async fn dispatch<H: CommandHandler>(
     // stays in Redis, where the claimer and other replicas can see it.
     let max_held = (concurrency.max(cfg.batch) * 4).max(16);
     let mut held: HashSet<String> = HashSet::new();
-    let mut recent: HashSet<String> = HashSet::new();
-    let mut recent_order: VecDeque<String> = VecDeque::new();
+    // Held entries delivered again meanwhile (a rewound group, a pending
+    // re-read): the redelivery may have landed in Redis after the first
+    // acknowledgement, putting the entry back in the pending list, so
+    // they are acknowledged once more when their task ends.
+    let mut redelivered: HashSet<String> = HashSet::new();
+    let mut recent = RecentAcks::default();
     let mut queues: HashMap<GameId, VecDeque<(String, Box<OperationRequest>)>> = HashMap::new();
     let mut scheduled: HashSet<GameId> = HashSet::new();
     let mut ready: VecDeque<GameId> = VecDeque::new();
@@ -939,6 +1001,21 @@ async fn dispatch<H: CommandHandler>(
         (cfg.claim_idle / 3).clamp(Duration::from_millis(50), Duration::from_secs(60)),
     );
     touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Acknowledges an entry whose operation is known to be recorded.
+    let spawn_ack = |tasks: &mut JoinSet<Done>, id: String| {
+        let (s, mut st) = (shared.clone(), task_stop.clone());
+        tasks.spawn(async move {
+            let acked = s.ack_with_retry(&id, &mut st).await;
+            if acked {
+                s.counters.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Done {
+                game: None,
+                id,
+                acked,
+            }
+        });
+    };
 
     loop {
         // Start what the concurrency limit allows.
@@ -960,7 +1037,11 @@ async fn dispatch<H: CommandHandler>(
                     error!(entry = %id, "handler panicked; entry left pending");
                     false
                 });
-                Done::Game { game, id, acked }
+                Done {
+                    game: Some(game),
+                    id,
+                    acked,
+                }
             });
         }
 
@@ -968,50 +1049,57 @@ async fn dispatch<H: CommandHandler>(
             biased;
             _ = wait_stop(&mut stop) => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                match done {
-                    Ok(Done::Game { game, id, acked }) => {
-                        held.remove(&id);
-                        shared.untrack(&id);
-                        if acked {
-                            if recent.len() >= RECENT_ACKS {
-                                if let Some(old) = recent_order.pop_front() {
-                                    recent.remove(&old);
-                                }
-                            }
-                            recent.insert(id.clone());
-                            recent_order.push_back(id);
-                        }
-                        running_games -= 1;
-                        if queues.get(&game).is_some_and(|q| !q.is_empty()) {
-                            ready.push_back(game);
-                        } else {
-                            queues.remove(&game);
-                            scheduled.remove(&game);
-                        }
-                    }
-                    Ok(Done::Other(id)) => {
-                        held.remove(&id);
-                        shared.untrack(&id);
-                    }
+                let Done { game, id, acked } = match done {
+                    Ok(done) => done,
                     // Tasks catch panics themselves; a JoinError here means
                     // the task was cancelled, which only happens at drop.
-                    Err(e) => error!(error = %e, "lobby task failed"),
+                    Err(e) => {
+                        error!(error = %e, "lobby task failed");
+                        continue;
+                    }
+                };
+                held.remove(&id);
+                let again = redelivered.remove(&id);
+                if acked {
+                    recent.insert(id.clone());
+                }
+                if acked && again {
+                    debug!(entry = %id, "entry was delivered again while it ran; acknowledging again");
+                    held.insert(id.clone());
+                    spawn_ack(&mut tasks, id);
+                } else {
+                    shared.untrack(&id);
+                }
+                if let Some(game) = game {
+                    running_games -= 1;
+                    if queues.get(&game).is_some_and(|q| !q.is_empty()) {
+                        ready.push_back(game);
+                    } else {
+                        queues.remove(&game);
+                        scheduled.remove(&game);
+                    }
                 }
             }
             d = rx.recv(), if held.len() < max_held => {
                 let Some(d) = d else { break };
+                if held.contains(d.id()) {
+                    // Queued or running here: never a second run. It is
+                    // acknowledged again when it ends (see `redelivered`).
+                    debug!(entry = d.id(), "entry already held; delivered again");
+                    redelivered.insert(d.id().to_owned());
+                    continue;
+                }
                 if recent.contains(d.id()) {
-                    // Already acknowledged here: a late duplicate.
-                    debug!(entry = d.id(), "entry already acknowledged; duplicate delivery ignored");
-                    shared.untrack(d.id());
+                    // Acknowledged here after its row was committed, then
+                    // delivered again (a rewound group, a lost ack, a
+                    // pending re-read that crossed the ack): its result
+                    // stands; acknowledge it again, do not run it.
+                    info!(entry = d.id(), "entry already performed and acknowledged here; acknowledging its redelivery");
+                    held.insert(d.id().to_owned());
+                    spawn_ack(&mut tasks, d.id().to_owned());
                     continue;
                 }
-                if !held.insert(d.id().to_owned()) {
-                    // Already queued or running here (e.g. re-read after a
-                    // reconnection, or claimed back from ourselves).
-                    debug!(entry = d.id(), "entry already held; duplicate delivery ignored");
-                    continue;
-                }
+                held.insert(d.id().to_owned());
                 match d {
                     Delivery::Command { id, req } => {
                         let game = req.game_id.clone();
@@ -1023,8 +1111,8 @@ async fn dispatch<H: CommandHandler>(
                     Delivery::Dead { entry, reason, deliveries, ack } => {
                         let (s, st) = (shared.clone(), task_stop.clone());
                         tasks.spawn(async move {
-                            dead_letter(&s, &entry, &reason, deliveries, ack, st).await;
-                            Done::Other(entry.id)
+                            let acked = dead_letter(&s, &entry, &reason, deliveries, ack, st).await;
+                            Done { game: None, id: entry.id, acked }
                         });
                     }
                 }
@@ -1062,6 +1150,21 @@ async fn dispatch<H: CommandHandler>(
     }
 }
 
+/// One attempt at an entry: its recorded result when its `source_ref`
+/// already has a finished row (looked up without the game's lock, so a
+/// redelivery is acknowledged even while the game is busy), else the
+/// handler's run. `(outcome, replayed)`.
+async fn attempt<H: CommandHandler>(
+    shared: &Shared<H>,
+    req: &OperationRequest,
+) -> Result<(rtm_domain::Outcome, bool), OperationError> {
+    if let Some(row) = shared.handler.recorded(req).await? {
+        return Ok((row.outcome, true));
+    }
+    let outcome = shared.handler.handle(req.clone()).await?;
+    Ok((outcome.operation.outcome, outcome.replayed))
+}
+
 /// Handles one command: retries transient errors with backoff (until stop),
 /// then acknowledges. True when the entry was acknowledged.
 async fn run_command<H: CommandHandler>(
@@ -1074,17 +1177,15 @@ async fn run_command<H: CommandHandler>(
     let game = req.game_id.clone();
     let op = req.command.clone();
     loop {
-        match shared.handler.handle(req.clone()).await {
-            Ok(outcome) => {
+        match attempt(shared, &req).await {
+            Ok((outcome, replayed)) => {
                 shared.counters.processed.fetch_add(1, Ordering::Relaxed);
-                debug!(
-                    entry = id,
-                    game = %game,
-                    op = ?op,
-                    outcome = %outcome.operation.outcome,
-                    replayed = outcome.replayed,
-                    "lobby command handled"
-                );
+                let msg = "lobby command handled";
+                if replayed {
+                    info!(entry = id, game = %game, op = ?op, outcome = %outcome, replayed, "{msg}: already recorded, not performed again");
+                } else {
+                    debug!(entry = id, game = %game, op = ?op, outcome = %outcome, replayed, "{msg}");
+                }
                 break;
             }
             Err(e) => {
@@ -1109,7 +1210,38 @@ async fn run_command<H: CommandHandler>(
     acked
 }
 
-/// Copies the entry to the dead-letter stream, then acknowledges it.
+/// Whether an entry over the delivery limit was in fact performed: its
+/// `source_ref` has a finished row. Retries lookup failures (the entry
+/// stays pending and touched meanwhile); `None` when stopped first.
+async fn over_limit_but_recorded<H: CommandHandler>(
+    shared: &Shared<H>,
+    entry: &StreamEntry,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    // Only a well-formed entry can have a row (classify checks the format
+    // first), so a parse failure here means "not recorded".
+    let Ok(req) = parse_entry(entry) else {
+        return Some(false);
+    };
+    let mut backoff = Backoff::new(shared.cfg.retry_min, shared.cfg.retry_max);
+    loop {
+        match shared.handler.recorded(&req).await {
+            Ok(row) => return Some(row.is_some()),
+            Err(e) => {
+                shared.counters.error("recorded lookup", &e);
+                warn!(entry = %entry.id, error = %e, "cannot tell whether an over-delivered entry was performed; retrying");
+                if sleep_or_stop(backoff.next(), stop).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Copies the entry to the dead-letter stream, then acknowledges it; an
+/// entry over the delivery limit whose operation is recorded is only
+/// acknowledged (its result stands: it is no failure). True when the entry
+/// was acknowledged.
 async fn dead_letter<H: CommandHandler>(
     shared: &Shared<H>,
     entry: &StreamEntry,
@@ -1117,7 +1249,22 @@ async fn dead_letter<H: CommandHandler>(
     deliveries: u64,
     ack: bool,
     mut stop: watch::Receiver<bool>,
-) {
+) -> bool {
+    if matches!(reason, DeadReason::MaxDeliveries { .. }) {
+        match over_limit_but_recorded(shared, entry, &mut stop).await {
+            None => return false,
+            Some(true) => {
+                info!(entry = %entry.id, deliveries, "over-delivered entry is already recorded; acknowledging it instead of dead-lettering");
+                shared.counters.processed.fetch_add(1, Ordering::Relaxed);
+                let acked = shared.ack_with_retry(&entry.id, &mut stop).await;
+                if acked {
+                    shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                return acked;
+            }
+            Some(false) => {}
+        }
+    }
     warn!(entry = %entry.id, reason = %reason, "dead-lettering lobby entry");
     let mut backoff = Backoff::new(shared.cfg.retry_min, shared.cfg.retry_max);
     loop {
@@ -1126,7 +1273,7 @@ async fn dead_letter<H: CommandHandler>(
             Err(e) => {
                 shared.counters.error("dead letter", &e);
                 if sleep_or_stop(backoff.next(), &mut stop).await {
-                    return;
+                    return false;
                 }
             }
         }
@@ -1135,9 +1282,7 @@ async fn dead_letter<H: CommandHandler>(
         .counters
         .dead_lettered
         .fetch_add(1, Ordering::Relaxed);
-    if ack {
-        shared.ack_with_retry(&entry.id, &mut stop).await;
-    }
+    ack && shared.ack_with_retry(&entry.id, &mut stop).await
 }
 
 #[cfg(test)]

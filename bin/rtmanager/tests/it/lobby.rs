@@ -21,6 +21,7 @@ mod crash;
 mod happy;
 mod ordering;
 mod poison;
+mod redelivery;
 mod redis_restart;
 
 /// The consumer group the app uses (`RTM_LOBBY_GROUP` default).
@@ -396,19 +397,33 @@ pub fn lock_key(app: &TestApp, game: &str) -> String {
 /// Takes the per-game locks of `games` in a session of the test's own, so
 /// the app's operations on them wait (and, past `RTM_LOCK_WAIT`, fail as
 /// transient `InProgress`). Release with [`release_locks`].
+///
+/// It waits its turn (bounded) rather than trying once: the app takes a
+/// game's lock for every health observation of it (each probe and inspect
+/// result, each Docker event), a few times a second with the tests'
+/// intervals, so a running game's lock is often held for a moment. A
+/// single `pg_try_advisory_lock` lost that race now and then under load.
 pub async fn hold_locks(app: &TestApp, games: &[&str]) -> tokio_postgres::Client {
     let client = admin(app).await;
+    // Any legitimate holder lets go within milliseconds; 30 s means a
+    // leak, and the statement then fails with SQLSTATE 55P03.
+    client
+        .batch_execute("SET lock_timeout = '30s'")
+        .await
+        .expect("lock_timeout");
     for g in games {
-        let taken: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+        client
+            .execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 0))",
                 &[&lock_key(app, g)],
             )
             .await
-            .expect("advisory lock")
-            .get(0);
-        assert!(taken, "lock of {g} already taken");
+            .unwrap_or_else(|e| panic!("lock of {g} still taken after 30 s: {e}"));
     }
+    client
+        .batch_execute("RESET lock_timeout")
+        .await
+        .expect("lock_timeout");
     client
 }
 

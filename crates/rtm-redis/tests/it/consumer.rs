@@ -398,6 +398,80 @@ async fn entries_delivered_too_often_are_dead_lettered() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rewound_entry_already_acknowledged_is_acknowledged_again_not_rerun() {
+    let url = redis_url();
+    let mut keys = KeyGuard::new(&url);
+    let stream = keys.unique_key("lobby");
+    let dead = keys.key(format!("{stream}:dead"));
+    let c = client(&url).await;
+    let a = xadd(&c, &stream, &[("op", "stop"), ("game_id", "g1")]).await;
+    let b = xadd(&c, &stream, &[("op", "stop"), ("game_id", "g2")]).await;
+
+    let handler = TestHandler::default();
+    // Claims far later than the deadlines: only the `>` read can deliver.
+    let mut cfg = config(&stream, "rtm-a");
+    cfg.claim_idle = Duration::from_secs(600);
+    let running = spawn_consumer(&url, cfg, handler.clone());
+    eventually("both handled and acknowledged", WAIT, || async {
+        running.stats.acked() == 2 && pending(&running.stats).await == Some(0)
+    })
+    .await;
+
+    // The window is replayed (twice): both entries are delivered again.
+    for round in 1..=2u64 {
+        let _: Value = c
+            .xgroup_setid(&stream, "rtmanager", "0-0")
+            .await
+            .expect("XGROUP SETID");
+        eventually("redeliveries acknowledged", WAIT, || async {
+            running.stats.acked() == 2 + 2 * round && pending(&running.stats).await == Some(0)
+        })
+        .await;
+    }
+    // Completion order: the two games ran concurrently.
+    let mut calls: Vec<_> = handler.calls().iter().map(|c| c.entry_id.clone()).collect();
+    calls.sort();
+    assert_eq!(calls, [a, b], "each entry performed once");
+    assert_eq!(running.stats.dead_lettered(), 0);
+    assert!(xrange(&c, &dead).await.is_empty());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_entry_over_the_delivery_limit_is_acknowledged_not_dead_lettered() {
+    let url = redis_url();
+    let mut keys = KeyGuard::new(&url);
+    let stream = keys.unique_key("lobby");
+    let dead = keys.key(format!("{stream}:dead"));
+    let c = client(&url).await;
+    let done = xadd(&c, &stream, &[("op", "stop"), ("game_id", "g1")]).await;
+    let poison = xadd(&c, &stream, &[("op", "stop"), ("game_id", "g2")]).await;
+    // A consumer committed `done`'s row, never acknowledged it, and both
+    // entries were delivered to it 6 times (over the limit of 5).
+    deliver_repeatedly(&c, &stream, "rtm-dead", 6).await;
+
+    let handler = TestHandler::default();
+    handler.preset_recorded(&done);
+    let mut cfg = config(&stream, "rtm-alive");
+    cfg.claim_idle = Duration::from_millis(300);
+    let running = spawn_consumer(&url, cfg, handler.clone());
+    eventually("both settled", WAIT, || async {
+        pending(&running.stats).await == Some(0)
+    })
+    .await;
+    // The unrecorded one is still a poison entry.
+    let letters = xrange(&c, &dead).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let m: HashMap<_, _> = letters[0].1.iter().cloned().collect();
+    assert_eq!(m["dead_entry_id"], poison);
+    assert_eq!(m["dead_reason"], "max_deliveries");
+    assert_eq!(running.stats.dead_lettered(), 1);
+    assert_eq!(running.stats.acked(), 1, "the recorded entry acknowledged");
+    assert!(handler.attempts().is_empty(), "nothing performed again");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_consumer_gets_its_pending_entry_again_on_restart() {
     let url = redis_url();
     let mut keys = KeyGuard::new(&url);

@@ -28,6 +28,9 @@ struct State {
     calls: Mutex<Vec<Call>>,
     /// Every call's entry id, in start order (failed ones too).
     attempts: Mutex<Vec<String>>,
+    /// Entries whose operation counts as recorded without a call here
+    /// (recorded by a consumer that died before its ack).
+    preset: Mutex<HashSet<String>>,
     /// Game -> number of calls still to fail with a transient error.
     fail_first: Mutex<HashMap<String, usize>>,
     /// Games whose calls wait for `gate` before returning.
@@ -80,6 +83,14 @@ impl TestHandler {
     }
     pub fn attempts(&self) -> Vec<String> {
         self.state.attempts.lock().unwrap().clone()
+    }
+    /// Makes `entry_id` look recorded, as a commit by another consumer.
+    pub fn preset_recorded(&self, entry_id: &str) {
+        self.state
+            .preset
+            .lock()
+            .unwrap()
+            .insert(entry_id.to_owned());
     }
     pub fn overlapped(&self) -> bool {
         self.state.overlap.load(Ordering::Relaxed)
@@ -139,6 +150,27 @@ impl CommandHandler for TestHandler {
                 req,
             });
             Ok(out)
+        }
+    }
+
+    /// Like the operation log: an entry that had a successful call (or was
+    /// preset) is recorded.
+    fn recorded(
+        &self,
+        req: &OperationRequest,
+    ) -> impl Future<Output = Result<Option<OperationEntry>, OperationError>> + Send {
+        let state = self.state.clone();
+        let req = req.clone();
+        async move {
+            let entry_id = req.source_ref.clone().unwrap_or_default();
+            let done = state.preset.lock().unwrap().contains(&entry_id)
+                || state
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c.entry_id == entry_id);
+            Ok(done.then(|| outcome(&req).operation))
         }
     }
 }

@@ -105,6 +105,12 @@ async fn a_redelivered_entry_whose_row_exists_is_acknowledged_without_acting_aga
 async fn a_graceful_stop_with_entries_in_flight_loses_and_doubles_nothing() {
     let mut app = spawn_app_with(|v| {
         v.insert("RTM_LOCK_WAIT".into(), "1s".into());
+        // The scenario is a stop that lets running operations finish. With
+        // the suite's 10 s, a start slowed down by a loaded machine (seen:
+        // Docker and PostgreSQL connections taking seconds at load 37) was
+        // abandoned mid-way instead, which is the crash scenario of the
+        // test above, and its redo started the engine a third time.
+        v.insert("RTM_SHUTDOWN_TIMEOUT".into(), "90s".into());
     })
     .await;
     let lobby = Lobby::new(&app).await;

@@ -34,10 +34,17 @@ pub async fn run_entry(app: &TestApp, lobby: &Lobby, fields: &[(&str, &str)]) ->
     let sql = admin(app).await;
     let held = hold_locks(app, &[game]).await;
     let id = lobby.xadd(fields).await;
+    // The app queues its waiters for one game in process and sends one to
+    // PostgreSQL, which may be a health observation rather than this
+    // operation: wait for the entry's delivery too.
     wait_for(
         "the operation waiting for the game's lock",
         Duration::from_secs(20),
-        || async { (lock_waiters(app, &[game]).await == 1).then_some(()) },
+        || async {
+            let (_, _, last_delivered) = lobby.group_info().await?;
+            let delivered = id_key(&last_delivered) >= id_key(&id);
+            (delivered && lock_waiters(app, &[game]).await == 1).then_some(())
+        },
     )
     .await;
     assert!(
