@@ -319,6 +319,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Removes the container (forcefully). A missing one is `NotFound`.
+    /// When the runtime is already removing it (another caller), MUST wait
+    /// until it is gone and return `Ok` (or `Conflict` after a bounded wait).
     fn remove(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Renames the container. `Conflict` when the name is taken.
