@@ -734,13 +734,15 @@ impl<P: Ports> RuntimeService<P> {
     /// Puts the previous engine back after a failed patch, whatever state
     /// Docker is in: the new container is removed (a removal already in
     /// progress is waited out by the adapter; one already gone is fine),
-    /// the old one is started and takes its canonical name back (a name
-    /// still held for a moment is retried). Each step is retried within
+    /// the old one takes its canonical name back (a name still held for a
+    /// moment is retried) and is started. Each step is retried within
     /// [`ROLLBACK_ATTEMPTS`]; `Err` says which step could not finish.
     ///
-    /// The old engine starts before it is renamed, so a rollback cut short
-    /// leaves either a stopped parked container or a running one under its
-    /// parked name: both are what the reconciler knows how to finish.
+    /// Rename before start: Docker's embedded DNS registers a container's
+    /// name when it starts and does not follow a rename of a running one
+    /// (seen on 20.10: `rtm-<game>` resolved to nothing after a running
+    /// parked engine was renamed back), so starting under the parked name
+    /// would leave `engine_endpoint` dead.
     pub(super) async fn roll_back(
         &self,
         game: &GameId,
@@ -764,10 +766,6 @@ impl<P: Ports> RuntimeService<P> {
                 .map_err(|f| RuntimeError::Other(f.error.message))
         })
         .await?;
-        self.retrying("start the previous engine", || async {
-            rt.start(old).await
-        })
-        .await?;
         self.retrying("rename the previous engine back", || async {
             let info = rt.inspect(old).await?;
             if info.summary.name.trim_start_matches('/') == canonical {
@@ -784,6 +782,10 @@ impl<P: Ports> RuntimeService<P> {
                 }
                 other => other,
             }
+        })
+        .await?;
+        self.retrying("start the previous engine", || async {
+            rt.start(old).await
         })
         .await
     }

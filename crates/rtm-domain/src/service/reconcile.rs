@@ -362,10 +362,11 @@ impl<P: Ports> RuntimeService<P> {
     ) -> Result<(), GameError> {
         let rt = &self.adapters.runtime;
         let canonical = game.container_name();
-        rt.start(&k.id).await?;
+        // Rename first: Docker's DNS registers the name at start.
         if k.name.trim_start_matches('/') != canonical {
             rt.rename(&k.id, &canonical).await?;
         }
+        rt.start(&k.id).await?;
         let now = self.adapters.clock.now();
         let mut next = current;
         next.container_id = Some(k.id.clone());
