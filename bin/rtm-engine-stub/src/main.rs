@@ -30,6 +30,9 @@
 //! - `ENGINE_FAIL_AT_START=1` makes it exit with code 3 at once, before
 //!   anything else (the `broken` image).
 //!
+//! - `rtm-engine-stub resolve <name>` is not the engine: a one-shot DNS A
+//!   lookup against Docker's embedded DNS, for tests (`resolve.rs`).
+//!
 //! std only: it is linked statically and runs alone in a `FROM scratch`
 //! image (`cargo xtask engine-image`).
 
@@ -44,6 +47,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod lockdown;
+mod resolve;
 
 /// How often the control files and the termination flag are checked.
 const POLL: Duration = Duration::from_millis(100);
@@ -71,6 +75,11 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(lockdown::IDLE_ARG) {
         lockdown::idle_child();
         return ExitCode::SUCCESS;
+    }
+    // `resolve <name>`: a DNS lookup tool for tests, not the engine.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("resolve") {
+        return resolve::main(&args[1..]);
     }
     if std::env::var("ENGINE_FAIL_AT_START").as_deref() == Ok("1") {
         eprintln!("rtm-engine-stub: ENGINE_FAIL_AT_START=1, exiting with 3");

@@ -63,6 +63,15 @@ fn classify_conn(e: &ConnError) -> Failure {
     }
 }
 
+/// Whether a 409 answer to a removal says another removal of the same
+/// container is already under way (Docker: "removal of container … is
+/// already in progress", e.g. an operator's `docker rm -f` racing ours).
+/// The container is then as good as gone: the caller waits for it.
+pub(crate) fn is_removal_in_progress(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("removal") && m.contains("already in progress")
+}
+
 /// The default translation: 404 → `NotFound`, 409 → `Conflict`,
 /// unreachable → `Unavailable` (keeping the cause), the rest → `Other`.
 /// `what` names the object, for the message.
@@ -105,4 +114,23 @@ static ERRORS: [AtomicU64; 5] = [
 /// process is one replica.
 pub fn error_counts() -> [(&'static str, u64); 5] {
     std::array::from_fn(|i| (ERROR_KINDS[i], ERRORS[i].load(Ordering::Relaxed)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_in_progress_is_recognised_by_docker_s_message() {
+        // The text of moby's daemon/delete.go (20.10).
+        assert!(is_removal_in_progress(
+            "removal of container 0123abcd is already in progress"
+        ));
+        assert!(!is_removal_in_progress(
+            "You cannot remove a running container 0123abcd. Stop the container before attempting removal or force remove"
+        ));
+        assert!(!is_removal_in_progress(
+            "Conflict. The container name \"/rtm-g\" is already in use"
+        ));
+    }
 }

@@ -36,12 +36,17 @@ use crate::convert::{
     self, LABEL_GAME_ID, LABEL_IMAGE_REF, LABEL_MANAGED, LABEL_OWNER, LABEL_STATE_PATH,
 };
 use crate::create::{CreateClient, Lockdown};
-use crate::error::{classify, to_runtime, Failure};
+use crate::error::{classify, is_removal_in_progress, to_runtime, Failure};
 use crate::events;
 
 /// How long a network creator waits for concurrent creators before
 /// resolving duplicates; longer than a network creation takes.
 const NETWORK_SETTLE: Duration = Duration::from_secs(1);
+/// How long `remove` waits for a removal someone else started (Docker's
+/// 409 "removal … already in progress") before it reports a `Conflict`.
+const REMOVAL_WAIT: Duration = Duration::from_secs(30);
+/// How often it looks whether that removal is done.
+const REMOVAL_POLL: Duration = Duration::from_millis(100);
 
 /// The Docker adapter. Cheap to clone: clones share one client.
 #[derive(Debug, Clone)]
@@ -142,6 +147,27 @@ impl DockerRuntime {
     }
 
     /// Inspects `id` and returns it only when it is ours.
+    /// Waits (at most [`REMOVAL_WAIT`]) until Docker no longer knows the
+    /// container `full`, for a removal another caller started.
+    async fn wait_removed(&self, full: &str, what: &str) -> Result<(), RuntimeError> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        loop {
+            match self.docker().containers().get(full).inspect().await {
+                Ok(_) => {}
+                Err(e) => match classify(&e) {
+                    Failure::Status(404, _) => return Ok(()),
+                    _ => return Err(to_runtime(e, what)),
+                },
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Conflict(format!(
+                    "{what}: Docker's removal already in progress did not finish within {REMOVAL_WAIT:?}"
+                )));
+            }
+            tokio::time::sleep(REMOVAL_POLL).await;
+        }
+    }
+
     async fn owned(&self, id: &ContainerId) -> Result<ContainerInspect200Response, RuntimeError> {
         let info = self
             .docker()
@@ -521,13 +547,19 @@ impl ContainerRuntime for DockerRuntime {
             .force(true)
             .volumes(true)
             .build();
-        self.docker()
-            .containers()
-            .get(full)
-            .remove(&opts)
-            .await
-            .map(|_| ())
-            .map_err(|e| to_runtime(e, &format!("remove {id}")))
+        let what = format!("remove {id}");
+        match self.docker().containers().get(&full).remove(&opts).await {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(&e) {
+                // Someone else (an operator's `docker rm -f`, another
+                // replica) is removing it: the container is going away, so
+                // this removal succeeds once it is gone.
+                Failure::Status(409, msg) if is_removal_in_progress(&msg) => {
+                    self.wait_removed(&full, &what).await
+                }
+                _ => Err(to_runtime(e, &what)),
+            },
+        }
     }
 
     async fn rename(&self, id: &ContainerId, name: &str) -> Result<(), RuntimeError> {

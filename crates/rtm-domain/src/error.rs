@@ -45,6 +45,12 @@ codes! {
     AlreadyRunning => "already_running",
     /// Another operation holds the game's lock beyond `RTM_LOCK_WAIT`.
     OperationInProgress => "operation_in_progress",
+    /// Another live (not `removed`) game's id differs from this one only in
+    /// case: Docker's embedded DNS would give both engines one name.
+    GameIdConflict => "game_id_conflict",
+    /// The idempotency reference already belongs to a different request
+    /// (another game, operation or parameters); nothing was done.
+    IdempotencyKeyReused => "idempotency_key_reused",
     /// The image's registry/repository is not on `RTM_IMAGE_ALLOWLIST`.
     ImageNotAllowed => "image_not_allowed",
     /// The image is absent and could not be pulled.
@@ -53,6 +59,10 @@ codes! {
     PatchNotAllowed => "patch_not_allowed",
     /// The patched engine did not become healthy; the previous image runs again.
     PatchRolledBack => "patch_rolled_back",
+    /// The patched engine failed and the previous one could not be put back
+    /// yet (Docker kept refusing); the record still names the previous
+    /// engine and the reconciler finishes the rollback.
+    PatchRollbackIncomplete => "patch_rollback_incomplete",
     /// The engine container could not be created or started.
     ContainerStartFailed => "container_start_failed",
     /// The Docker engine is unreachable or failing.

@@ -38,8 +38,8 @@ use crate::ports::{
 };
 use crate::{
     Commit, ContainerId, GameId, HealthEvent, HealthSnapshot, HealthStatus, ImageRef, LockError,
-    OpKind, OpSource, OperationEntry, Outcome, ProbeError, PublishError, RuntimeError,
-    RuntimeRecord, RuntimeStatus, StoreError,
+    OpKind, OpSource, OperationEntry, Outcome, ProbeError, PublishError, RecordedRequest,
+    RuntimeError, RuntimeRecord, RuntimeStatus, StoreError,
 };
 
 /// Locks a std mutex, recovering the data if a panicking test poisoned it.
@@ -149,6 +149,8 @@ pub struct MemStore {
 struct StoreState {
     records: BTreeMap<GameId, RuntimeRecord>,
     operations: Vec<OperationEntry>,
+    /// The request fingerprint of each operation row, by row id.
+    requests: BTreeMap<i64, String>,
     health: BTreeMap<GameId, HealthSnapshot>,
     /// Outbox, ascending id; the flag says published.
     outbox: Vec<(HealthEvent, bool)>,
@@ -267,6 +269,24 @@ impl RuntimeRecords for MemStore {
         });
         std::future::ready(r)
     }
+
+    fn find_case_collision(
+        &self,
+        game: &GameId,
+    ) -> impl Future<Output = Result<Option<GameId>, StoreError>> + Send {
+        let s = lock(&self.inner);
+        let r = s.check_up().map(|()| {
+            s.records
+                .values()
+                .find(|r| {
+                    r.status != RuntimeStatus::Removed
+                        && &r.game_id != game
+                        && r.game_id.folded() == game.folded()
+                })
+                .map(|r| r.game_id.clone())
+        });
+        std::future::ready(r)
+    }
 }
 
 impl OperationLog for MemStore {
@@ -287,6 +307,26 @@ impl OperationLog for MemStore {
                         && o.finished_at.is_some()
                 })
                 .cloned()
+        });
+        std::future::ready(r)
+    }
+
+    fn find_source_ref(
+        &self,
+        source: OpSource,
+        source_ref: &str,
+    ) -> impl Future<Output = Result<Option<RecordedRequest>, StoreError>> + Send {
+        let s = lock(&self.inner);
+        let r = s.check_up().map(|()| {
+            s.operations
+                .iter()
+                .find(|o| {
+                    o.source == source && o.source_ref == source_ref && o.finished_at.is_some()
+                })
+                .map(|o| RecordedRequest {
+                    entry: o.clone(),
+                    request: s.requests.get(&o.id).cloned().unwrap_or_default(),
+                })
         });
         std::future::ready(r)
     }
@@ -474,9 +514,14 @@ fn apply_commit(s: &mut StoreState, commit: Commit) -> Result<Option<OperationEn
         return Err(StoreError::Unavailable(down("database")));
     }
     if let Some(op) = &commit.operation {
+        // V2's index (per game) and V3's (per source, rows with a request).
         let duplicate = !op.source_ref.is_empty()
             && s.operations.iter().any(|o| {
-                o.game_id == op.game_id && o.source == op.source && o.source_ref == op.source_ref
+                o.source == op.source
+                    && o.source_ref == op.source_ref
+                    && (o.game_id == op.game_id
+                        || (!op.request.is_empty()
+                            && s.requests.get(&o.id).is_some_and(|r| !r.is_empty())))
             });
         if duplicate {
             return Err(StoreError::AlreadyExists(format!(
@@ -504,6 +549,7 @@ fn apply_commit(s: &mut StoreState, commit: Commit) -> Result<Option<OperationEn
             started_at: op.started_at,
             finished_at: Some(op.finished_at),
         };
+        s.requests.insert(entry.id, op.request);
         s.operations.push(entry.clone());
         entry
     });
@@ -534,7 +580,8 @@ pub struct MemLocks {
 
 #[derive(Debug, Default)]
 struct LockState {
-    held: HashSet<GameId>,
+    /// Held locks by [`GameId::folded`], like the PostgreSQL adapter.
+    held: HashSet<String>,
     unavailable: bool,
     acquisitions: usize,
 }
@@ -548,7 +595,7 @@ pub struct MemLockGuard {
 
 impl Drop for MemLockGuard {
     fn drop(&mut self) {
-        lock(&self.inner).held.remove(&self.game);
+        lock(&self.inner).held.remove(&self.game.folded());
     }
 }
 
@@ -573,7 +620,7 @@ impl MemLocks {
     }
 
     pub fn is_locked(&self, game: &GameId) -> bool {
-        lock(&self.inner).held.contains(game)
+        lock(&self.inner).held.contains(&game.folded())
     }
 
     /// How many locks were granted so far.
@@ -588,7 +635,7 @@ impl MemLocks {
                 "lock service",
             ))));
         }
-        if !s.held.insert(game.clone()) {
+        if !s.held.insert(game.folded()) {
             return Ok(None);
         }
         s.acquisitions += 1;
@@ -1735,6 +1782,7 @@ mod tests {
             source_ref: source_ref.into(),
             image_ref: String::new(),
             container_id: String::new(),
+            request: String::new(),
             outcome: Outcome::Success,
             error: None,
             started_at: at,

@@ -63,6 +63,13 @@ impl GameId {
         format!("rtm-{}", self.0)
     }
 
+    /// The id as Docker's embedded DNS compares names: ASCII lower case.
+    /// Two live games with the same folded id would share one DNS name, so
+    /// the per-game lock and the collision check use this form.
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
     /// The name a patch gives the previous container while it swaps.
     ///
     /// Canonical names all start with `rtm-`, so a name starting with

@@ -40,7 +40,7 @@ pub use image::{
 };
 pub use model::{
     Commit, DetailValue, HealthDetails, HealthEvent, HealthSnapshot, HealthWrite, NewOperation,
-    OpError, OperationEntry, RuntimeRecord,
+    OpError, OperationEntry, RecordedRequest, RuntimeRecord,
 };
 pub use vocab::{
     HealthSource, HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus, UnknownValue,

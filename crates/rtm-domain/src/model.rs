@@ -58,10 +58,23 @@ pub struct NewOperation {
     pub image_ref: String,
     /// Container the operation acted on or produced; empty when none.
     pub container_id: String,
+    /// What was asked, in a canonical text form (game, operation and
+    /// parameters; see `OperationRequest::fingerprint`), so a reused
+    /// `source_ref` is replayed only for the same request. Empty for
+    /// operations RTM starts itself (no reference to reuse).
+    pub request: String,
     pub outcome: Outcome,
     pub error: Option<OpError>,
     pub started_at: OffsetDateTime,
     pub finished_at: OffsetDateTime,
+}
+
+/// The row an idempotency reference already names, with the request it
+/// was recorded for (empty for rows written before V3 kept it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub entry: OperationEntry,
+    pub request: String,
 }
 
 /// A stable code and a human message.

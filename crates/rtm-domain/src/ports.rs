@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use crate::{
     Commit, ContainerId, GameId, HealthEvent, HealthSnapshot, HealthStatus, ImageRef, LockError,
-    OpKind, OpSource, OperationEntry, Outcome, ProbeError, PublishError, RuntimeError,
-    RuntimeRecord, RuntimeStatus, StoreError,
+    OpKind, OpSource, OperationEntry, Outcome, ProbeError, PublishError, RecordedRequest,
+    RuntimeError, RuntimeRecord, RuntimeStatus, StoreError,
 };
 
 // ---------------------------------------------------------------- storage
@@ -81,6 +81,14 @@ pub trait RuntimeRecords: Send + Sync + 'static {
         &self,
         query: &RecordQuery,
     ) -> impl Future<Output = Result<Vec<RuntimeRecord>, StoreError>> + Send;
+
+    /// Another game whose record is live (not `removed`) and whose id
+    /// equals `game`'s case-insensitively (ASCII) but not exactly, if any:
+    /// the two would share one name in Docker's embedded DNS.
+    fn find_case_collision(
+        &self,
+        game: &GameId,
+    ) -> impl Future<Output = Result<Option<GameId>, StoreError>> + Send;
 }
 
 /// `operation_log` reads.
@@ -93,6 +101,16 @@ pub trait OperationLog: Send + Sync + 'static {
         source: OpSource,
         source_ref: &str,
     ) -> impl Future<Output = Result<Option<OperationEntry>, StoreError>> + Send;
+
+    /// The finished row of *any* game with this `(source, source_ref)`, and
+    /// the request it was recorded for. `source_ref` is never empty here.
+    /// A reference names one request per source (V3's unique index), so a
+    /// reference reused on another game is found too.
+    fn find_source_ref(
+        &self,
+        source: OpSource,
+        source_ref: &str,
+    ) -> impl Future<Output = Result<Option<RecordedRequest>, StoreError>> + Send;
 
     /// MUST return rows newest first (`started_at DESC, id DESC`), at most
     /// `query.limit`, honouring every filter.
@@ -194,7 +212,10 @@ pub trait GameLocks: Send + Sync + 'static {
     ///
     /// MUST return `LockError::Timeout` when another holder keeps it beyond
     /// `wait`, and `LockError::Store(Unavailable)` when the lock service is
-    /// unreachable. Locks of different games never block each other.
+    /// unreachable. The lock is keyed by [`GameId::folded`]: games whose ids
+    /// differ only in case share one lock (they would share one DNS name,
+    /// so their collision check must not race); other games never block
+    /// each other.
     fn acquire(
         &self,
         game: &GameId,
@@ -449,6 +470,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Removes the container (forcefully). A missing one is `NotFound`.
+    /// When the runtime is already removing it (another caller), MUST wait
+    /// until it is gone and return `Ok` (or `Conflict` after a bounded wait).
     fn remove(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Renames the container. `Conflict` when the name is taken.

@@ -85,6 +85,37 @@ impl OperationRequest {
             request_id: None,
         }
     }
+
+    /// The request in a canonical text form: game, operation and every
+    /// parameter that changes what it does. An idempotency reference
+    /// replays only a request with the same fingerprint (SPEC §5).
+    ///
+    /// ```
+    /// use rtm_domain::service::OperationRequest;
+    /// use rtm_domain::transition::Command;
+    /// use rtm_domain::{GameId, OpSource};
+    /// let g = GameId::parse("g1").unwrap();
+    /// let stop = OperationRequest::new(g.clone(), Command::Stop, OpSource::GmRest);
+    /// assert_eq!(stop.fingerprint(), "stop game=g1 image= stop_timeout_ms= force=false");
+    /// let restart = OperationRequest::new(g, Command::Restart, OpSource::GmRest);
+    /// assert_ne!(stop.fingerprint(), restart.fingerprint());
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        let image = match &self.command {
+            Command::Start { image } | Command::Patch { image } => image.to_string(),
+            Command::Stop | Command::Restart | Command::Cleanup => String::new(),
+        };
+        let timeout = self
+            .stop_timeout
+            .map(|t| t.as_millis().to_string())
+            .unwrap_or_default();
+        format!(
+            "{} game={} image={image} stop_timeout_ms={timeout} force={}",
+            operations::op_kind(&self.command),
+            self.game_id,
+            self.force
+        )
+    }
 }
 
 /// The result of an operation that was recorded (or replayed): success or
@@ -124,6 +155,15 @@ pub enum OperationError {
     /// operations record runtime failures instead).
     #[error(transparent)]
     Runtime(crate::RuntimeError),
+    /// The idempotency reference already names a different request (row
+    /// `operation_id`); nothing was done and nothing recorded, since the
+    /// reference cannot name two rows.
+    #[error("idempotency reference {source_ref:?} was already used for another request (operation {operation_id}: {recorded})")]
+    KeyReused {
+        source_ref: String,
+        operation_id: i64,
+        recorded: String,
+    },
 }
 
 /// What one reconcile pass did.
@@ -163,6 +203,7 @@ impl OperationError {
             OperationError::InProgress(_) => ErrorCode::OperationInProgress,
             OperationError::Store(e) => e.code(),
             OperationError::Runtime(_) => ErrorCode::DockerUnavailable,
+            OperationError::KeyReused { .. } => ErrorCode::IdempotencyKeyReused,
         }
     }
 }

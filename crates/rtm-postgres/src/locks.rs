@@ -2,8 +2,11 @@
 //! PostgreSQL session advisory locks.
 //!
 //! Design (see docs/database.md):
-//! - The lock key is `hashtextextended('rtm:game:<schema>:<game_id>', 0)`,
+//! - The lock key is `hashtextextended('rtm:game:<schema>:<folded id>', 0)`,
 //!   so deployments in different schemas of one database never collide.
+//!   The id is folded to lower case (`GameId::folded`): ids that differ
+//!   only in case share one DNS name, so they share one lock and their
+//!   collision check cannot race (SPEC §3).
 //! - A held lock pins one connection of a dedicated pool (the store's pool
 //!   stays free for the operation's own writes). `lock_pool_size` therefore
 //!   bounds how many games one replica operates on at once.
@@ -86,7 +89,7 @@ impl PgLocks {
     }
 
     fn key(&self, game: &GameId) -> String {
-        format!("rtm:game:{}:{}", self.schema, game.as_str())
+        format!("rtm:game:{}:{}", self.schema, game.folded())
     }
 }
 

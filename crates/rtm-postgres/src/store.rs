@@ -26,6 +26,7 @@ use rtm_domain::ports::{
 };
 use rtm_domain::{
     Commit, GameId, HealthEvent, HealthSnapshot, HealthStatus, OpSource, OperationEntry,
+    RecordedRequest,
     RuntimeRecord, RuntimeStatus, StoreError,
 };
 use time::OffsetDateTime;
@@ -295,6 +296,28 @@ impl RuntimeRecords for PgStore {
             .map(rows::record)
             .collect()
     }
+
+    async fn find_case_collision(&self, game: &GameId) -> Result<Option<GameId>, StoreError> {
+        let mut p = Params::default();
+        // `lower` folds ASCII the way GameId::folded does (ids are ASCII);
+        // V3's index on lower(game_id) serves it.
+        let sql = format!(
+            "SELECT game_id FROM runtime_records \
+             WHERE lower(game_id) = lower({g}) AND game_id <> {g} AND status <> 'removed' \
+             ORDER BY game_id LIMIT 1",
+            g = p.push(game.as_str().to_owned()),
+        );
+        self.query(&sql, &p)
+            .await?
+            .first()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(store_err)?;
+                GameId::parse(&id).map_err(|e| {
+                    StoreError::Corrupt(format!("runtime_records.game_id {id:?}: {e}"))
+                })
+            })
+            .transpose()
+    }
 }
 
 impl OperationLog for PgStore {
@@ -320,6 +343,32 @@ impl OperationLog for PgStore {
             .first()
             .map(rows::operation)
             .transpose()
+    }
+
+    async fn find_source_ref(
+        &self,
+        source: OpSource,
+        source_ref: &str,
+    ) -> Result<Option<RecordedRequest>, StoreError> {
+        let mut p = Params::default();
+        // Served by V3's (op_source, source_ref) index. The oldest row is
+        // the one the reference first named.
+        let sql = format!(
+            "SELECT {OPERATION_COLUMNS}, request FROM operation_log \
+             WHERE op_source = {} AND source_ref = {} \
+               AND source_ref <> '' AND finished_at IS NOT NULL \
+             ORDER BY id LIMIT 1",
+            p.push(source.as_str()),
+            p.push(source_ref.to_owned()),
+        );
+        let rows = self.query(&sql, &p).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(RecordedRequest {
+            entry: rows::operation(row)?,
+            request: row.try_get("request").map_err(store_err)?,
+        }))
     }
 
     async fn list_operations(&self, q: &OperationQuery) -> Result<Vec<OperationEntry>, StoreError> {
@@ -581,8 +630,8 @@ impl PgStore {
                     .prepare_cached(&format!(
                         "INSERT INTO operation_log (game_id, op_kind, op_source, source_ref, \
                            image_ref, container_id, outcome, error_code, error_message, \
-                           started_at, finished_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                           started_at, finished_at, request) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                          RETURNING {OPERATION_COLUMNS}"
                     ))
                     .await
@@ -606,6 +655,7 @@ impl PgStore {
                             &message,
                             &op.started_at,
                             &op.finished_at,
+                            &op.request,
                         ],
                     )
                     .await

@@ -27,13 +27,16 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict | ErrorCode::AlreadyRunning | ErrorCode::OperationInProgress => {
-            StatusCode::CONFLICT
-        }
+        ErrorCode::Conflict
+        | ErrorCode::AlreadyRunning
+        | ErrorCode::OperationInProgress
+        | ErrorCode::GameIdConflict => StatusCode::CONFLICT,
         ErrorCode::ImageNotAllowed
         | ErrorCode::PatchNotAllowed
         | ErrorCode::ImagePullFailed
         | ErrorCode::PatchRolledBack
+        | ErrorCode::PatchRollbackIncomplete
+        | ErrorCode::IdempotencyKeyReused
         | ErrorCode::ContainerStartFailed => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::DockerUnavailable | ErrorCode::DatabaseUnavailable => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -179,6 +182,9 @@ impl ApiError {
                 format!("another operation on game {game} is in progress; retry later"),
             ),
             OperationError::Store(e) => Self::store_impl(game, "operation not recorded", e),
+            OperationError::KeyReused { .. } => {
+                Self::new(ErrorCode::IdempotencyKeyReused, err.to_string())
+            }
             OperationError::Runtime(e) => {
                 match game {
                     Some(g) => tracing::warn!(game_id = %g, error = %error_chain(e),
@@ -337,11 +343,15 @@ mod tests {
                 "unauthorized" => 401,
                 "forbidden" => 403,
                 "not_found" => 404,
-                "conflict" | "already_running" | "operation_in_progress" => 409,
+                "conflict" | "already_running" | "operation_in_progress" | "game_id_conflict" => {
+                    409
+                }
                 "image_not_allowed"
                 | "patch_not_allowed"
                 | "image_pull_failed"
                 | "patch_rolled_back"
+                | "patch_rollback_incomplete"
+                | "idempotency_key_reused"
                 | "container_start_failed" => 422,
                 "docker_unavailable" | "database_unavailable" => 503,
                 "internal" => 500,

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::support::*;
 
+mod case;
 mod concurrency;
 mod container;
 mod idempotency;
@@ -24,6 +25,96 @@ mod listing;
 mod patch;
 mod reconcile;
 mod table;
+
+/// The container's address on the test's engines network.
+pub fn container_ip(app: &TestApp, c: &Ctr) -> String {
+    let ip = c.inspect["NetworkSettings"]["Networks"][app.network.name()]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!ip.is_empty(), "{} has no address on the network", c.id);
+    ip
+}
+
+/// The static engine-stub binary `cargo xtask engine-image` built from
+/// this checkout (see `xtask/src/engine_image.rs`).
+fn stub_binary() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => root.join("target"),
+    };
+    target.join("engine-stub/x86_64-unknown-linux-gnu/release/rtm-engine-stub")
+}
+
+/// What `name` resolves to from inside the engines' network: a real DNS
+/// query to Docker's embedded DNS, by the engine stub's `resolve` mode in a
+/// throw-away container (sorted IPv4 addresses; empty when it does not
+/// resolve). Bounded: the container is given [`RESOLVE_DEADLINE`].
+///
+/// The stub binary of this checkout is mounted and run (the image only
+/// provides a root filesystem): the `rtm.local/engine-stub` tags are shared
+/// by every checkout on the machine and may hold another build.
+pub fn resolve(app: &TestApp, name: &str) -> Vec<String> {
+    use rtm_testkit::docker::docker;
+    let binary = stub_binary();
+    assert!(
+        binary.is_file(),
+        "{} missing (cargo xtask engine-image)",
+        binary.display()
+    );
+    let probe = format!("rtmresolve-{}", rtm_testkit::unique("q"));
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &probe,
+        "--label",
+        &format!("rtm.owner={}", app.owner.owner()),
+        "--network",
+        app.network.name(),
+        "-v",
+        &format!("{}:/rtm-resolve:ro", binary.display()),
+        "--entrypoint",
+        "/rtm-resolve",
+        &image("1.0.0"),
+        "resolve",
+        name,
+    ])
+    .expect("docker run resolve");
+    let deadline = std::time::Instant::now() + RESOLVE_DEADLINE;
+    let code = loop {
+        let state = docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &probe,
+        ])
+        .expect("inspect resolver");
+        let mut parts = state.split_whitespace();
+        if parts.next() == Some("exited") {
+            break parts.next().unwrap_or_default().to_owned();
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = docker(&["rm", "-f", &probe]);
+            panic!(
+                "the resolver did not finish in {RESOLVE_DEADLINE:?} (is the stub image current? \
+                 `cargo xtask engine-image`)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = docker(&["logs", &probe]).unwrap_or_default();
+    let _ = docker(&["rm", "-f", &probe]);
+    match code.as_str() {
+        "0" => out.lines().map(str::to_owned).collect(),
+        "1" => Vec::new(),
+        other => panic!("resolve {name}: exit {other}: {out}"),
+    }
+}
+
+/// Upper bound for one resolver container (start, query, exit).
+pub const RESOLVE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A game id unique to this test: container names (`rtm-<game>`) are
 /// global on the shared Docker engine, so two tests (or two runs) must

@@ -643,6 +643,42 @@ async fn remove_force_removes_a_running_container() {
     assert!(env.rt.list(None).await.expect("list").is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_removals_all_end_with_the_container_gone() {
+    // Several removers race (an operator's `docker rm -f` and RTM's
+    // rollback, or two replicas): Docker answers the later ones 409
+    // "removal … already in progress". Each must return only once the
+    // container is gone, and only `Ok` or `NotFound`.
+    let env = Arc::new(Env::new());
+    for round in 0..3 {
+        let (_spec, id) = env.running("1.0.0").await;
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (env, id) = (Arc::clone(&env), id.clone());
+                tokio::spawn(async move {
+                    let r = env.rt.remove(&id).await;
+                    let after = env.rt.inspect(&id).await;
+                    (r, after)
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            let (r, after) = t.await.expect("task");
+            match r {
+                Ok(()) => ok += 1,
+                Err(RuntimeError::NotFound(_)) => {}
+                other => panic!("round {round}: removal answered {other:?}"),
+            }
+            assert!(
+                matches!(after, Err(RuntimeError::NotFound(_))),
+                "round {round}: still there after a removal returned: {after:?}"
+            );
+        }
+        assert!(ok >= 1, "round {round}: no removal succeeded");
+    }
+}
+
 #[tokio::test]
 async fn ensure_image_keeps_present_images_and_reports_failed_pulls() {
     let env = Env::new();

@@ -89,6 +89,12 @@ impl<P: crate::ports::Ports> RuntimeService<P> {
             .await?;
         let mut summary = CleanupSummary::default();
         for record in expired {
+            // A stopped game whose patch rollback did not finish is the
+            // reconciler's to restart, not garbage.
+            if self.rollback_incomplete(&record.game_id).await? {
+                summary.skipped += 1;
+                continue;
+            }
             let req =
                 OperationRequest::new(record.game_id.clone(), Command::Cleanup, OpSource::AutoTtl);
             match self.execute(req).await {

@@ -21,7 +21,8 @@ use crate::service::{OperationError, OperationOutcome, OperationRequest, Service
 use crate::transition::{self, Action, Command, Refusal, Transition};
 use crate::{
     check_patch, Commit, ContainerId, ErrorCode, GameId, ImageRef, LockError, NewOperation,
-    OpError, OpKind, Outcome, RuntimeError, RuntimeRecord, RuntimeStatus, StoreError,
+    OpError, OpKind, Outcome, RecordedRequest, RuntimeError, RuntimeRecord, RuntimeStatus,
+    StoreError,
 };
 
 /// Carries out operations (start, stop, restart, patch, cleanup) and
@@ -69,6 +70,12 @@ impl From<OpError> for Failed {
     }
 }
 
+/// How many times each step of a patch rollback is tried before the
+/// rollback is recorded as incomplete (and left to the reconciler).
+const ROLLBACK_ATTEMPTS: u32 = 10;
+/// Pause between two tries of a rollback step.
+const ROLLBACK_PAUSE: Duration = Duration::from_millis(500);
+
 /// Maps a runtime error met during `step` to a recorded error.
 fn runtime_failure(step: &str, err: &RuntimeError) -> OpError {
     let code = match err {
@@ -83,6 +90,22 @@ fn runtime_failure(step: &str, err: &RuntimeError) -> OpError {
         }
     };
     OpError::new(code, format!("{step}: {err}"))
+}
+
+/// Whether `earlier` was recorded for the request `req` (fingerprint
+/// `request`). Rows written before V3 kept no fingerprint: their game,
+/// operation and image are compared instead.
+fn same_request(req: &OperationRequest, request: &str, earlier: &RecordedRequest) -> bool {
+    if !earlier.request.is_empty() {
+        return earlier.request == request;
+    }
+    let e = &earlier.entry;
+    e.game_id == req.game_id
+        && e.kind == op_kind(&req.command)
+        && match &req.command {
+            Command::Start { image } | Command::Patch { image } => e.image_ref == image.to_string(),
+            Command::Stop | Command::Restart | Command::Cleanup => true,
+        }
 }
 
 pub(super) fn op_kind(command: &Command) -> OpKind {
@@ -195,12 +218,10 @@ impl<P: Ports> RuntimeService<P> {
     ) -> Result<OperationOutcome, OperationError> {
         let store = &self.adapters.store;
         let source_ref = req.source_ref.as_deref().filter(|r| !r.is_empty());
+        let request = req.fingerprint();
         if let Some(r) = source_ref {
-            if let Some(earlier) = store
-                .find_by_source_ref(&req.game_id, req.source, r)
-                .await?
-            {
-                return self.replay(earlier).await;
+            if let Some(earlier) = store.find_source_ref(req.source, r).await? {
+                return self.replay(req, &request, r, earlier).await;
             }
         }
         let record = store.get_record(&req.game_id).await?;
@@ -214,7 +235,10 @@ impl<P: Ports> RuntimeService<P> {
             .unwrap_or_default();
 
         let result = match self.plan(req, record.as_ref()) {
-            Ok(transition) => self.act(req, record.as_ref(), transition).await,
+            Ok(transition) => match self.dns_name_conflict(req, &transition).await? {
+                None => self.act(req, record.as_ref(), transition).await,
+                Some(error) => Err(Failed::new(error)),
+            },
             Err(error) => Err(Failed::new(error)),
         };
         let finished_at = self.adapters.clock.now();
@@ -238,6 +262,11 @@ impl<P: Ports> RuntimeService<P> {
             source_ref: source_ref.unwrap_or_default().to_owned(),
             image_ref: image_text,
             container_id,
+            request: if source_ref.is_some() {
+                request.clone()
+            } else {
+                String::new()
+            },
             outcome,
             error,
             started_at,
@@ -259,11 +288,9 @@ impl<P: Ports> RuntimeService<P> {
                 // Another replica recorded the same reference between our
                 // check and our commit; its result stands.
                 warn!(game_id = %req.game_id, %what, "idempotency reference recorded concurrently");
-                match store
-                    .find_by_source_ref(&req.game_id, req.source, source_ref.unwrap_or_default())
-                    .await?
-                {
-                    Some(earlier) => self.replay(earlier).await,
+                let r = source_ref.unwrap_or_default();
+                match store.find_source_ref(req.source, r).await? {
+                    Some(earlier) => self.replay(req, &request, r, earlier).await,
                     None => Err(StoreError::AlreadyExists(what).into()),
                 }
             }
@@ -275,16 +302,67 @@ impl<P: Ports> RuntimeService<P> {
         }
     }
 
+    /// Answers a reference that already has a row: the earlier result when
+    /// it was recorded for this very request, else a refusal that changes
+    /// nothing (SPEC §5).
     async fn replay(
         &self,
-        earlier: crate::OperationEntry,
+        req: &OperationRequest,
+        request: &str,
+        source_ref: &str,
+        earlier: RecordedRequest,
     ) -> Result<OperationOutcome, OperationError> {
+        if !same_request(req, request, &earlier) {
+            let recorded = if earlier.request.is_empty() {
+                format!("{} game={}", earlier.entry.kind, earlier.entry.game_id)
+            } else {
+                earlier.request
+            };
+            return Err(OperationError::KeyReused {
+                source_ref: source_ref.to_owned(),
+                operation_id: earlier.entry.id,
+                recorded,
+            });
+        }
+        let earlier = earlier.entry;
         let record = self.adapters.store.get_record(&earlier.game_id).await?;
         Ok(OperationOutcome {
             operation: earlier,
             record,
             replayed: true,
         })
+    }
+
+    /// A start that would bring up `rtm-<game>` while another live game's id
+    /// differs only in case is refused (SPEC §3): Docker's embedded DNS is
+    /// case-insensitive, so both engines would answer one `engine_endpoint`.
+    /// Checked under the game's lock, which is keyed by the folded id, so
+    /// two such starts cannot both pass.
+    async fn dns_name_conflict(
+        &self,
+        req: &OperationRequest,
+        transition: &Transition,
+    ) -> Result<Option<OpError>, OperationError> {
+        if !matches!(req.command, Command::Start { .. })
+            || matches!(transition.action, Action::Nothing)
+        {
+            return Ok(None);
+        }
+        let other = self
+            .adapters
+            .store
+            .find_case_collision(&req.game_id)
+            .await?;
+        Ok(other.map(|other| {
+            OpError::new(
+                ErrorCode::GameIdConflict,
+                format!(
+                    "game {other} is live and its id differs from {} only in case; \
+                     Docker's DNS would give both engines one name",
+                    req.game_id
+                ),
+            )
+        }))
     }
 
     /// Validation and planning: pure checks before any side effect.
@@ -573,11 +651,14 @@ impl<P: Ports> RuntimeService<P> {
             .map_err(|e| runtime_failure("stop", &e))?;
         // From here the old engine is down: every failure path restarts it.
         let parked = game.parked_container_name();
+        // The new container, once created: the rollback must make sure it
+        // is gone even when the failure came after its creation.
+        let created: std::sync::Mutex<Option<ContainerId>> = std::sync::Mutex::new(None);
         let swap = async {
             match rt.rename(&old, &parked).await {
                 Ok(()) => {}
                 Err(RuntimeError::Conflict(_)) => {
-                    self.remove_named(game, &parked).await?;
+                    self.clear_name(game, &parked, &old).await?;
                     rt.rename(&old, &parked)
                         .await
                         .map_err(|e| runtime_failure("rename", &e))?;
@@ -585,20 +666,20 @@ impl<P: Ports> RuntimeService<P> {
                 Err(e) => return Err(Failed::new(runtime_failure("rename", &e))),
             }
             let new = self.create_and_start(game, &to).await?;
+            if let Ok(mut slot) = created.lock() {
+                *slot = Some(new.clone());
+            }
             match self.wait_healthy(game, &new).await {
                 Ok(()) => Ok(new),
-                Err(reason) => {
-                    if let Err(e) = self.remove_if_present(&new).await {
-                        warn!(game_id = %game, container = %new, error = %e, "could not remove the failed patch container");
-                    }
-                    Err(Failed::new(OpError::new(
-                        ErrorCode::PatchRolledBack,
-                        format!("{to} did not become healthy ({reason}); rolled back to {from}"),
-                    )))
-                }
+                Err(reason) => Err(Failed::new(OpError::new(
+                    ErrorCode::PatchRolledBack,
+                    format!("{to} did not become healthy ({reason}); rolled back to {from}"),
+                ))),
             }
         };
-        match swap.await {
+        let swapped = swap.await;
+        let new = created.lock().ok().and_then(|mut slot| slot.take());
+        match swapped {
             Ok(new) => {
                 if let Err(e) = self.remove_if_present(&old).await {
                     warn!(game_id = %game, container = %old, error = %e,
@@ -616,19 +697,7 @@ impl<P: Ports> RuntimeService<P> {
                 })
             }
             Err(mut failed) => {
-                // Roll back: the old container takes its name back and runs.
-                let restored = async {
-                    let canonical = game.container_name();
-                    self.remove_named(game, &canonical).await?;
-                    rt.rename(&old, &canonical)
-                        .await
-                        .map_err(|e| runtime_failure("rename", &e))?;
-                    rt.start(&old)
-                        .await
-                        .map_err(|e| runtime_failure("start", &e))?;
-                    Ok::<(), Failed>(())
-                };
-                match restored.await {
+                match self.roll_back(game, &old, new.as_ref()).await {
                     Ok(()) => {
                         if failed.error.code != ErrorCode::PatchRolledBack {
                             failed.error = OpError::new(
@@ -643,15 +712,21 @@ impl<P: Ports> RuntimeService<P> {
                             Some(old.clone()),
                             Some(from),
                         ));
-                        failed.container = Some(old);
                     }
                     Err(rollback) => {
-                        warn!(game_id = %game, error = %rollback.error, "patch rollback failed");
+                        warn!(game_id = %game, error = %rollback, "patch rollback incomplete; the reconciler finishes it");
                         failed.error = OpError::new(
-                            rollback.error.code,
-                            format!("{}; rollback failed: {}", failed.error, rollback.error),
+                            ErrorCode::PatchRollbackIncomplete,
+                            format!(
+                                "{}; the rollback to {from} could not finish ({rollback}); \
+                                 the reconciler restarts the previous engine",
+                                failed.error
+                            ),
                         );
-                        // The old engine is stopped; say so.
+                        // The previous engine is not running now: say so.
+                        // The record keeps binding it, and this row's code
+                        // tells the reconciler (and TTL cleanup) that it is
+                        // to be restarted, not cleaned up.
                         failed.record = Some(self.next_record(
                             game,
                             record,
@@ -659,12 +734,122 @@ impl<P: Ports> RuntimeService<P> {
                             Some(old.clone()),
                             Some(from),
                         ));
-                        failed.container = Some(old);
                     }
                 }
+                failed.container = Some(old);
                 Err(failed)
             }
         }
+    }
+
+    /// Puts the previous engine back after a failed patch, whatever state
+    /// Docker is in: the new container is removed (a removal already in
+    /// progress is waited out by the adapter; one already gone is fine),
+    /// the old one takes its canonical name back (a name still held for a
+    /// moment is retried) and is started. Each step is retried within
+    /// [`ROLLBACK_ATTEMPTS`]; `Err` says which step could not finish.
+    ///
+    /// Rename before start: Docker's embedded DNS registers a container's
+    /// name when it starts and does not follow a rename of a running one
+    /// (seen on 20.10: `rtm-<game>` resolved to nothing after a running
+    /// parked engine was renamed back), so starting under the parked name
+    /// would leave `engine_endpoint` dead.
+    pub(super) async fn roll_back(
+        &self,
+        game: &GameId,
+        old: &ContainerId,
+        new: Option<&ContainerId>,
+    ) -> Result<(), OpError> {
+        let rt = &self.adapters.runtime;
+        let canonical = game.container_name();
+        if let Some(new) = new {
+            self.retrying("remove the new container", || async {
+                self.remove_if_present(new).await
+            })
+            .await?;
+        }
+        // Anything else under the canonical name (e.g. a create that
+        // answered with an error after all) must go too: old and new share
+        // the state directory and must never run together.
+        self.retrying("clear the canonical name", || async {
+            self.clear_name(game, &canonical, old)
+                .await
+                .map_err(|f| RuntimeError::Other(f.error.message))
+        })
+        .await?;
+        self.retrying("rename the previous engine back", || async {
+            let info = rt.inspect(old).await?;
+            if info.summary.name.trim_start_matches('/') == canonical {
+                return Ok(());
+            }
+            match rt.rename(old, &canonical).await {
+                Err(RuntimeError::Conflict(e)) => {
+                    // Docker may hold a removed container's name a moment
+                    // longer; or a stray container took it. Clear and retry.
+                    if let Err(f) = self.clear_name(game, &canonical, old).await {
+                        warn!(game_id = %game, error = %f.error, "could not clear the canonical name");
+                    }
+                    Err(RuntimeError::Conflict(e))
+                }
+                other => other,
+            }
+        })
+        .await?;
+        self.retrying("start the previous engine", || async {
+            rt.start(old).await
+        })
+        .await
+    }
+
+    /// Runs `step` until it succeeds, at most [`ROLLBACK_ATTEMPTS`] times,
+    /// pausing [`ROLLBACK_PAUSE`] between tries. `NotFound` is final: the
+    /// container the step needs is gone, retrying cannot bring it back.
+    async fn retrying<F, Fut>(&self, what: &str, step: F) -> Result<(), OpError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), RuntimeError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match step().await {
+                Ok(()) => return Ok(()),
+                Err(e @ RuntimeError::NotFound(_)) => {
+                    return Err(runtime_failure(what, &e));
+                }
+                Err(e) if attempt >= ROLLBACK_ATTEMPTS => {
+                    return Err(runtime_failure(what, &e));
+                }
+                Err(e) => {
+                    warn!(error = %e, attempt, "{what}: retrying");
+                    attempt += 1;
+                    self.adapters.clock.sleep(ROLLBACK_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    /// Removes every owned container of `game` called `name` except `keep`.
+    async fn clear_name(
+        &self,
+        game: &GameId,
+        name: &str,
+        keep: &ContainerId,
+    ) -> Result<(), Failed> {
+        let rt = &self.adapters.runtime;
+        let containers = rt
+            .list(Some(game))
+            .await
+            .map_err(|e| runtime_failure("list", &e))?;
+        for c in containers
+            .iter()
+            .filter(|c| c.name.trim_start_matches('/') == name && &c.id != keep)
+        {
+            warn!(game_id = %game, container = %c.id, name, "removing a container that holds the name");
+            self.remove_if_present(&c.id)
+                .await
+                .map_err(|e| runtime_failure("remove", &e))?;
+        }
+        Ok(())
     }
 
     /// Probes the new container until it answers, it exits, or
@@ -692,6 +877,9 @@ impl<P: Ports> RuntimeService<P> {
                         Ok(()) => return Ok(()),
                         Err(e) => e.to_string(),
                     }
+                }
+                Err(RuntimeError::NotFound(_)) => {
+                    return Err("the new engine container vanished".to_owned());
                 }
                 Err(e) => e.to_string(),
             };

@@ -22,7 +22,15 @@
 //! - a `running` record whose container is not running becomes `stopped`
 //!   (an observed exit: a health snapshot, no operation row);
 //! - a kept container parked under a patch's temporary name gets its
-//!   canonical name back.
+//!   canonical name back;
+//! - a patch rollback left unfinished (the newest row says
+//!   `patch_rollback_incomplete`, or a `running` record binds a stopped
+//!   parked container and nothing else runs) is finished: the previous
+//!   engine is renamed back and started (`reconcile_adopt`), never
+//!   disposed of;
+//! - a running container is not adopted when another live game's id
+//!   differs from its game's only in case (one DNS name for two engines,
+//!   SPEC §3): it is disposed of instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,15 +38,15 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::ports::{
-    Clock, ContainerRuntime, ContainerSummary, GameLockGuard, GameLocks, HealthSnapshots, Ports,
-    RecordQuery, RuntimeRecords, Telemetry, UnitOfWork,
+    Clock, ContainerRuntime, ContainerSummary, GameLockGuard, GameLocks, HealthSnapshots,
+    OperationLog, OperationQuery, Ports, RecordQuery, RuntimeRecords, Telemetry, UnitOfWork,
 };
 use crate::service::operations::RuntimeService;
 use crate::service::{OperationError, ReconcileSummary};
 use crate::{
-    Commit, ContainerId, GameId, HealthDetails, HealthSnapshot, HealthSource, HealthStatus,
-    HealthWrite, ImageRef, LockError, NewOperation, OpKind, OpSource, Outcome, RuntimeError,
-    RuntimeRecord, RuntimeStatus,
+    Commit, ContainerId, ErrorCode, GameId, HealthDetails, HealthSnapshot, HealthSource,
+    HealthStatus, HealthWrite, ImageRef, LockError, NewOperation, OpKind, OpSource, Outcome,
+    RuntimeError, RuntimeRecord, RuntimeStatus,
 };
 
 /// How long a reconcile pass waits for a busy game before skipping it.
@@ -165,16 +173,34 @@ impl<P: Ports> RuntimeService<P> {
             .as_ref()
             .filter(|r| r.status != RuntimeStatus::Removed)
             .and_then(|r| r.container_id.clone());
-        let keep = choose_keep(game, &containers, bound.as_ref()).cloned();
+        let mut keep = choose_keep(game, &containers, bound.as_ref()).cloned();
 
-        // Adopt a running container the record does not describe.
+        // A patch rollback left unfinished: the previous engine is what the
+        // game runs, whatever else is around (it is never garbage).
+        let restore = self
+            .unfinished_rollback(game, record.as_ref(), &containers, keep.as_ref())
+            .await?;
+        if restore.is_some() {
+            keep = restore.clone();
+        }
+
+        // Adopt a running container the record does not describe, unless
+        // another live game's id differs from this one only in case: the
+        // two engines would share one DNS name (SPEC §3), so the container
+        // is disposed of like an extra one instead.
         if let Some(k) = keep.as_ref().filter(|k| k.running) {
             let described = record.as_ref().is_some_and(|r| {
                 r.status == RuntimeStatus::Running && r.container_id.as_ref() == Some(&k.id)
             });
             if !described {
-                record = Some(self.adopt(game, k, record.as_ref(), source).await?);
-                summary.adopted += 1;
+                if let Some(other) = store.find_case_collision(game).await? {
+                    warn!(game_id = %game, container = %k.id, other_game = %other,
+                        "not adopting a container whose game id differs from a live game's only in case; removing it");
+                    keep = None;
+                } else {
+                    record = Some(self.adopt(game, k, record.as_ref(), source).await?);
+                    summary.adopted += 1;
+                }
             }
         }
 
@@ -207,6 +233,12 @@ impl<P: Ports> RuntimeService<P> {
         }
 
         let Some(current) = record else { return Ok(()) };
+        if let Some(k) = &restore {
+            self.finish_rollback(game, k, current, source).await?;
+            summary.adopted += 1;
+            summary.renamed += 1;
+            return Ok(());
+        }
         match (&keep, current.status) {
             // A record whose container vanished.
             (None, RuntimeStatus::Running | RuntimeStatus::Stopped) => {
@@ -286,6 +318,103 @@ impl<P: Ports> RuntimeService<P> {
         Ok(())
     }
 
+    /// The previous engine of a patch whose rollback did not finish, if the
+    /// game has one: the container the record binds, not running, when
+    /// - the game's newest operation row is a `patch` that failed with
+    ///   `patch_rollback_incomplete` (RTM gave up restoring it), or
+    /// - the record is `running`, the container is parked under the patch's
+    ///   temporary name and no other container of the game runs (RTM died
+    ///   between parking it and committing the patch).
+    async fn unfinished_rollback(
+        &self,
+        game: &GameId,
+        record: Option<&RuntimeRecord>,
+        containers: &[ContainerSummary],
+        keep: Option<&ContainerSummary>,
+    ) -> Result<Option<ContainerSummary>, GameError> {
+        let Some(r) = record.filter(|r| r.status != RuntimeStatus::Removed) else {
+            return Ok(None);
+        };
+        let Some(bound) = containers
+            .iter()
+            .find(|c| Some(&c.id) == r.container_id.as_ref() && !c.running)
+        else {
+            return Ok(None);
+        };
+        let parked = bound.name.trim_start_matches('/') == game.parked_container_name();
+        if parked && r.status == RuntimeStatus::Running && keep.is_some_and(|k| k.id == bound.id) {
+            return Ok(Some(bound.clone()));
+        }
+        if self.rollback_incomplete(game).await? {
+            return Ok(Some(bound.clone()));
+        }
+        Ok(None)
+    }
+
+    /// Whether the game's newest operation row is a patch whose rollback
+    /// RTM could not finish (`patch_rollback_incomplete`).
+    pub(super) async fn rollback_incomplete(
+        &self,
+        game: &GameId,
+    ) -> Result<bool, crate::StoreError> {
+        let newest = self
+            .adapters
+            .store
+            .list_operations(&OperationQuery {
+                game_id: Some(game.clone()),
+                limit: 1,
+                ..OperationQuery::default()
+            })
+            .await?;
+        Ok(newest.first().is_some_and(|op| {
+            op.kind == OpKind::Patch
+                && op
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code == ErrorCode::PatchRollbackIncomplete)
+        }))
+    }
+
+    /// Finishes a rollback: the previous engine takes its canonical name
+    /// back and runs; the record says `running` on it (`reconcile_adopt`).
+    /// Every other container of the game is already gone.
+    async fn finish_rollback(
+        &self,
+        game: &GameId,
+        k: &ContainerSummary,
+        current: RuntimeRecord,
+        source: OpSource,
+    ) -> Result<(), GameError> {
+        let rt = &self.adapters.runtime;
+        let canonical = game.container_name();
+        // Rename first: Docker's DNS registers the name at start.
+        if k.name.trim_start_matches('/') != canonical {
+            rt.rename(&k.id, &canonical).await?;
+        }
+        rt.start(&k.id).await?;
+        let now = self.adapters.clock.now();
+        let mut next = current;
+        next.container_id = Some(k.id.clone());
+        next.engine_endpoint = self.config.engine_endpoint(game);
+        next.enter(RuntimeStatus::Running, now);
+        let image = next
+            .image_ref
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| k.image_ref.clone());
+        let op = self.new_op(game, OpKind::ReconcileAdopt, source, &image, Some(&k.id));
+        self.adapters
+            .store
+            .commit(Commit {
+                record: Some(next),
+                operation: Some(op),
+                health: None,
+            })
+            .await?;
+        info!(game_id = %game, container = %k.id, "reconciler finished a patch rollback: the previous engine runs again");
+        Ok(())
+    }
+
     /// Rebuilds the record from the container's labels; status `running`.
     async fn adopt(
         &self,
@@ -360,6 +489,7 @@ impl<P: Ports> RuntimeService<P> {
             source_ref: String::new(),
             image_ref: image.to_owned(),
             container_id: container.map(ToString::to_string).unwrap_or_default(),
+            request: String::new(),
             outcome: Outcome::Success,
             error: None,
             started_at: now,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::fakes::{FakePorts, RuntimeCall};
-use crate::ports::ContainerRuntime;
+use crate::ports::{Clock, ContainerRuntime};
 use crate::service::{
     OperationError, OperationOutcome, OperationRequest, RuntimeService, ServiceConfig,
 };
@@ -707,15 +707,24 @@ async fn reconcile_restores_a_parked_container_name() {
         .await
         .unwrap();
     h.fakes.runtime.rename(&old, "rtmold-g").await.unwrap();
+    // The record still says running: the patch never committed, so the
+    // previous engine is what the game runs. It is renamed back and
+    // started, not recorded as an exit (issue 13 §8).
     let summary = h.svc.reconcile().await.unwrap();
-    assert_eq!((summary.observed_exits, summary.renamed), (1, 1));
+    assert_eq!(
+        (summary.observed_exits, summary.renamed, summary.adopted),
+        (0, 1, 1)
+    );
     assert_eq!(
         h.fakes.runtime.container(&old).unwrap().summary.name,
         "rtm-g"
     );
-    // The game can be started again on its own container.
-    assert!(h.start("g", V1).await.succeeded());
-    assert_eq!(h.running_containers("g"), vec![old]);
+    assert_eq!(h.running_containers("g"), vec![old.clone()]);
+    let rec = h.fakes.store.record(&game("g")).unwrap();
+    assert_eq!(rec.status, RuntimeStatus::Running);
+    assert_eq!(rec.container_id, Some(old));
+    // A second pass has nothing left to do.
+    assert!(!h.svc.reconcile().await.unwrap().changed());
 }
 
 #[tokio::test]
@@ -950,4 +959,237 @@ async fn retention_skips_a_busy_removed_game() {
         .await
         .unwrap();
     assert_eq!(summary.games, 1);
+}
+
+// ------------------------------------------------ issue 13 §8: rollback
+
+#[tokio::test]
+async fn a_rollback_waits_out_a_removal_docker_is_already_doing() {
+    let h = Harness::new();
+    let old = h.start("g", V1).await.record.unwrap().container_id.unwrap();
+    h.fakes
+        .probe
+        .set_default(Err(ProbeError("connection refused".into())));
+    // The first tries to remove the new container meet a busy Docker.
+    for _ in 0..3 {
+        h.fakes.runtime.fail_next(
+            crate::fakes::RuntimeCall::Remove,
+            RuntimeError::Conflict("removal of container x is already in progress".into()),
+        );
+    }
+    let out = h.run("g", Command::Patch { image: img(V101) }).await;
+    assert_eq!(
+        out.error().map(|e| e.code),
+        Some(ErrorCode::PatchRolledBack),
+        "{:?}",
+        out.error()
+    );
+    let rec = h.fakes.store.record(&game("g")).unwrap();
+    assert_eq!(rec.status, RuntimeStatus::Running);
+    assert_eq!(rec.container_id.as_ref(), Some(&old));
+    assert_eq!(h.running_containers("g"), vec![old.clone()]);
+    assert_eq!(h.fakes.runtime.containers().len(), 1);
+    assert_eq!(
+        h.fakes.runtime.container(&old).unwrap().summary.name,
+        "rtm-g"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_that_cannot_finish_says_so_and_the_reconciler_finishes_it() {
+    let h = Harness::new();
+    let old = h.start("g", V1).await.record.unwrap().container_id.unwrap();
+    h.fakes
+        .probe
+        .set_default(Err(ProbeError("connection refused".into())));
+    // Docker refuses every try to remove the new container.
+    for _ in 0..10 {
+        h.fakes.runtime.fail_next(
+            crate::fakes::RuntimeCall::Remove,
+            RuntimeError::Other("device or resource busy".into()),
+        );
+    }
+    let out = h.run("g", Command::Patch { image: img(V101) }).await;
+    let err = out.error().unwrap();
+    assert_eq!(err.code, ErrorCode::PatchRollbackIncomplete, "{err}");
+    let rec = h.fakes.store.record(&game("g")).unwrap();
+    assert_eq!(rec.status, RuntimeStatus::Stopped, "the old engine is down");
+    assert_eq!(rec.container_id.as_ref(), Some(&old));
+    assert_eq!(rec.image_ref, Some(img(V1)));
+    assert_eq!(
+        h.fakes.runtime.container(&old).unwrap().summary.name,
+        "rtmold-g"
+    );
+
+    // TTL cleanup leaves it alone, however long it waits.
+    h.fakes.clock.advance(Duration::from_secs(7200));
+    let cleaned = h
+        .svc
+        .cleanup_expired(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((cleaned.removed, cleaned.skipped), (0, 1));
+    assert!(h.fakes.runtime.container(&old).is_some());
+
+    // The reconciler removes the failed new engine and restores the old one.
+    let summary = h.svc.reconcile().await.unwrap();
+    assert_eq!((summary.adopted, summary.disposed), (1, 1), "{summary:?}");
+    let rec = h.fakes.store.record(&game("g")).unwrap();
+    assert_eq!(rec.status, RuntimeStatus::Running);
+    assert_eq!(rec.container_id.as_ref(), Some(&old));
+    assert_eq!(rec.image_ref, Some(img(V1)));
+    assert_eq!(h.running_containers("g"), vec![old.clone()]);
+    assert_eq!(h.fakes.runtime.containers().len(), 1);
+    assert_eq!(
+        h.fakes.runtime.container(&old).unwrap().summary.name,
+        "rtm-g"
+    );
+    assert!(!h.svc.reconcile().await.unwrap().changed());
+}
+
+#[tokio::test]
+async fn a_patch_whose_new_container_vanishes_rolls_back_without_waiting_for_the_gate() {
+    let h = Harness::new();
+    let old = h.start("g", V1).await.record.unwrap().container_id.unwrap();
+    h.fakes
+        .probe
+        .set_default(Err(ProbeError("connection refused".into())));
+    // Inspecting the new container finds nothing (someone removed it).
+    // The first inspect of the gate is the first inspect of the patch.
+    h.fakes.runtime.fail_next(
+        crate::fakes::RuntimeCall::Inspect,
+        RuntimeError::NotFound("gone".into()),
+    );
+    let before = h.fakes.clock.now();
+    let out = h.run("g", Command::Patch { image: img(V101) }).await;
+    let err = out.error().unwrap();
+    assert_eq!(err.code, ErrorCode::PatchRolledBack);
+    assert!(err.message.contains("vanished"), "{}", err.message);
+    assert!(
+        h.fakes.clock.now() - before < config().patch_health_timeout,
+        "the gate did not wait out its timeout"
+    );
+    assert_eq!(h.running_containers("g"), vec![old]);
+}
+
+// ------------------------------------------- issue 13 §4: case collisions
+
+#[tokio::test]
+async fn a_start_whose_id_differs_from_a_live_game_only_in_case_is_refused() {
+    let h = Harness::new();
+    assert!(h.start("cx", V1).await.succeeded());
+    let rows = h.ops().len();
+    let out = h.start("CX", V1).await;
+    let err = out.error().unwrap();
+    assert_eq!(err.code, ErrorCode::GameIdConflict);
+    assert!(err.message.contains("cx"), "{}", err.message);
+    assert_eq!(h.ops().len(), rows + 1, "a failed row");
+    assert_eq!(out.operation.outcome, Outcome::Failure);
+    assert!(h.running_containers("CX").is_empty());
+    assert!(h.status("CX").is_none());
+    // A stopped game is still live: its name comes back with a start.
+    assert!(h.run("cx", Command::Stop).await.succeeded());
+    assert_eq!(
+        h.start("CX", V1).await.error().map(|e| e.code),
+        Some(ErrorCode::GameIdConflict)
+    );
+    // Once removed, the other spelling may start.
+    assert!(h.run("cx", Command::Cleanup).await.succeeded());
+    assert!(h.start("CX", V1).await.succeeded());
+    assert_eq!(
+        h.start("cx", V1).await.error().map(|e| e.code),
+        Some(ErrorCode::GameIdConflict)
+    );
+    // The same game itself is never its own collision.
+    assert!(h.start("CX", V1).await.succeeded());
+}
+
+#[tokio::test]
+async fn ids_that_differ_only_in_case_share_one_lock() {
+    let h = Harness::new();
+    let held = crate::ports::GameLocks::acquire(&h.fakes.locks, &game("cx"), Duration::ZERO)
+        .await
+        .unwrap();
+    let err = h
+        .svc
+        .execute(OperationRequest::new(
+            game("CX"),
+            Command::Start { image: img(V1) },
+            OpSource::GmRest,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OperationError::InProgress(_)), "{err:?}");
+    crate::ports::GameLockGuard::release(held).await;
+}
+
+#[tokio::test]
+async fn reconcile_never_adopts_a_container_into_a_dns_collision() {
+    let h = Harness::new();
+    assert!(h.start("cx", V1).await.succeeded());
+    let stray = h
+        .fakes
+        .runtime
+        .spawn_running(&game("CX"), &img(V1), "/state/CX");
+    let summary = h.svc.reconcile().await.unwrap();
+    assert_eq!((summary.adopted, summary.disposed), (0, 1), "{summary:?}");
+    assert!(h.fakes.runtime.container(&stray).is_none());
+    assert!(h.status("CX").is_none());
+    assert_eq!(h.status("cx"), Some(RuntimeStatus::Running));
+}
+
+// ---------------------------------------- issue 13 §5: reused references
+
+fn keyed(g: &str, command: Command, key: &str) -> OperationRequest {
+    let mut req = OperationRequest::new(game(g), command, OpSource::GmRest);
+    req.source_ref = Some(key.into());
+    req
+}
+
+#[tokio::test]
+async fn a_reference_reused_for_another_request_is_refused_and_changes_nothing() {
+    let h = Harness::new();
+    let first = h
+        .svc
+        .execute(keyed("g1", Command::Start { image: img(V1) }, "k1"))
+        .await
+        .unwrap();
+    assert!(first.succeeded());
+    let rows = h.ops().len();
+    let calls = h.fakes.runtime.mutating_calls();
+    let refused = |r: Result<OperationOutcome, OperationError>| match r {
+        Err(OperationError::KeyReused { operation_id, .. }) => operation_id,
+        other => panic!("expected KeyReused, got {other:?}"),
+    };
+    // Another operation, another image, another parameter, another game.
+    let mut stop = keyed("g1", Command::Stop, "k1");
+    assert_eq!(
+        refused(h.svc.execute(stop.clone()).await),
+        first.operation.id
+    );
+    let other_image = keyed("g1", Command::Start { image: img(V101) }, "k1");
+    refused(h.svc.execute(other_image).await);
+    stop.stop_timeout = Some(Duration::from_secs(3));
+    refused(h.svc.execute(stop).await);
+    refused(
+        h.svc
+            .execute(keyed("g2", Command::Start { image: img(V1) }, "k1"))
+            .await,
+    );
+    assert_eq!(h.ops().len(), rows, "no row");
+    assert_eq!(h.fakes.runtime.mutating_calls(), calls, "no Docker action");
+    assert_eq!(h.status("g1"), Some(RuntimeStatus::Running));
+    assert!(h.status("g2").is_none());
+    // The very same request still replays; the same key on the other
+    // surface is another reference.
+    let again = h
+        .svc
+        .execute(keyed("g1", Command::Start { image: img(V1) }, "k1"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.operation, first.operation);
+    let mut admin = keyed("g1", Command::Stop, "k1");
+    admin.source = OpSource::AdminRest;
+    assert!(!h.svc.execute(admin).await.unwrap().replayed);
 }

@@ -201,6 +201,27 @@ async fn fifty_local_waiters_share_one_connection_and_exclude_each_other() {
 }
 
 #[tokio::test]
+async fn ids_that_differ_only_in_case_share_one_lock_across_replicas() {
+    let (_db, cfg) = migrated().await;
+    let (a, b) = (PgLocks::new(&cfg).unwrap(), PgLocks::new(&cfg).unwrap());
+    let held = a.acquire(&gid("cx"), SHORT).await.unwrap();
+    // Another replica, the other spelling: the same DNS name, the same lock.
+    assert!(matches!(
+        b.acquire(&gid("CX"), SHORT).await,
+        Err(LockError::Timeout)
+    ));
+    // The same replica too (its in-process queue is keyed the same way).
+    assert!(matches!(
+        a.acquire(&gid("Cx"), SHORT).await,
+        Err(LockError::Timeout)
+    ));
+    // Another game is free.
+    b.acquire(&gid("cy"), SHORT).await.unwrap().release().await;
+    held.release().await;
+    b.acquire(&gid("CX"), SHORT).await.unwrap().release().await;
+}
+
+#[tokio::test]
 async fn schemas_do_not_share_locks() {
     let (_db1, cfg1) = migrated().await;
     let (_db2, cfg2) = migrated().await;

@@ -75,6 +75,7 @@ fn op(game: &str, kind: OpKind, source: OpSource, source_ref: &str, started: i64
         source_ref: source_ref.into(),
         image_ref: "rtm.local/engine-stub:1.0.0".into(),
         container_id: format!("c-{game}"),
+        request: String::new(),
         outcome: Outcome::Success,
         error: None,
         started_at: t(started),

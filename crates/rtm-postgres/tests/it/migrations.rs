@@ -17,6 +17,16 @@ const V2_INDEXES: [&str; 3] = [
     "health_snapshots_status_game_idx",
 ];
 
+/// Indexes V3 adds to the seed's tables.
+const V3_INDEXES: [&str; 3] = [
+    "runtime_records_lower_game_idx",
+    "operation_log_source_ref_request_uidx",
+    "operation_log_source_ref_idx",
+];
+/// Columns V3 adds (table, column), additive: NOT NULL with a default, so
+/// the seed's columns and rows keep their meaning.
+const V3_COLUMNS: [(&str, &str); 1] = [("operation_log", "request")];
+
 /// The seed's `-- +goose Up` section. CI lays `shared/` beside the clone,
 /// so it is `<workspace>/../shared/seed/…`.
 fn seed_up() -> String {
@@ -93,6 +103,10 @@ async fn catalog(c: &Client, schema: &str) -> BTreeSet<String> {
         .await
         .expect("columns")
     {
+        let (table, column): (String, String) = (r.get(0), r.get(2));
+        if V3_COLUMNS.contains(&(table.as_str(), column.as_str())) {
+            continue;
+        }
         out.insert(norm(format!(
             "column {}.{} #{} {} notnull={} default={}",
             r.get::<_, String>(0),
@@ -133,7 +147,7 @@ async fn catalog(c: &Client, schema: &str) -> BTreeSet<String> {
         .expect("indexes")
     {
         let name: String = r.get(1);
-        if V2_INDEXES.contains(&name.as_str()) {
+        if V2_INDEXES.contains(&name.as_str()) || V3_INDEXES.contains(&name.as_str()) {
             continue;
         }
         out.insert(norm(format!(

@@ -287,6 +287,94 @@ async fn operations_roundtrip_filter_and_page_newest_first() {
 }
 
 #[tokio::test]
+async fn case_collisions_are_live_records_of_another_spelling() {
+    let (_db, _cfg, s) = store().await;
+    for (g, status) in [
+        ("cx", RuntimeStatus::Running),
+        ("Gone", RuntimeStatus::Removed),
+        ("Dd", RuntimeStatus::Stopped),
+    ] {
+        s.commit(Commit {
+            record: Some(record(g, status, 1)),
+            operation: None,
+            health: None,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        s.find_case_collision(&gid("CX")).await.unwrap(),
+        Some(gid("cx"))
+    );
+    assert_eq!(
+        s.find_case_collision(&gid("cX")).await.unwrap(),
+        Some(gid("cx"))
+    );
+    // A game is never its own collision.
+    assert_eq!(s.find_case_collision(&gid("cx")).await.unwrap(), None);
+    // A stopped game is live; a removed one is not.
+    assert_eq!(
+        s.find_case_collision(&gid("dd")).await.unwrap(),
+        Some(gid("Dd"))
+    );
+    assert_eq!(s.find_case_collision(&gid("gone")).await.unwrap(), None);
+    assert_eq!(s.find_case_collision(&gid("cy")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_reference_names_one_request_per_source_across_games() {
+    let (_db, _cfg, s) = store().await;
+    let mut first = op("g1", OpKind::Start, OpSource::GmRest, "k", 1);
+    first.request = "start game=g1 image=x stop_timeout_ms= force=false".into();
+    let e = s.commit(commit_op(first.clone())).await.unwrap().unwrap();
+    let found = s
+        .find_source_ref(OpSource::GmRest, "k")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.entry, e);
+    assert_eq!(found.request, first.request);
+    // Found from any game, but only on its own source.
+    assert!(s
+        .find_source_ref(OpSource::AdminRest, "k")
+        .await
+        .unwrap()
+        .is_none());
+    // Another game may not record the same reference (V3's index) ...
+    let mut other = op("g2", OpKind::Stop, OpSource::GmRest, "k", 2);
+    other.request = "stop game=g2 image= stop_timeout_ms= force=false".into();
+    assert!(matches!(
+        s.commit(commit_op(other.clone())).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let g2_rows = s
+        .list_operations(&OperationQuery {
+            game_id: Some(gid("g2")),
+            limit: 10,
+            ..OperationQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(g2_rows.is_empty(), "nothing written: {g2_rows:?}");
+    // ... while another source may.
+    other.source = OpSource::AdminRest;
+    s.commit(commit_op(other)).await.unwrap().unwrap();
+    // Rows without a request (before V3) are not constrained across games.
+    let mut legacy = op("g3", OpKind::Stop, OpSource::GmRest, "k", 3);
+    legacy.request = String::new();
+    s.commit(commit_op(legacy)).await.unwrap().unwrap();
+    assert_eq!(
+        s.find_source_ref(OpSource::GmRest, "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .entry,
+        e,
+        "the first row the reference named"
+    );
+}
+
+#[tokio::test]
 async fn find_by_source_ref_returns_only_the_finished_matching_row() {
     let (db, _cfg, s) = store().await;
     let e = s

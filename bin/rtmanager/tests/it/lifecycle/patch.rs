@@ -189,3 +189,85 @@ async fn only_patch_versions_without_force_and_never_another_repository() {
     );
     assert_eq!(row.container_id, c.id);
 }
+
+/// Issue 13 §8: the new container is removed behind RTM's back (`docker
+/// rm -f`) during the patch's health gate. Whatever Docker is doing with
+/// it then (removal in progress, already gone), the previous engine comes
+/// back under its own name and running, the row says
+/// `patch_rolled_back`, and its DNS name resolves to it alone.
+#[tokio::test]
+async fn a_patch_whose_new_container_is_removed_during_the_gate_rolls_back() {
+    let app = spawn_app_with(|v| {
+        // Room to remove the new container while the gate waits.
+        v.insert("RTM_PATCH_HEALTH_TIMEOUT".into(), "60s".into());
+    })
+    .await;
+    let g = gid(&app, "patch-rmf");
+    let g = g.as_str();
+    start_running(&app, g, "1.0.0").await;
+    let before = snapshot(&app, g).await;
+    let old = before.containers[0].clone();
+    // The new engine never turns healthy (the state dir carries over).
+    let unhealthy = app.state_dir(g).join("unhealthy");
+    std::fs::write(&unhealthy, "").expect("control file");
+
+    let admin = app.admin.clone();
+    let path = format!("/admin/v1/runtimes/{g}/patch");
+    let patch = tokio::spawn(async move {
+        call(
+            "POST",
+            &format!("{admin}{path}"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"image_ref": image("1.0.1")})),
+            &[],
+        )
+        .await
+    });
+    // The gate is open once the new engine runs under the canonical name.
+    let new = wait_for("the new engine", Duration::from_secs(60), || async {
+        containers(&app, g)
+            .into_iter()
+            .find(|c| c.id != old.id && c.running && c.image == image("1.0.1"))
+    })
+    .await;
+    rtm_testkit::docker::docker(&["rm", "-f", &new.id]).expect("docker rm -f");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(120), patch)
+        .await
+        .expect("the patch answers")
+        .expect("patch task");
+    std::fs::remove_file(&unhealthy).expect("remove control file");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "patch_rolled_back", "{body}");
+    assert_eq!(body["runtime"]["status"], "running", "{body}");
+    assert_eq!(body["runtime"]["container_id"], old.id.as_str(), "{body}");
+
+    let after = snapshot(&app, g).await;
+    assert_eq!(after.containers.len(), 1, "{:?}", after.containers);
+    let c = &after.containers[0];
+    assert_eq!((c.id.as_str(), c.running), (old.id.as_str(), true));
+    assert_eq!(c.name, format!("rtm-{g}"));
+    assert_eq!(c.image, image("1.0.0"));
+    let rec = after.record.clone().expect("record");
+    assert_eq!(rec["status"], "running");
+    assert_eq!(rec["container_id"], old.id.as_str());
+    assert_eq!(rec["image_ref"], image("1.0.0"));
+    assert_eq!(after.rows.len(), before.rows.len() + 1);
+    let row = after.rows.last().unwrap();
+    assert_eq!(
+        (
+            row.op_kind.as_str(),
+            row.outcome.as_str(),
+            row.error_code.as_str()
+        ),
+        ("patch", "failure", "patch_rolled_back")
+    );
+    let health = wait_for("old engine healthz", Duration::from_secs(20), || async {
+        engine_health(c).await
+    })
+    .await;
+    assert_eq!(health["version"], "1.0.0", "{health}");
+    assert_eq!(
+        resolve(&app, &format!("rtm-{g}")),
+        vec![container_ip(&app, c)]
+    );
+}

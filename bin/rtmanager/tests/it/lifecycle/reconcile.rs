@@ -143,3 +143,89 @@ async fn reconcile_adopts_removes_and_disposes() {
         assert_eq!(again[k], 0, "{k}: {again}");
     }
 }
+
+/// Issue 13 §8: a patch whose rollback could not finish leaves the previous
+/// engine stopped under its parking name `rtmold-<game>`, the record
+/// `stopped` on it and the row `patch_rollback_incomplete`. The reconciler
+/// finishes the rollback (renamed back, started, record `running`); it
+/// never removes that container as garbage.
+#[tokio::test]
+async fn reconcile_finishes_an_incomplete_patch_rollback() {
+    let app = spawn_app().await;
+    let g = gid(&app, "rc-parked");
+    let g = g.as_str();
+    start_running(&app, g, "1.0.0").await;
+    let old = containers(&app, g).pop().expect("container");
+    let starts = starts(&app, g);
+
+    // The state an incomplete rollback leaves: the old engine stopped and
+    // parked, the failed patch recorded with its code (what RTM writes
+    // when Docker kept refusing), the record `stopped`.
+    use rtm_testkit::docker::docker;
+    docker(&["stop", "-t", "5", &old.id]).expect("docker stop");
+    docker(&["rename", &old.id, &format!("rtmold-{g}")]).expect("docker rename");
+    let client = app.db.admin_client().await.expect("admin client");
+    client
+        .execute(
+            "INSERT INTO operation_log (game_id, op_kind, op_source, source_ref, image_ref, \
+               container_id, outcome, error_code, error_message, started_at, finished_at) \
+             VALUES ($1, 'patch', 'admin_rest', '', $2, $3, 'failure', \
+               'patch_rollback_incomplete', 'rollback could not finish', now(), now())",
+            &[&g, &image("1.0.1"), &old.id],
+        )
+        .await
+        .expect("insert row");
+    client
+        .execute(
+            "UPDATE runtime_records SET status = 'stopped', stopped_at = now(), \
+               last_op_at = now() WHERE game_id = $1",
+            &[&g],
+        )
+        .await
+        .expect("record stopped");
+
+    // Reconcile passes (ours, or the timer's first pass of this replica)
+    // finish it; a pass may skip the game while a monitor holds it. None
+    // removes anything.
+    wait_for("the rollback finished", Duration::from_secs(60), || async {
+        let (status, summary) = app.admin_post("/admin/v1/reconcile", None).await;
+        assert_eq!(status, 200, "{summary}");
+        assert_eq!(summary["disposed"], 0, "{summary}");
+        assert_eq!(summary["removed"], 0, "{summary}");
+        record(&app, g).await.filter(|r| r["status"] == "running")
+    })
+    .await;
+    let now = containers(&app, g);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0].id, old.id, "the same container, not a new one");
+    assert_eq!(now[0].name, format!("rtm-{g}"));
+    assert!(now[0].running);
+    let rec = record(&app, g).await.expect("record");
+    assert_eq!(rec["status"], "running", "{rec}");
+    assert_eq!(rec["container_id"], old.id.as_str());
+    assert_eq!(rec["image_ref"], image("1.0.0"));
+    wait_engine_started(&app, g, starts + 1).await;
+    // Exactly one repair row after the failed patch.
+    let all = rows(&app, g).await;
+    let patch_at = all
+        .iter()
+        .position(|r| r.error_code == "patch_rollback_incomplete")
+        .expect("the patch row");
+    let after: Vec<_> = all[patch_at + 1..]
+        .iter()
+        .map(|r| (r.op_kind.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(after, vec![("reconcile_adopt", "success")], "{all:?}");
+    // Done: the next pass has nothing to repair.
+    for _ in 0..20 {
+        let (_, again) = app.admin_post("/admin/v1/reconcile", None).await;
+        assert_eq!(
+            (again["adopted"].clone(), again["disposed"].clone()),
+            (json!(0), json!(0)),
+            "{again}"
+        );
+        if again["skipped_busy"] == 0 {
+            break;
+        }
+    }
+}
