@@ -23,14 +23,13 @@ mod convert;
 mod create;
 mod error;
 mod events;
-mod pull;
 mod logs;
+mod pull;
 mod runtime;
 
-
-pub use error::{error_counts, ERROR_KINDS};
 pub use auth::{Credential, RegistryAuthError, RegistryAuths};
 pub use config::{parse_capabilities, DockerConfig, DockerConfigError, MIN_PIDS_LIMIT};
+pub use error::{error_counts, ERROR_KINDS};
 pub use runtime::DockerRuntime;
 
 /// The label keys this adapter writes on every container it creates.

@@ -26,8 +26,7 @@ use rtm_domain::ports::{
 };
 use rtm_domain::{
     Commit, GameId, HealthEvent, HealthSnapshot, HealthStatus, OpSource, OperationEntry,
-    RecordedRequest,
-    RuntimeRecord, RuntimeStatus, StoreError,
+    RecordedRequest, RuntimeRecord, RuntimeStatus, StoreError,
 };
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;

@@ -5,8 +5,8 @@
 //! test isolates itself: a fresh schema, its own `rtm.owner` label and
 //! state root, its own stream names.
 
-mod console;
 mod cli;
+mod console;
 mod health;
 mod lifecycle;
 mod lobby;
