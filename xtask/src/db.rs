@@ -86,6 +86,12 @@ pub fn provision(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!("provision: unexpected argument {a:?}");
     }
+    provision_schema(None)
+}
+
+/// Provisions like [`provision`], into `schema` instead of
+/// `RTM_DATABASE_SCHEMA` when given (the schemathesis run's own schema).
+pub fn provision_schema(schema: Option<&str>) -> Result<()> {
     let admin_url = env_or("RTM_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL);
     let service: tokio_postgres::Config = env_or("RTM_DATABASE_URL", DEFAULT_DATABASE_URL)
         .parse()
@@ -104,7 +110,10 @@ pub fn provision(args: &[String]) -> Result<()> {
             .get_dbname()
             .context("RTM_DATABASE_URL has no database")?,
     )?;
-    let schema = ident("schema", &env_or("RTM_DATABASE_SCHEMA", DEFAULT_SCHEMA))?;
+    let schema = match schema {
+        Some(s) => ident("schema", s)?,
+        None => ident("schema", &env_or("RTM_DATABASE_SCHEMA", DEFAULT_SCHEMA))?,
+    };
 
     runtime()?.block_on(async {
         let admin = connect(&admin_url).await?;

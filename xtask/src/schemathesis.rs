@@ -99,15 +99,10 @@ impl Isolation {
     fn provision(&self) -> Result<()> {
         std::fs::create_dir_all(&self.state_root)
             .with_context(|| format!("creating {}", self.state_root.display()))?;
-        let status = Command::new(std::env::current_exe()?)
-            .arg("provision")
-            .env("RTM_DATABASE_SCHEMA", self.schema())
-            .status()
-            .context("cargo xtask provision")?;
-        if !status.success() {
-            bail!("provisioning schema {} failed: {status}", self.schema());
-        }
-        Ok(())
+        // In process: the xtask binary may have been rebuilt (replaced on
+        // disk) by the steps before this one, so it is not re-executed.
+        crate::db::provision_schema(Some(self.schema()))
+            .with_context(|| format!("provisioning schema {}", self.schema()))
     }
 
     fn spawn(&self, root: &Path) -> Result<Child> {

@@ -125,25 +125,11 @@ impl PgStore {
     /// record are absent), for the `rtm_games` gauge. One aggregate over
     /// the status column: cheap at thousands of games.
     pub async fn record_counts(&self) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT status, count(*) FROM runtime_records GROUP BY status",
-                &Params::default(),
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row
-                    .try_get(0)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let n: i64 = row
-                    .try_get(1)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let status = RuntimeStatus::parse(&status)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((status, u64::try_from(n).unwrap_or_default()))
-            })
-            .collect()
+        self.counts(
+            "SELECT status, count(*) FROM runtime_records GROUP BY status",
+            RuntimeStatus::parse,
+        )
+        .await
     }
 
     /// How many `running` games currently have each health status
@@ -151,25 +137,30 @@ impl PgStore {
     /// "how many engines are sick right now". Stopped and removed games
     /// are left out: their `exited` or `container_disappeared` is expected.
     pub async fn health_counts(&self) -> Result<Vec<(HealthStatus, u64)>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT h.status, count(*) FROM health_snapshots h \
-                 JOIN runtime_records r ON r.game_id = h.game_id \
-                 WHERE r.status = 'running' GROUP BY h.status",
-                &Params::default(),
-            )
-            .await?;
-        rows.iter()
+        self.counts(
+            "SELECT h.status, count(*) FROM health_snapshots h \
+             JOIN runtime_records r ON r.game_id = h.game_id \
+             WHERE r.status = 'running' GROUP BY h.status",
+            HealthStatus::parse,
+        )
+        .await
+    }
+
+    /// Rows of `(vocabulary value, count)` from a `GROUP BY` query.
+    async fn counts<T, E: std::fmt::Display>(
+        &self,
+        sql: &str,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Vec<(T, u64)>, StoreError> {
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        self.query(sql, &Params::default())
+            .await?
+            .iter()
             .map(|row| {
-                let status: String = row
-                    .try_get(0)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let n: i64 = row
-                    .try_get(1)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let status =
-                    HealthStatus::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((status, u64::try_from(n).unwrap_or_default()))
+                let value: String = row.try_get(0).map_err(|e| corrupt(&e))?;
+                let n: i64 = row.try_get(1).map_err(|e| corrupt(&e))?;
+                let value = parse(&value).map_err(|e| corrupt(&e))?;
+                Ok((value, u64::try_from(n).unwrap_or_default()))
             })
             .collect()
     }

@@ -570,21 +570,7 @@ impl<P: Ports> RuntimeService<P> {
 
     /// Removes the owned container of `game` called `name`, if any.
     async fn remove_named(&self, game: &GameId, name: &str) -> Result<(), Failed> {
-        let rt = &self.adapters.runtime;
-        let containers = rt
-            .list(Some(game))
-            .await
-            .map_err(|e| runtime_failure("list", &e))?;
-        for c in containers
-            .iter()
-            .filter(|c| c.name.trim_start_matches('/') == name)
-        {
-            warn!(game_id = %game, container = %c.id, name, "removing a leftover container");
-            self.remove_if_present(&c.id)
-                .await
-                .map_err(|e| runtime_failure("remove", &e))?;
-        }
-        Ok(())
+        self.clear_name(game, name, None).await
     }
 
     /// Starts the game's existing container under its canonical name; when
@@ -658,7 +644,7 @@ impl<P: Ports> RuntimeService<P> {
             match rt.rename(&old, &parked).await {
                 Ok(()) => {}
                 Err(RuntimeError::Conflict(_)) => {
-                    self.clear_name(game, &parked, &old).await?;
+                    self.clear_name(game, &parked, Some(&old)).await?;
                     rt.rename(&old, &parked)
                         .await
                         .map_err(|e| runtime_failure("rename", &e))?;
@@ -772,7 +758,7 @@ impl<P: Ports> RuntimeService<P> {
         // answered with an error after all) must go too: old and new share
         // the state directory and must never run together.
         self.retrying("clear the canonical name", || async {
-            self.clear_name(game, &canonical, old)
+            self.clear_name(game, &canonical, Some(old))
                 .await
                 .map_err(|f| RuntimeError::Other(f.error.message))
         })
@@ -786,7 +772,7 @@ impl<P: Ports> RuntimeService<P> {
                 Err(RuntimeError::Conflict(e)) => {
                     // Docker may hold a removed container's name a moment
                     // longer; or a stray container took it. Clear and retry.
-                    if let Err(f) = self.clear_name(game, &canonical, old).await {
+                    if let Err(f) = self.clear_name(game, &canonical, Some(old)).await {
                         warn!(game_id = %game, error = %f.error, "could not clear the canonical name");
                     }
                     Err(RuntimeError::Conflict(e))
@@ -833,7 +819,7 @@ impl<P: Ports> RuntimeService<P> {
         &self,
         game: &GameId,
         name: &str,
-        keep: &ContainerId,
+        keep: Option<&ContainerId>,
     ) -> Result<(), Failed> {
         let rt = &self.adapters.runtime;
         let containers = rt
@@ -842,9 +828,9 @@ impl<P: Ports> RuntimeService<P> {
             .map_err(|e| runtime_failure("list", &e))?;
         for c in containers
             .iter()
-            .filter(|c| c.name.trim_start_matches('/') == name && &c.id != keep)
+            .filter(|c| c.name.trim_start_matches('/') == name && Some(&c.id) != keep)
         {
-            warn!(game_id = %game, container = %c.id, name, "removing a container that holds the name");
+            warn!(game_id = %game, container = %c.id, name, "removing a leftover container that holds the name");
             self.remove_if_present(&c.id)
                 .await
                 .map_err(|e| runtime_failure("remove", &e))?;

@@ -147,13 +147,21 @@ pub struct GamesQuery {
     pub offset: Option<String>,
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
+/// A query parameter's value: absent is `None`; an empty value is an
+/// error, as on every other endpoint (docs/rest.md: leave a filter out
+/// rather than sending it empty).
+fn given<'a>(name: &str, v: &'a Option<String>) -> Result<Option<&'a str>, ApiError> {
+    match v.as_deref() {
+        Some("") => Err(ApiError::invalid_request(format!(
+            "{name}: empty value; leave the parameter out instead"
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// Validates the games query into the store's filter.
 pub fn games_filter(q: &GamesQuery) -> Result<GamesFilter, ApiError> {
-    let health = match non_empty(&q.health) {
+    let health = match given("health", &q.health)? {
         None => None,
         Some("unknown") => Some(HealthFilter::Unknown),
         Some(_) => dto::q_health_status(&q.health)
@@ -166,7 +174,7 @@ pub fn games_filter(q: &GamesQuery) -> Result<GamesFilter, ApiError> {
             })?
             .map(HealthFilter::Is),
     };
-    let image = match non_empty(&q.image) {
+    let image = match given("image", &q.image)? {
         Some(s) if s.len() > MAX_IMAGE_FILTER || s.chars().any(char::is_control) => {
             return Err(ApiError::invalid_request(format!(
                 "image: at most {MAX_IMAGE_FILTER} printable characters"
@@ -174,7 +182,7 @@ pub fn games_filter(q: &GamesQuery) -> Result<GamesFilter, ApiError> {
         }
         other => other.map(str::to_owned),
     };
-    let prefix = match non_empty(&q.prefix) {
+    let prefix = match given("prefix", &q.prefix)? {
         Some(s)
             if s.len() > 63
                 || !s
@@ -187,14 +195,14 @@ pub fn games_filter(q: &GamesQuery) -> Result<GamesFilter, ApiError> {
         }
         other => other.map(str::to_owned),
     };
-    let sort = match non_empty(&q.sort) {
+    let sort = match given("sort", &q.sort)? {
         None => GameSort::default(),
         Some(s) => GameSort::parse(s).ok_or_else(|| {
             let all: Vec<&str> = GameSort::ALL.iter().map(|s| s.as_str()).collect();
             ApiError::invalid_request(format!("sort: {s:?} is not one of {}", all.join(", ")))
         })?,
     };
-    let descending = match non_empty(&q.order) {
+    let descending = match given("order", &q.order)? {
         None | Some("asc") => false,
         Some("desc") => true,
         Some(o) => {
@@ -203,7 +211,7 @@ pub fn games_filter(q: &GamesQuery) -> Result<GamesFilter, ApiError> {
             )))
         }
     };
-    let offset = match non_empty(&q.offset) {
+    let offset = match given("offset", &q.offset)? {
         None => 0,
         Some(s) => match s.parse::<u64>() {
             Ok(n) if n <= MAX_OFFSET => n,
@@ -267,7 +275,7 @@ pub async fn health_history<P: Ports>(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let game = dto::parse_game_id(&path)?;
-    let max = match non_empty(&query.limit) {
+    let max = match given("limit", &query.limit)? {
         None => 50,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_HISTORY).contains(&n) => n,
@@ -363,6 +371,9 @@ mod tests {
             ("limit", "0"),
             ("offset", "-1"),
             ("offset", "1000001"),
+            ("prefix", ""),
+            ("image", ""),
+            ("image", "\u{8c}stub"),
         ] {
             let e = games_filter(&q(&[bad])).expect_err("refused");
             assert_eq!(e.code(), ErrorCode::InvalidRequest, "{bad:?}");
