@@ -369,10 +369,12 @@ async fn an_operator_finds_a_sick_game_restarts_and_stops_it_in_the_browser() {
             "the start in the audit trail",
             "document.querySelector('#g-audit tbody tr')?.innerText.includes('start')",
         );
+        // The engine's own start-up line (stderr), read through the admin
+        // logs endpoint.
         wait_js(
             &tab,
-            "the log section",
-            "document.getElementById('log-lines') || document.getElementById('logs-unavailable')",
+            "the container's log lines",
+            "document.getElementById('log-lines')?.innerText.includes('listening on')",
         );
         accessibility_smoke(&tab, "game");
         screenshot(&tab, "3-game");
