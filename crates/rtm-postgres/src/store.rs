@@ -184,8 +184,11 @@ impl PgStore {
 
     /// Runs one statement (prepared once per connection and cached).
     ///
-    /// A read is safe to run twice, so a connection found lost on its
-    /// first use is discarded and the statement runs once more on another.
+    /// Every statement run through here is a read or a delete whose second
+    /// run changes nothing more (outbox rows by id, an expired removed
+    /// game), so a connection found lost on its first use is discarded and
+    /// the statement runs once more on another. Writes that must not run
+    /// twice go through `commit`, which retries only its `BEGIN`.
     async fn query(
         &self,
         sql: &str,
