@@ -167,15 +167,20 @@ impl PgStore {
 
     /// Rows in `operation_log` (for tests and diagnostics of retention).
     pub async fn operation_count(&self) -> Result<u64, StoreError> {
-        let rows = self
-            .query("SELECT count(*) FROM operation_log", &Params::default())
+        let n = self
+            .count("SELECT count(*) FROM operation_log", &Params::default())
             .await?;
-        let n: i64 = rows
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// The single `count(*)` a statement answers.
+    async fn count(&self, sql: &str, params: &Params) -> Result<i64, StoreError> {
+        self.query(sql, params)
+            .await?
             .first()
             .ok_or_else(|| StoreError::Corrupt("count(*) returned no row".into()))?
             .try_get(0)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(u64::try_from(n).unwrap_or_default())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -462,14 +467,9 @@ impl HealthOutbox for PgStore {
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {
-        let rows = self
-            .query("SELECT count(*) FROM health_outbox", &Params::default())
+        let n = self
+            .count("SELECT count(*) FROM health_outbox", &Params::default())
             .await?;
-        let n: i64 = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("count(*) returned no row".into()))?
-            .try_get(0)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
 }
@@ -519,13 +519,7 @@ impl Retention for PgStore {
             p.push(game.as_str().to_owned()),
             p.push(cutoff)
         );
-        let rows = self.query(&sql, &p).await?;
-        let n: i64 = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("count(*) returned no row".into()))?
-            .try_get(0)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(n > 0)
+        Ok(self.count(&sql, &p).await? > 0)
     }
 }
 
