@@ -1071,6 +1071,24 @@ impl FakeRuntime {
         }
     }
 
+    /// An OOM kill as Docker reports it when containerd's exit event
+    /// overtakes its OOM event: `die` with 137 and no `OOMKilled` yet;
+    /// [`FakeRuntime::late_oom`] delivers the rest.
+    pub fn oom_kill_exit_first(&self, id: &ContainerId) {
+        self.crash(id, 137);
+    }
+
+    /// The late half of [`FakeRuntime::oom_kill_exit_first`]: `oom` is
+    /// emitted, and with `flag` inspect shows `OOMKilled` from now on (some
+    /// Docker versions never set it once the exit is recorded).
+    pub fn late_oom(&self, id: &ContainerId, flag: bool) {
+        let mut s = lock(&self.inner);
+        if let Ok(info) = s.get_mut(id) {
+            info.oom_killed = flag;
+            self.event(&mut s, id, ContainerEventKind::Oom);
+        }
+    }
+
     /// Someone removes the container behind RTM's back (emits `destroy`
     /// when `with_event`, else it silently vanishes, as if the event was
     /// missed).

@@ -20,6 +20,11 @@
 //!   seen just before the `die`, or the `OOMKilled` flag (inspected for
 //!   every exit an event did not explain: a 137 without `oom`, or an exit
 //!   found by the inspect pass); never inferred from exit code 137.
+//!   Docker can learn of an OOM kill just *after* the exit (containerd
+//!   sends the task's exit and OOM events separately; dockerd then emits
+//!   `die` before `oom` and sets `OOMKilled` late), so a 137 that Docker
+//!   does not (yet) call an OOM is judged once more a moment later before
+//!   it is reported as `exited`.
 //!
 //! The monitor holds only soft, in-memory state (probe failure counters,
 //! a snapshot cache used to coalesce repeated
@@ -56,6 +61,10 @@ pub use events::EventFollowerStats;
 pub use passes::PassSummary;
 pub use relay::RelayError;
 
+/// The exit code of a process killed by SIGKILL (128 + 9): what both
+/// `docker kill` and the kernel's OOM killer leave.
+const SIGKILL_EXIT: i64 = 137;
+
 /// Settings of the health monitor (from `RTM_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
@@ -87,6 +96,12 @@ pub struct HealthConfig {
     /// How long an `oom` event is remembered to explain a `die` whose
     /// container cannot be inspected any more.
     pub oom_window: Duration,
+    /// How long the event follower holds a `die` with 137 and no `oom`
+    /// before it (a SIGKILL, or an OOM kill whose `oom` Docker emits just
+    /// after the `die`) before judging it: a late `oom` within this time
+    /// makes it an `oom`. It delays the report of a plain SIGKILL by as
+    /// much; other exits are not delayed.
+    pub kill_grace: Duration,
     /// Back-off before resubscribing to Docker events: starts at `min`,
     /// doubles after each failed subscription, never exceeds `max`.
     pub resubscribe_min: Duration,
@@ -112,6 +127,7 @@ impl Default for HealthConfig {
             engine_port: 8080,
             page_size: 500,
             oom_window: Duration::from_secs(10),
+            kill_grace: Duration::from_millis(250),
             resubscribe_min: Duration::from_millis(500),
             resubscribe_max: Duration::from_secs(30),
             dedupe_capacity: 4096,
@@ -236,6 +252,9 @@ struct MonitorState {
     docker_unhealthy: HashSet<ContainerId>,
     /// Containers with a recent `oom` event, and when.
     ooms: HashMap<ContainerId, OffsetDateTime>,
+    /// Containers an inspect pass found exited with 137 and no `OOMKilled`
+    /// yet: judged at the next pass (see `passes::inspect_disagreement`).
+    unsettled_kills: HashSet<ContainerId>,
 }
 
 /// Watches the engines' health. Cheap to clone; clones share their soft

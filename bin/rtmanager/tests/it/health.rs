@@ -186,9 +186,13 @@ async fn wait_event(app: &TestApp, game: &str, event_type: &str) -> Vec<HealthEv
 /// Waits until the runtime's health snapshot has `status`; returns the
 /// runtime view.
 async fn wait_health(app: &TestApp, game: &str, status: &str) -> Value {
-    wait_for(&format!("health {status} for {game}"), CHANGE, || async {
+    wait_until(&format!("health {status} for {game}"), CHANGE, || async {
         let (code, v) = app.runtime(game).await;
-        (code == 200 && v["health"]["status"] == status).then_some(v)
+        if code == 200 && v["health"]["status"] == status {
+            Ok(v)
+        } else {
+            Err(format!("{code} {v}"))
+        }
     })
     .await
 }

@@ -280,6 +280,28 @@ pub async fn call_raw(
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Like [`wait_for`], but `probe` says what it saw instead of `None`, and
+/// a timeout reports the last thing seen: a failure tells what the state
+/// was, not only what it was not.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match probe().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `probe` every 100 ms until it yields `Some`, failing the test with
 /// `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T

@@ -21,15 +21,11 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 
-use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome};
+use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, SIGKILL_EXIT};
 use crate::ports::{
     Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports, Telemetry,
 };
 use crate::{ContainerId, GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
-
-/// The exit code of a process killed by SIGKILL (128 + 9): what both
-/// `docker kill` and the kernel's OOM killer leave.
-const SIGKILL_EXIT: i64 = 137;
 
 /// What [`HealthMonitor::follow_events`] did before it was shut down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,6 +189,23 @@ impl<P: Ports> HealthMonitor<P> {
         Ok(Some(outcome))
     }
 
+    /// Whether `event` is a `die` only `OOMKilled` can explain (137, or
+    /// no code) with no `oom` seen before it.
+    fn is_unexplained_kill(&self, event: &ContainerEvent) -> bool {
+        let ContainerEventKind::Die { exit_code } = event.kind else {
+            return false;
+        };
+        if exit_code.is_some_and(|code| code != SIGKILL_EXIT) {
+            return false;
+        }
+        let window = self.config.oom_window;
+        !self
+            .state()
+            .ooms
+            .get(&event.container_id)
+            .is_some_and(|at| *at <= event.at && *at + window >= event.at)
+    }
+
     /// Judges an ambiguous `die` by inspecting the container: `None` when
     /// it runs again (restarted since the event).
     async fn die_by_inspect(
@@ -234,6 +247,7 @@ impl<P: Ports> HealthMonitor<P> {
             replay_until: None,
             stats: EventFollowerStats::default(),
             delivered: false,
+            held: Vec::new(),
         };
         {
             let work = pin!(self.follow_loop(&mut follower));
@@ -271,12 +285,31 @@ impl<P: Ports> HealthMonitor<P> {
                 }
             }
             if !broken {
-                while let Some(item) = stream.next().await {
+                loop {
+                    let item = match f.next_due() {
+                        None => stream.next().await,
+                        Some(due) => {
+                            let wait = (due - self.adapters.clock.now())
+                                .try_into()
+                                .unwrap_or(Duration::ZERO);
+                            match select(stream.next(), pin!(self.adapters.clock.sleep(wait))).await
+                            {
+                                Either::Left((item, _)) => item,
+                                Either::Right(((), _)) => {
+                                    f.judge_held(self, false).await;
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    let Some(item) = item else { break };
                     if !f.take(self, item).await {
                         break;
                     }
                 }
             }
+            // What the stream can no longer explain is judged now.
+            f.judge_held(self, true).await;
             self.adapters.telemetry.events_stream(false);
             if f.delivered {
                 backoff = self.config.resubscribe_min;
@@ -331,6 +364,10 @@ struct Follower {
     stats: EventFollowerStats,
     /// Whether the current subscription delivered anything.
     delivered: bool,
+    /// `die`s with 137 and no `oom` before them, in arrival order, each
+    /// with the time it is judged: Docker may emit the `oom` of an OOM
+    /// kill just after its `die` (see the module docs of `health`).
+    held: Vec<(ContainerEvent, OffsetDateTime)>,
 }
 
 impl Follower {
@@ -358,13 +395,55 @@ impl Follower {
         }
         self.since = Some(self.since.map_or(event.at, |s| s.max(event.at)));
         self.stats.handled += 1;
+        // A later event of a held container: the held `die` goes first, so
+        // one container's events are judged in order (a late `oom` first
+        // of all, so that it explains the `die`).
+        if let Some(at) = self
+            .held
+            .iter()
+            .position(|(held, _)| held.container_id == event.container_id)
+        {
+            let (die, _) = self.held.remove(at);
+            if event.kind == ContainerEventKind::Oom {
+                self.handle(monitor, event).await;
+                self.handle(monitor, die).await;
+                return true;
+            }
+            self.handle(monitor, die).await;
+        }
+        if monitor.is_unexplained_kill(&event) {
+            let due = monitor.adapters.clock.now() + monitor.config.kill_grace;
+            self.held.push((event, due));
+            return true;
+        }
+        self.handle(monitor, event).await;
+        true
+    }
+
+    async fn handle<P: Ports>(&mut self, monitor: &HealthMonitor<P>, event: ContainerEvent) {
         let game = event.game_id.clone();
         if let Err(e) = monitor.handle_event(event).await {
             self.stats.failed += 1;
             tracing::warn!(game_id = game.as_ref().map_or("", GameId::as_str), error = %e,
                 "docker event not recorded; inspect will catch up");
         }
-        true
+    }
+
+    /// When the earliest held `die` is due.
+    fn next_due(&self) -> Option<OffsetDateTime> {
+        self.held.iter().map(|(_, due)| *due).min()
+    }
+
+    /// Judges the held `die`s that are due (all of them with `all`).
+    async fn judge_held<P: Ports>(&mut self, monitor: &HealthMonitor<P>, all: bool) {
+        let now = monitor.adapters.clock.now();
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(_, due)| all || *due <= now);
+        self.held = wait;
+        for (die, _) in due {
+            self.handle(monitor, die).await;
+        }
     }
 }
 

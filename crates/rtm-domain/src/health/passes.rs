@@ -23,7 +23,10 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, ProbeCounter};
+use super::{
+    HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, ProbeCounter,
+    SIGKILL_EXIT,
+};
 use crate::ports::{
     Clock, ContainerRuntime, ContainerSummary, DockerHealth, EngineProbe, Ports, ProbeTarget,
     RecordQuery, RuntimeRecords, Telemetry,
@@ -121,6 +124,7 @@ impl<P: Ports> HealthMonitor<P> {
         s.probes.retain(|g, _| games.contains(g));
         s.snapshots.retain(|g, _| games.contains(g));
         s.docker_unhealthy.retain(|c| containers.contains(c));
+        s.unsettled_kills.retain(|c| containers.contains(c));
     }
 
     /// Whether an unchanged observation may be skipped: this monitor wrote
@@ -284,6 +288,17 @@ impl<P: Ports> HealthMonitor<P> {
                 .judge_docker_health(record, &container, info.health)
                 .await;
         }
+        if !info.oom_killed && info.exit_code == Some(SIGKILL_EXIT) {
+            // A SIGKILL, or an OOM kill Docker has not flagged yet (see the
+            // module docs of `health`): first sight is not judged; the next
+            // pass inspects it again (the record still says running).
+            if self.state().unsettled_kills.insert(container.clone()) {
+                tracing::debug!(game_id = %game, container = container.short(),
+                    "exit 137 without OOMKilled; judged at the next pass");
+                return Ok(None);
+            }
+        }
+        self.state().unsettled_kills.remove(&container);
         let status = if info.oom_killed {
             HealthStatus::Oom
         } else {

@@ -274,9 +274,16 @@ async fn a_sigkill_137_without_oomkilled_is_an_exit() {
         .unwrap();
     assert_eq!(ports.store.health(&g).unwrap().status, HealthStatus::Exited);
 
-    // The inspect source applies the same rule.
+    // The inspect source applies the same rule, one pass later: Docker
+    // may still flag the 137 as an OOM kill.
     let (g2, id2) = running(&ports, "killed-unseen");
     ports.runtime.crash(&id2, 137);
+    let summary = m.inspect_pass().await.unwrap();
+    assert_eq!((summary.checked, summary.changed), (1, 0));
+    assert!(
+        ports.store.health(&g2).is_none(),
+        "not judged at first sight"
+    );
     let summary = m.inspect_pass().await.unwrap();
     assert_eq!((summary.checked, summary.changed), (1, 1));
     let snap = ports.store.health(&g2).unwrap();
@@ -298,6 +305,33 @@ async fn inspect_reports_oomkilled_as_oom() {
     ports.runtime.oom_kill(&id);
     m.inspect_pass().await.unwrap();
     assert_eq!(ports.store.health(&g).unwrap().status, HealthStatus::Oom);
+}
+
+#[tokio::test]
+async fn inspect_waits_a_pass_for_an_oom_flag_docker_sets_late() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "oom-flagged-late");
+    let (crashed, crashed_id) = running(&ports, "crashed");
+    ports.runtime.oom_kill_exit_first(&id);
+    ports.runtime.crash(&crashed_id, 3);
+    m.inspect_pass().await.unwrap();
+    assert!(ports.store.health(&g).is_none(), "137 not judged yet");
+    assert_eq!(
+        ports.store.health(&crashed).unwrap().status,
+        HealthStatus::Exited,
+        "any other code is judged at once"
+    );
+    ports.runtime.late_oom(&id, true);
+    m.inspect_pass().await.unwrap();
+    assert_eq!(ports.store.health(&g).unwrap().status, HealthStatus::Oom);
+    assert_eq!(
+        event_types(&ports),
+        [
+            ("crashed".to_owned(), HealthStatus::Exited),
+            ("oom-flagged-late".to_owned(), HealthStatus::Oom),
+        ]
+    );
 }
 
 // ------------------------------------------------------------- disappearance
@@ -884,6 +918,88 @@ async fn the_follower_inspects_after_subscribing_and_dedupes_replays() {
             ("after".to_owned(), HealthStatus::Exited),
         ],
         "each exit published exactly once"
+    );
+}
+
+/// Runs the follower until `stop` is sent; returns its join handle.
+fn follow(
+    m: &HealthMonitor<FakePorts>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<EventFollowerStats>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let m = m.clone();
+    let follower = tokio::spawn(async move {
+        m.follow_events(async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    (stop_tx, follower)
+}
+
+#[tokio::test]
+async fn an_oom_event_just_after_its_die_makes_it_an_oom_not_an_exit() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "oom-exit-first");
+    let (stop, follower) = follow(&m);
+    until("the subscription", || ports.runtime.subscribers() == 1).await;
+    // `die` then `oom`, and `OOMKilled` never set: only holding the die
+    // until the `oom` arrives tells an OOM kill.
+    ports.runtime.oom_kill_exit_first(&id);
+    ports.runtime.late_oom(&id, false);
+    until("the judgement", || ports.store.health(&g).is_some()).await;
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+    let snap = ports.store.health(&g).unwrap();
+    assert_eq!(snap.status, HealthStatus::Oom);
+    assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(137)));
+    assert_eq!(
+        event_types(&ports),
+        [("oom-exit-first".to_owned(), HealthStatus::Oom)],
+        "never an exited for the same death"
+    );
+}
+
+#[tokio::test]
+async fn a_held_sigkill_is_an_exit_after_the_grace_and_keeps_its_order() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (killed, killed_id) = running(&ports, "sigkilled");
+    let (_, removed_id) = running(&ports, "killed-then-removed");
+    let (stop, follower) = follow(&m);
+    until("the subscription", || ports.runtime.subscribers() == 1).await;
+    // `docker rm -f`: die 137, then destroy at once; the held die is
+    // judged before the destroy.
+    ports.runtime.crash(&removed_id, 137);
+    ports.runtime.vanish(&removed_id, true);
+    // A plain SIGKILL: judged once the grace is over (the fake clock
+    // moves on with the follower's sleep).
+    ports.runtime.crash(&killed_id, 137);
+    until("the kill judged", || ports.store.health(&killed).is_some()).await;
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+    assert_eq!(
+        ports.store.health(&killed).unwrap().status,
+        HealthStatus::Exited
+    );
+    assert_eq!(
+        event_types(&ports),
+        [
+            ("killed-then-removed".to_owned(), HealthStatus::Exited),
+            (
+                "killed-then-removed".to_owned(),
+                HealthStatus::ContainerDisappeared
+            ),
+            ("sigkilled".to_owned(), HealthStatus::Exited),
+        ]
+    );
+    assert!(
+        ports.clock.sleeps().contains(&config().kill_grace),
+        "held for the grace: {:?}",
+        ports.clock.sleeps()
     );
 }
 
