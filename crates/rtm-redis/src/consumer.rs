@@ -26,7 +26,12 @@
 //!   delivered more than `max_deliveries` times are copied to
 //!   `<stream>:dead` and then acknowledged; they never block anything.
 //! - On start the consumer first re-reads its own pending entries (id `0`),
-//!   then new ones (`>`). A claimer takes over entries idle longer than
+//!   then new ones (`>`). After a failed read (a reply lost with a broken
+//!   connection leaves entries delivered but unseen) it fetches only its
+//!   pending entries it does not hold, by id (`XPENDING` + `XRANGE`): a
+//!   re-read of the history would count every entry it still holds as
+//!   delivered once more (Redis increments the delivery count of history
+//!   reads), pushing held entries towards the delivery limit. A claimer takes over entries idle longer than
 //!   `claim_idle` (`XAUTOCLAIM`); every entry delivered to this consumer and
 //!   not yet finished (running, queued, or still waiting to be received
 //!   behind a backlog) is "touched" (`XCLAIM … JUSTID`, which does not
@@ -627,6 +632,55 @@ impl<H: CommandHandler> Shared<H> {
             .collect())
     }
 
+    /// Our own pending entries this consumer does not hold (delivered by
+    /// a read whose reply was lost), with their delivery counts, in id
+    /// order. Bodies are fetched by id (`XRANGE`), which, unlike a history
+    /// read, counts no delivery; an entry trimmed away comes back without
+    /// a body (and is dead-lettered as such).
+    async fn unseen_pending(&self) -> Result<Vec<(StreamEntry, u64)>, RedisError> {
+        let held: HashSet<String> = self.tracked().into_iter().collect();
+        let page = self.cfg.batch.max(1) as u64;
+        let mut out = Vec::new();
+        let mut start = "-".to_owned();
+        for _ in 0..MAX_RECOVER_PAGES {
+            let v: Value = self
+                .cmd
+                .xpending(
+                    &*self.cfg.stream,
+                    &*self.cfg.group,
+                    (start.as_str(), "+", page, &*self.cfg.consumer),
+                )
+                .await
+                .map_err(RedisError::from_fred)?;
+            let rows = resp::xpending(&v)?;
+            let full = rows.len() as u64 >= page;
+            let Some(last) = rows.last().map(|r| r.id.clone()) else {
+                break;
+            };
+            for row in rows.into_iter().filter(|r| !held.contains(&r.id)) {
+                let v: Value = self
+                    .cmd
+                    .xrange(&*self.cfg.stream, row.id.as_str(), row.id.as_str(), Some(1))
+                    .await
+                    .map_err(RedisError::from_fred)?;
+                let entry = resp::entries(&v)?
+                    .into_iter()
+                    .next()
+                    .unwrap_or(StreamEntry {
+                        id: row.id,
+                        fields: None,
+                        invalid_utf8: false,
+                    });
+                out.push((entry, row.deliveries));
+            }
+            if !full {
+                break;
+            }
+            start = format!("({last}");
+        }
+        Ok(out)
+    }
+
     async fn delivery_count(&self, id: &str) -> Result<Option<u64>, RedisError> {
         let v: Value = self
             .cmd
@@ -741,6 +795,8 @@ async fn reader<H: CommandHandler>(
     let mut need_group = true;
     // Some(cursor): draining our own pending entries after `cursor`.
     let mut pending_cursor: Option<String> = Some("0".to_owned());
+    // A read failed: fetch our pending entries we do not hold first.
+    let mut recover = false;
     while !stopped(&stop) {
         if need_group {
             match shared.ensure_group().await {
@@ -748,6 +804,42 @@ async fn reader<H: CommandHandler>(
                 Err(e) => {
                     warn!(error = %e, "cannot create the consumer group; retrying");
                     shared.counters.error("xgroup create", &e);
+                    if sleep_or_stop(backoff.next(), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        if recover {
+            let unseen = tokio::select! {
+                r = shared.unseen_pending() => r,
+                _ = wait_stop(&mut stop) => return,
+            };
+            match unseen {
+                Ok(unseen) => {
+                    recover = false;
+                    if !unseen.is_empty() {
+                        info!(
+                            entries = unseen.len(),
+                            "pending entries delivered but never received; handling them"
+                        );
+                    }
+                    shared.track(unseen.iter().map(|(e, _)| e.id.as_str()));
+                    for (entry, deliveries) in unseen {
+                        let d = classify(entry, deliveries, cfg.max_deliveries);
+                        tokio::select! {
+                            r = tx.send(d) => if r.is_err() { return },
+                            _ = wait_stop(&mut stop) => return,
+                        }
+                    }
+                }
+                Err(e) => {
+                    if e.is_no_group() {
+                        need_group = true;
+                    }
+                    warn!(error = %e, "listing unseen pending entries failed; retrying");
+                    shared.counters.error("xpending", &e);
                     if sleep_or_stop(backoff.next(), &mut stop).await {
                         return;
                     }
@@ -770,7 +862,12 @@ async fn reader<H: CommandHandler>(
                     warn!(error = %e, "XREADGROUP failed; retrying");
                 }
                 shared.counters.error("xreadgroup", &e);
-                pending_cursor = Some("0".to_owned());
+                // Before anything was read, the history re-read simply
+                // starts over; afterwards, see `recover`.
+                if pending_cursor.as_deref() != Some("0") {
+                    pending_cursor = None;
+                    recover = true;
+                }
                 if sleep_or_stop(backoff.next(), &mut stop).await {
                     return;
                 }
@@ -825,6 +922,8 @@ async fn reader<H: CommandHandler>(
 
 /// Upper bound of `XAUTOCLAIM` pages per pass, so one pass always ends.
 const MAX_CLAIM_PAGES: usize = 100;
+/// Upper bound of `XPENDING` pages when recovering unseen entries.
+const MAX_RECOVER_PAGES: usize = 100;
 
 fn claim_interval(claim_idle: Duration) -> Duration {
     (claim_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(30))
@@ -853,7 +952,10 @@ async fn claimer<H: CommandHandler>(
         let ours = shared.tracked();
         if !ours.is_empty() {
             if let Err(e) = shared.touch(ours).await {
-                debug!(error = %e, "touching held entries before claiming failed");
+                // Claiming now could take our own held entries.
+                debug!(error = %e, "touching held entries before claiming failed; no claim this pass");
+                shared.counters.error("xclaim", &e);
+                continue;
             }
         }
         let mut cursor = "0-0".to_owned();

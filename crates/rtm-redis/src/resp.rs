@@ -86,7 +86,7 @@ fn entry(v: &Value) -> Result<StreamEntry, RedisError> {
 }
 
 /// A list of entries.
-fn entries(v: &Value) -> Result<Vec<StreamEntry>, RedisError> {
+pub(crate) fn entries(v: &Value) -> Result<Vec<StreamEntry>, RedisError> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items.iter().map(entry).collect(),

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use fred::prelude::*;
 use rtm_testkit::redis::{client, xadd, RedisServer};
 
 use crate::support::{config, eventually, pending, spawn_consumer, TestHandler};
@@ -126,5 +127,134 @@ async fn restart_with_aof_loses_nothing_and_doubles_nothing() {
         assert_eq!(n.get(id), Some(&1), "entry {id} handled exactly once");
     }
     assert_eq!(running.stats.acked(), 6);
+    running.shutdown().await;
+}
+
+/// Our pending entries as `(id, consumer, deliveries)`, oldest first.
+async fn pending_rows(c: &fred::prelude::Client, stream: &str) -> Vec<(String, String, u64)> {
+    let v: fred::prelude::Value = c
+        .xpending(stream, "rtmanager", ("-", "+", 100u64))
+        .await
+        .expect("xpending");
+    let fred::prelude::Value::Array(rows) = v else {
+        panic!("xpending reply {v:?}")
+    };
+    rows.iter()
+        .map(|r| match r {
+            fred::prelude::Value::Array(cols) => (
+                cols[0].as_string().expect("id"),
+                cols[1].as_string().expect("consumer"),
+                cols[3].as_u64().expect("deliveries"),
+            ),
+            other => panic!("xpending row {other:?}"),
+        })
+        .collect()
+}
+
+/// A read that fails may have lost a reply whose entries Redis counts as
+/// delivered: after Redis is back the consumer fetches exactly its pending
+/// entries it does not hold and handles them, and the entries it holds are
+/// not counted as delivered again (a history re-read would: with a low
+/// delivery limit a long backlog would turn into dead letters).
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_failed_read_unseen_entries_are_handled_and_held_ones_not_recounted() {
+    let aof = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ];
+    let mut server = RedisServer::start_with(&aof);
+    let url = server.url();
+    let stream = "lobby:runtime_commands";
+    let c = client(&url).await;
+    // An entry read by nobody this test runs: pending for a ghost.
+    let _: Value = c
+        .xgroup_create(stream, "rtmanager", "0", true)
+        .await
+        .expect("group");
+    let unseen = xadd(&c, stream, &[("op", "stop"), ("game_id", "other")]).await;
+    let _: Value = c
+        .xreadgroup("rtmanager", "ghost", Some(1), None, false, stream, ">")
+        .await
+        .expect("read as the ghost");
+
+    let handler = TestHandler::default();
+    handler.gate("slow");
+    let mut cfg = config(stream, "rtm-a");
+    // Long enough that only the recovery can find the unseen entry.
+    cfg.claim_idle = Duration::from_secs(300);
+    let running = spawn_consumer(&url, cfg, handler.clone());
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(xadd(&c, stream, &[("op", "stop"), ("game_id", "slow")]).await);
+    }
+    eventually("the first slow entry running", WAIT, || async {
+        handler.attempts().len() == 1
+    })
+    .await;
+    eventually("all five delivered to rtm-a", WAIT, || async {
+        pending_rows(&c, stream)
+            .await
+            .iter()
+            .filter(|(_, consumer, _)| consumer == "rtm-a")
+            .count()
+            == 5
+    })
+    .await;
+    // A reply lost in a broken connection: the entry is rtm-a's (one
+    // delivery, as a read would leave it), and rtm-a never saw it.
+    let _: Value = c
+        .xclaim(
+            stream,
+            "rtmanager",
+            "rtm-a",
+            0,
+            vec![unseen.clone()],
+            None,
+            None,
+            None,
+            false,
+            true,
+        )
+        .await
+        .expect("xclaim");
+
+    // Down long enough for the blocking read to fail (its BLOCK plus the
+    // command timeout); a shorter outage is retried inside the client.
+    server.stop();
+    eventually("a failed read", WAIT, || async {
+        running
+            .stats
+            .last_error()
+            .is_some_and(|e| e.starts_with("xreadgroup"))
+    })
+    .await;
+    server.restart();
+    eventually("the unseen entry handled", WAIT, || async {
+        handler.calls().iter().any(|call| call.entry_id == unseen)
+    })
+    .await;
+    let rows = pending_rows(&c, stream).await;
+    assert_eq!(
+        rows,
+        held.iter()
+            .map(|id| (id.clone(), "rtm-a".to_owned(), 1))
+            .collect::<Vec<_>>(),
+        "held entries stay rtm-a's with one delivery"
+    );
+
+    handler.open_gate();
+    eventually("nothing pending", WAIT, || async {
+        pending(&running.stats).await == Some(0)
+    })
+    .await;
+    let n = counts(&handler);
+    assert_eq!(n.get(&unseen), Some(&1));
+    for id in &held {
+        assert_eq!(n.get(id), Some(&1), "entry {id} handled exactly once");
+    }
     running.shutdown().await;
 }

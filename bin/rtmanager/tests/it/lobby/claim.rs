@@ -159,8 +159,10 @@ async fn a_long_operation_is_not_claimed_away_by_another_replica() {
 async fn a_backlog_read_but_not_yet_started_is_not_claimed_by_another_replica() {
     // One game at a time: the app holds at most 256 entries in memory
     // (4 × the 64-entry batch) and its reader blocks with more in hand.
+    // Claim idle 2 s, as in the test above: a touch every 2/3 s may lag by
+    // a second on a loaded 2-core machine.
     let app = spawn_app_with(|v| {
-        v.insert("RTM_LOBBY_CLAIM_IDLE".into(), "1s".into());
+        v.insert("RTM_LOBBY_CLAIM_IDLE".into(), "2s".into());
         v.insert("RTM_LOBBY_CONCURRENCY".into(), "1".into());
         v.insert("RTM_LOCK_WAIT".into(), "60s".into());
     })
@@ -197,7 +199,7 @@ async fn a_backlog_read_but_not_yet_started_is_not_claimed_by_another_replica() 
     // A second replica comes up (it reads what is left unread).
     let other = second_replica(&app, &format!("{}-b", app.owner.owner())).await;
     // Several claim idle times with the backlog stuck (the scenario).
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let p = lobby.pending().await;
     let moved: Vec<&Pending> = p
         .iter()
