@@ -24,11 +24,10 @@ use docker_api::opts::{
 use docker_api::Docker;
 use futures_util::Stream;
 use rtm_domain::ports::{
-    ContainerEvent, ContainerInfo, ContainerLogs, ContainerRuntime, ContainerSpec,
-    ContainerSummary, LogLine, LogQuery,
+    ContainerInfo, ContainerLogs, ContainerRuntime, ContainerSpec, ContainerSummary, FeedItem,
+    LogLine, LogQuery,
 };
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
-use time::OffsetDateTime;
 
 use crate::auth::CredentialsFile;
 use crate::config::{DockerConfig, DockerConfigError, Endpoint, EngineUser, MIN_PIDS_LIMIT};
@@ -621,15 +620,8 @@ impl ContainerRuntime for DockerRuntime {
         crate::logs::follow(self.clone(), id.clone(), *query)
     }
 
-    fn events(
-        &self,
-        since: Option<OffsetDateTime>,
-    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
-        events::subscribe(
-            self.inner.docker.clone(),
-            self.inner.config.owner.clone(),
-            since,
-        )
+    fn events(&self) -> impl Stream<Item = FeedItem> + Send + 'static {
+        events::feed(self.inner.docker.clone(), self.inner.config.owner.clone())
     }
 }
 

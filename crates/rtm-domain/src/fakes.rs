@@ -31,10 +31,11 @@ use time::OffsetDateTime;
 
 use crate::ports::{
     Adapters, Clock, ContainerEvent, ContainerEventKind, ContainerInfo, ContainerLogs,
-    ContainerRuntime, ContainerSpec, ContainerSummary, DockerHealth, EngineProbe, GameLockGuard,
-    GameLocks, HealthOutbox, HealthPublisher, HealthQuery, HealthSnapshots, LeaderElection,
-    LeaderLease, LogLine, LogQuery, LogStream, LogTail, OperationLog, OperationQuery, Ports,
-    ProbeTarget, RecordQuery, Retention, RuntimeRecords, Telemetry, UnitOfWork,
+    ContainerRuntime, ContainerSpec, ContainerSummary, DockerHealth, EngineProbe, FeedItem,
+    GameLockGuard, GameLocks, HealthOutbox, HealthPublisher, HealthQuery, HealthSnapshots,
+    LeaderElection, LeaderLease, LogLine, LogQuery, LogStream, LogTail, OperationLog,
+    OperationQuery, Ports, ProbeTarget, RecordQuery, Retention, RuntimeRecords, Telemetry,
+    UnitOfWork,
 };
 use crate::{
     Commit, ContainerId, GameId, HealthEvent, HealthSnapshot, HealthStatus, ImageRef, LockError,
@@ -844,10 +845,15 @@ impl RuntimeState {
 
     fn emit(&mut self, event: ContainerEvent) {
         self.log.push(event.clone());
+        // A feed whose connection is down delivers nothing (the adapter's
+        // inspect-on-reconnect is what catches up).
+        if self.unavailable {
+            return;
+        }
         // Drop subscribers whose stream was dropped (we hold the last Arc).
         self.subscribers.retain(|c| Arc::strong_count(c) > 1);
         for chan in &self.subscribers {
-            lock(chan).push(Ok(event.clone()));
+            lock(chan).push(FeedItem::Event(event.clone()));
         }
     }
 
@@ -889,18 +895,22 @@ impl FakeRuntime {
         lock(&self.inner).removed_states.clone()
     }
 
-    /// Makes every call fail with `Unavailable` while `down` (the event
-    /// stream yields one `Err` and ends). Switching it on also breaks the
-    /// open event streams.
+    /// Makes every call fail with `Unavailable` while `down`. The open
+    /// event feeds yield `Lost` when it goes down and `Connected` when it
+    /// is back, as the Docker adapter's reconnecting feed does.
     pub fn set_unavailable(&self, down: bool) {
         let mut s = lock(&self.inner);
+        if s.unavailable == down {
+            return;
+        }
         s.unavailable = down;
-        if down {
-            for chan in s.subscribers.drain(..) {
-                let mut c = lock(&chan);
-                c.push(Err(RuntimeError::Unavailable(self::down("docker"))));
-                c.close();
-            }
+        s.subscribers.retain(|c| Arc::strong_count(c) > 1);
+        for chan in &s.subscribers {
+            lock(chan).push(if down {
+                FeedItem::Lost(RuntimeError::Unavailable(self::down("docker")))
+            } else {
+                FeedItem::Connected
+            });
         }
     }
 
@@ -1132,10 +1142,17 @@ impl FakeRuntime {
         lock(&self.inner).emit(event);
     }
 
-    /// Ends every open event stream (a broken connection).
-    pub fn end_streams(&self) {
-        for chan in lock(&self.inner).subscribers.drain(..) {
-            lock(&chan).close();
+    /// Breaks every open event feed's connection, which reconnects at
+    /// once: each yields `Lost`, then `Connected`.
+    pub fn break_feeds(&self) {
+        let mut s = lock(&self.inner);
+        s.subscribers.retain(|c| Arc::strong_count(c) > 1);
+        for chan in &s.subscribers {
+            let mut c = lock(chan);
+            c.push(FeedItem::Lost(RuntimeError::Unavailable(
+                "connection reset".into(),
+            )));
+            c.push(FeedItem::Connected);
         }
     }
 
@@ -1146,7 +1163,7 @@ impl FakeRuntime {
         s.subscribers.iter().map(|c| lock(c).queue.len()).sum()
     }
 
-    /// How many event streams are open.
+    /// How many event feeds are open (held by someone).
     pub fn subscribers(&self) -> usize {
         let mut s = lock(&self.inner);
         s.subscribers.retain(|c| Arc::strong_count(c) > 1);
@@ -1414,55 +1431,32 @@ impl ContainerRuntime for FakeRuntime {
         LineStream { items }
     }
 
-    fn events(
-        &self,
-        since: Option<OffsetDateTime>,
-    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static {
+    fn events(&self) -> impl Stream<Item = FeedItem> + Send + 'static {
         let mut s = lock(&self.inner);
         let chan = Arc::new(Mutex::new(Chan::default()));
-        match s.enter(RuntimeCall::Events, "") {
-            Err(e) => {
-                let mut c = lock(&chan);
-                c.push(Err(e));
-                c.close();
-            }
-            Ok(()) => {
-                if let Some(since) = since {
-                    // Docker's `since` has one-second precision: replays
-                    // start at the beginning of that second.
-                    let from = since.unix_timestamp();
-                    let mut c = lock(&chan);
-                    for e in s.log.iter().filter(|e| e.at.unix_timestamp() >= from) {
-                        c.push(Ok(e.clone()));
-                    }
-                }
-                s.subscribers.push(Arc::clone(&chan));
+        {
+            let mut c = lock(&chan);
+            c.push(FeedItem::Connected);
+            if let Err(e) = s.enter(RuntimeCall::Events, "") {
+                c.push(FeedItem::Lost(e));
             }
         }
+        s.subscribers.push(Arc::clone(&chan));
         EventStream { chan }
     }
 }
 
-/// The shared queue behind one event subscription.
+/// The shared queue behind one event feed (it never ends, as the port
+/// promises).
 #[derive(Debug, Default)]
 struct Chan {
-    queue: VecDeque<Result<ContainerEvent, RuntimeError>>,
-    closed: bool,
+    queue: VecDeque<FeedItem>,
     waker: Option<Waker>,
 }
 
 impl Chan {
-    fn push(&mut self, item: Result<ContainerEvent, RuntimeError>) {
-        if !self.closed {
-            self.queue.push_back(item);
-            if let Some(w) = self.waker.take() {
-                w.wake();
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        self.closed = true;
+    fn push(&mut self, item: FeedItem) {
+        self.queue.push_back(item);
         if let Some(w) = self.waker.take() {
             w.wake();
         }
@@ -1476,14 +1470,12 @@ pub struct EventStream {
 }
 
 impl Stream for EventStream {
-    type Item = Result<ContainerEvent, RuntimeError>;
+    type Item = FeedItem;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut c = lock(&self.chan);
         if let Some(item) = c.queue.pop_front() {
             Poll::Ready(Some(item))
-        } else if c.closed {
-            Poll::Ready(None)
         } else {
             c.waker = Some(cx.waker().clone());
             Poll::Pending
@@ -1966,11 +1958,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runtime_actions_emit_docker_like_events_and_replay_since() {
+    async fn runtime_actions_emit_docker_like_events_on_a_feed_that_reconnects() {
+        fn kind(item: Option<FeedItem>) -> ContainerEventKind {
+            match item {
+                Some(FeedItem::Event(e)) => e.kind,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
         let ports = FakePorts::new();
         let rt = &ports.runtime;
         let image = ImageRef::parse("engine:1.0.0").unwrap();
-        let mut events = rt.events(None);
+        let mut events = rt.events();
+        assert!(matches!(events.next().await, Some(FeedItem::Connected)));
         rt.ensure_image(&image).await.unwrap();
         let spec = ContainerSpec {
             game_id: gid("g"),
@@ -1986,39 +1985,33 @@ mod tests {
         rt.start(&id).await.unwrap();
         assert!(rt.inspect(&id).await.unwrap().ip.is_some());
         rt.stop(&id, Duration::from_secs(1)).await.unwrap();
-        let kinds: Vec<_> = [events.next().await, events.next().await]
-            .into_iter()
-            .map(|e| e.unwrap().unwrap().kind)
-            .collect();
+        assert_eq!(kind(events.next().await), ContainerEventKind::Start);
         assert_eq!(
-            kinds,
-            [
-                ContainerEventKind::Start,
-                ContainerEventKind::Die { exit_code: Some(0) }
-            ]
+            kind(events.next().await),
+            ContainerEventKind::Die { exit_code: Some(0) }
         );
 
-        rt.end_streams();
-        assert!(events.next().await.is_none());
-        let mut replay = rt.events(Some(ports.clock.now()));
-        assert_eq!(
-            replay.next().await.unwrap().unwrap().kind,
-            ContainerEventKind::Start
-        );
+        // A broken connection: lost, then connected again at once.
+        rt.break_feeds();
+        assert!(matches!(events.next().await, Some(FeedItem::Lost(_))));
+        assert!(matches!(events.next().await, Some(FeedItem::Connected)));
 
         rt.fail_next(RuntimeCall::Inspect, RuntimeError::Other("boom".into()));
         assert!(matches!(rt.inspect(&id).await, Err(RuntimeError::Other(_))));
         assert!(rt.inspect(&id).await.is_ok());
         rt.set_unavailable(true);
         assert!(matches!(rt.ping().await, Err(RuntimeError::Unavailable(_))));
-        assert!(
-            matches!(replay.next().await, Some(Ok(e)) if e.kind == ContainerEventKind::Die { exit_code: Some(0) })
-        );
         assert!(matches!(
-            replay.next().await,
-            Some(Err(RuntimeError::Unavailable(_)))
+            events.next().await,
+            Some(FeedItem::Lost(RuntimeError::Unavailable(_)))
         ));
-        assert!(replay.next().await.is_none());
+        // A feed opened while Docker is down: its first attempt fails.
+        let mut late = rt.events();
+        assert!(matches!(late.next().await, Some(FeedItem::Connected)));
+        assert!(matches!(late.next().await, Some(FeedItem::Lost(_))));
+        rt.set_unavailable(false);
+        assert!(matches!(events.next().await, Some(FeedItem::Connected)));
+        assert!(matches!(late.next().await, Some(FeedItem::Connected)));
         assert_eq!(rt.calls(RuntimeCall::Create), 2);
         assert_eq!(rt.mutating_calls(), 5);
     }

@@ -102,12 +102,6 @@ pub struct HealthConfig {
     /// makes it an `oom`. It delays the report of a plain SIGKILL by as
     /// much; other exits are not delayed.
     pub kill_grace: Duration,
-    /// Back-off before resubscribing to Docker events: starts at `min`,
-    /// doubles after each failed subscription, never exceeds `max`.
-    pub resubscribe_min: Duration,
-    pub resubscribe_max: Duration,
-    /// How many recent events are remembered to drop `since` replays.
-    pub dedupe_capacity: usize,
     /// How many outbox events the relay reads at a time.
     pub relay_batch: u32,
 }
@@ -128,9 +122,6 @@ impl Default for HealthConfig {
             page_size: 500,
             oom_window: Duration::from_secs(10),
             kill_grace: Duration::from_millis(250),
-            resubscribe_min: Duration::from_millis(500),
-            resubscribe_max: Duration::from_secs(30),
-            dedupe_capacity: 4096,
             relay_batch: 100,
         }
     }

@@ -328,6 +328,19 @@ pub struct ContainerEvent {
     pub at: OffsetDateTime,
 }
 
+/// One item of [`ContainerRuntime::events`].
+#[derive(Debug)]
+pub enum FeedItem {
+    /// The feed is (again) subscribed. Events from before it, or from
+    /// while it was lost, may be missing: check the containers.
+    Connected,
+    /// The connection broke (why); the runtime is reconnecting, and a
+    /// `Connected` follows once it is back.
+    Lost(RuntimeError),
+    /// Something happened to an owned container.
+    Event(ContainerEvent),
+}
+
 /// Which output of the engine a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {
@@ -513,13 +526,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         query: &LogQuery,
     ) -> impl Stream<Item = Result<LogLine, RuntimeError>> + Send + 'static;
 
-    /// Events of owned containers from `since` (or now) on. The stream ends
-    /// (or yields `Err`) when the connection breaks; the caller resubscribes
-    /// with `since` and drops replays it has already seen.
-    fn events(
-        &self,
-        since: Option<OffsetDateTime>,
-    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + Send + 'static;
+    /// The feed of owned containers' events, from now on, for as long as
+    /// the stream is held. It never ends on its own: the runtime owns the
+    /// connection — when it breaks the feed yields [`FeedItem::Lost`],
+    /// reconnects by itself with a bounded back-off, resumes where it left
+    /// off, drops what the resumption replays (no event is yielded twice)
+    /// and yields [`FeedItem::Connected`] again. The first item is
+    /// `Connected` once the subscription is being opened. What happened
+    /// while the feed was not connected may be missing: the caller checks
+    /// the containers themselves after each `Connected` (an inspect pass).
+    fn events(&self) -> impl Stream<Item = FeedItem> + Send + 'static;
 
     /// Deletes a game's host state directory (`path`, as recorded in its
     /// runtime record) and everything in it. A missing directory is Ok.

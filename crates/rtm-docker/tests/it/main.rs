@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rtm_docker::{DockerConfig, DockerRuntime};
 use rtm_domain::ports::{
-    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime, ContainerSpec,
+    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime, ContainerSpec, FeedItem,
 };
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
 use rtm_testkit::docker::{
@@ -436,17 +436,20 @@ async fn a_plain_sigkill_is_137_without_oom() {
 }
 
 /// Reads events until `done` holds for the collected list.
+/// Collects events from `feed` until `done`; a `Connected` is skipped, a
+/// `Lost` fails the test.
 async fn collect_events(
-    stream: &mut (impl futures_util::Stream<Item = Result<ContainerEvent, RuntimeError>> + Unpin),
+    feed: &mut (impl futures_util::Stream<Item = FeedItem> + Unpin),
     seen: &mut Vec<ContainerEvent>,
     done: impl Fn(&[ContainerEvent]) -> bool,
 ) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !done(seen) {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(e))) => seen.push(e),
-            Ok(Some(Err(e))) => panic!("event stream failed: {e}"),
-            Ok(None) => panic!("event stream ended; seen {seen:?}"),
+        match tokio::time::timeout_at(deadline, feed.next()).await {
+            Ok(Some(FeedItem::Event(e))) => seen.push(e),
+            Ok(Some(FeedItem::Connected)) => {}
+            Ok(Some(FeedItem::Lost(e))) => panic!("event feed lost: {e}"),
+            Ok(None) => panic!("event feed ended; seen {seen:?}"),
             Err(_) => panic!("timed out waiting for events; seen {seen:?}"),
         }
     }
@@ -462,8 +465,8 @@ async fn events_report_start_die_oom_destroy_of_our_containers_only() {
     let before = time::OffsetDateTime::now_utc();
     let env = Env::with(|c| c.memory_bytes = 32 * 1024 * 1024);
     let other = Env::new();
-    let mut events = Box::pin(env.rt.events(None));
-    let mut other_events = Box::pin(other.rt.events(None));
+    let mut events = Box::pin(env.rt.events());
+    let mut other_events = Box::pin(other.rt.events());
 
     let (spec_a, a) = env.running("1.0.0").await;
     let (spec_b, b) = env.running("1.0.0").await;
@@ -480,12 +483,6 @@ async fn events_report_start_die_oom_destroy_of_our_containers_only() {
         .expect("an event of a");
     assert_eq!(a_event.game_id.as_ref(), Some(&spec_a.game_id));
     assert!(a_event.at >= before - time::Duration::seconds(1));
-
-    // A resubscription with `since` replays what happened (whole seconds).
-    let mut replay = Box::pin(env.rt.events(Some(before)));
-    let mut replayed = Vec::new();
-    collect_events(&mut replay, &mut replayed, |s| has(s, &a, &die_a)).await;
-    drop(replay);
 
     write_control(&spec_b, "oom", "");
     let die_b = ContainerEventKind::Die {
@@ -755,10 +752,19 @@ async fn an_unreachable_docker_is_unavailable() {
             matches!(r, Err(RuntimeError::Unavailable(_))),
             "{host} ensure_image: {r:?}"
         );
-        let first = Box::pin(rt.events(None)).next().await;
+        let mut feed = Box::pin(rt.events());
+        let first = feed.next().await;
         assert!(
-            matches!(first, Some(Err(RuntimeError::Unavailable(_)))),
-            "{host} events: {first:?}"
+            matches!(first, Some(FeedItem::Connected)),
+            "{host}: {first:?}"
+        );
+        let second = tokio::time::timeout(DEADLINE, feed.next()).await;
+        assert!(
+            matches!(
+                second,
+                Ok(Some(FeedItem::Lost(RuntimeError::Unavailable(_))))
+            ),
+            "{host} events: {second:?}"
         );
         // The cause is kept for the logs.
         if let Err(e) = rt.ping().await {
@@ -897,6 +903,11 @@ struct DockerProxy {
 impl DockerProxy {
     fn start() -> Self {
         let path = std::env::temp_dir().join(format!("{}.sock", rtm_testkit::unique("rtm-proxy")));
+        Self::start_at(path)
+    }
+
+    /// A proxy on `path` (e.g. the path of one that was cut: Docker is back).
+    fn start_at(path: PathBuf) -> Self {
         let listener = tokio::net::UnixListener::bind(&path).expect("bind proxy socket");
         let host = docker_host();
         let upstream = host.strip_prefix("unix://").unwrap_or(&host).to_owned();
@@ -937,42 +948,69 @@ impl Drop for DockerProxy {
 }
 
 #[tokio::test]
-async fn the_event_stream_ends_when_docker_goes_away() {
+async fn a_lost_feed_reconnects_resumes_and_repeats_nothing() {
     let env = Env::new();
     let proxy = DockerProxy::start();
+    let path = proxy.path.clone();
     let mut config = env.rt.config().clone();
-    config.host = proxy.path.display().to_string();
+    config.host = path.display().to_string();
     let rt = DockerRuntime::new(config).expect("config");
     rt.ping().await.expect("ping through the proxy");
 
-    let mut events = Box::pin(rt.events(None));
+    let mut feed = Box::pin(rt.events());
     let spec = env.spec("1.0.0");
     let id = rt.create(&spec).await.expect("create");
     rt.start(&id).await.expect("start");
     let mut seen = Vec::new();
-    collect_events(&mut events, &mut seen, |s| {
+    collect_events(&mut feed, &mut seen, |s| {
         has(s, &id, &ContainerEventKind::Start)
     })
     .await;
 
+    // Docker's socket goes away: the feed says so.
     proxy.cut();
-    // At most one Err (the broken connection, kept as Unavailable), then
-    // the end: the caller resubscribes.
-    let first = tokio::time::timeout(DEADLINE, events.next())
+    let lost = tokio::time::timeout(DEADLINE, feed.next())
         .await
-        .expect("stream reacts to the cut");
-    match first {
-        None => {}
-        Some(Err(RuntimeError::Unavailable(_))) => {
-            let end = tokio::time::timeout(DEADLINE, events.next())
-                .await
-                .expect("stream ends");
-            assert!(end.is_none(), "nothing after the error: {end:?}");
-        }
-        other => panic!("expected the end of the stream, got {other:?}"),
-    }
+        .expect("the feed reacts to the cut");
+    assert!(
+        matches!(lost, Some(FeedItem::Lost(RuntimeError::Unavailable(_)))),
+        "{lost:?}"
+    );
     let r = rt.ping().await;
     assert!(matches!(r, Err(RuntimeError::Unavailable(_))), "{r:?}");
-    // The engine kept running: Docker itself was never down.
-    assert!(env.rt.inspect(&id).await.expect("inspect").summary.running);
+    // The engine crashes while nobody listens (Docker itself is up).
+    write_control(&spec, "crash", "5");
+    for _ in 0..100 {
+        if !env.rt.inspect(&id).await.expect("inspect").summary.running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Docker is reachable again: the feed reconnects by itself, resumes
+    // where it left off (the crash is delivered) and does not repeat the
+    // start it replays from that second.
+    let _back = DockerProxy::start_at(path);
+    let die = ContainerEventKind::Die { exit_code: Some(5) };
+    let mut after = Vec::new();
+    let mut connected = 0;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !has(&after, &id, &die) {
+        match tokio::time::timeout_at(deadline, feed.next()).await {
+            Ok(Some(FeedItem::Event(e))) => after.push(e),
+            Ok(Some(FeedItem::Connected)) => connected += 1,
+            Ok(Some(FeedItem::Lost(_))) => {} // tried before the proxy was back
+            Ok(None) => panic!("the feed ended"),
+            Err(_) => panic!("no die after reconnecting; seen {after:?}"),
+        }
+    }
+    assert!(connected >= 1, "Connected before the resumed events");
+    assert!(
+        !has(&after, &id, &ContainerEventKind::Start),
+        "the replayed start was yielded again: {after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|e| e.container_id == id).count(),
+        1,
+        "{after:?}"
+    );
 }

@@ -1,17 +1,14 @@
 //! The `docker_event` source: turning container events into observations,
-//! and following the event stream across broken connections.
+//! and following the runtime's event feed.
 //!
-//! Docker keeps only its last events and its stream neither reconnects nor
-//! resumes, so [`HealthMonitor::follow_events`] subscribes *first*, then
-//! runs an inspect pass (which catches whatever happened before the
-//! subscription), then handles events. When the stream breaks it backs
-//! off, resubscribes with `since` = the last event time it saw, and
-//! inspects again. `since` has one-second precision, so the replay repeats
-//! events already handled; a bounded set of recent `(container, kind,
-//! time)` keys drops them. Only events up to the resume point can be
-//! replays, so only those are checked: a live event is never dropped.
+//! The runtime keeps its feed connected by itself (reconnecting, resuming
+//! and dropping replays are its business, behind the port): the follower
+//! sees `Connected`, events, and `Lost` when the connection broke. After
+//! every `Connected` it runs an inspect pass (which catches whatever
+//! happened before the subscription or while it was lost) while the feed
+//! keeps being read, then handles what arrived meanwhile.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::time::Duration;
@@ -23,66 +20,21 @@ use time::OffsetDateTime;
 
 use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, SIGKILL_EXIT};
 use crate::ports::{
-    Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, Ports, Telemetry,
+    Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, FeedItem, Ports,
+    Telemetry,
 };
-use crate::{ContainerId, GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError};
+use crate::{ContainerId, GameId, HealthDetails, HealthSource, HealthStatus};
 
 /// What [`HealthMonitor::follow_events`] did before it was shut down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFollowerStats {
-    /// Subscriptions opened (the first one included).
+    /// Times the feed was connected (the first one included).
     pub subscriptions: u32,
     /// Events handled.
     pub handled: u64,
-    /// Replayed events dropped as already seen.
-    pub duplicates: u64,
     /// Events whose handling failed (busy game, database error); the
     /// inspect pass catches up on them.
     pub failed: u64,
-}
-
-/// The identity of an event for replay detection.
-type EventKey = (String, String, i128);
-
-fn event_key(e: &ContainerEvent) -> EventKey {
-    (
-        e.container_id.as_str().to_owned(),
-        format!("{:?}", e.kind),
-        e.at.unix_timestamp_nanos(),
-    )
-}
-
-/// A bounded set of recently seen events (oldest forgotten first). A key
-/// is `(container, kind with its exit code or health, nanosecond time)`.
-#[derive(Debug)]
-struct RecentEvents {
-    capacity: usize,
-    order: VecDeque<EventKey>,
-    set: HashSet<EventKey>,
-}
-
-impl RecentEvents {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            order: VecDeque::new(),
-            set: HashSet::new(),
-        }
-    }
-
-    /// Remembers `key`; false when it was already there (a replay).
-    fn insert(&mut self, key: EventKey) -> bool {
-        if !self.set.insert(key.clone()) {
-            return false;
-        }
-        self.order.push_back(key);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
 }
 
 impl<P: Ports> HealthMonitor<P> {
@@ -234,25 +186,22 @@ impl<P: Ports> HealthMonitor<P> {
         }
     }
 
-    /// Follows Docker's events until `shutdown` resolves (see the module
-    /// docs). Never returns early: a broken stream is resubscribed with a
-    /// bounded, growing back-off.
+    /// Follows the runtime's event feed until `shutdown` resolves (see the
+    /// module docs). Never returns early: the feed reconnects by itself.
     pub async fn follow_events(
         &self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> EventFollowerStats {
         let mut follower = Follower {
-            recent: RecentEvents::new(self.config.dedupe_capacity),
-            since: None,
-            replay_until: None,
             stats: EventFollowerStats::default(),
-            delivered: false,
             held: Vec::new(),
+            queued: VecDeque::new(),
         };
         {
             let work = pin!(self.follow_loop(&mut follower));
             let shutdown = pin!(shutdown);
-            // Whichever finishes first; `follow_loop` never does on its own.
+            // Whichever finishes first; `follow_loop` only ends with a
+            // feed that ends, which the port says never happens.
             let _ = select(work, shutdown).await;
         }
         // This replica no longer follows (shutdown or lost leadership).
@@ -261,139 +210,106 @@ impl<P: Ports> HealthMonitor<P> {
     }
 
     async fn follow_loop(&self, f: &mut Follower) {
-        let mut backoff = self.config.resubscribe_min;
-        loop {
-            let mut stream = pin!(self.adapters.runtime.events(f.since));
-            f.stats.subscriptions += 1;
-            if f.stats.subscriptions > 1 {
-                self.adapters.telemetry.events_resubscribed();
-            }
-            f.delivered = false;
-            f.replay_until = f.since;
-            // Subscribe first, then inspect: the stream is polled (so the
-            // subscription is open) while the pass runs, and what it
-            // delivers meanwhile is handled right after.
-            let (buffered, open) = self.inspect_while_buffering(stream.as_mut()).await;
-            // The subscription survived the inspect pass: it is connected
-            // (a refused one ends at once, before this point).
-            self.adapters.telemetry.events_stream(open);
-            let mut broken = !open;
-            for item in buffered {
-                if !f.take(self, item).await {
-                    broken = true;
-                    break;
+        let mut feed = pin!(self.adapters.runtime.events());
+        while let Some(item) = f.next_item(self, feed.as_mut()).await {
+            match item {
+                FeedItem::Event(event) => f.take(self, event).await,
+                FeedItem::Lost(e) => {
+                    tracing::warn!(error = %e, "docker event feed lost; the runtime reconnects");
+                    self.adapters.telemetry.events_stream(false);
+                    // Nothing more will explain a held `die` before the
+                    // next inspect pass: judge them now.
+                    f.judge_held(self, true).await;
                 }
-            }
-            if !broken {
-                loop {
-                    let item = match f.next_due() {
-                        None => stream.next().await,
-                        Some(due) => {
-                            let wait = (due - self.adapters.clock.now())
-                                .try_into()
-                                .unwrap_or(Duration::ZERO);
-                            match select(stream.next(), pin!(self.adapters.clock.sleep(wait))).await
-                            {
-                                Either::Left((item, _)) => item,
-                                Either::Right(((), _)) => {
-                                    f.judge_held(self, false).await;
-                                    continue;
-                                }
-                            }
-                        }
-                    };
-                    let Some(item) = item else { break };
-                    if !f.take(self, item).await {
-                        break;
+                FeedItem::Connected => {
+                    f.stats.subscriptions += 1;
+                    if f.stats.subscriptions > 1 {
+                        self.adapters.telemetry.events_resubscribed();
                     }
+                    // Inspect while the feed keeps being read; what it
+                    // delivers meanwhile is handled right after, in order.
+                    let buffered = self.inspect_while_buffering(feed.as_mut()).await;
+                    let lost = buffered
+                        .iter()
+                        .any(|item| matches!(item, FeedItem::Lost(_)));
+                    if !lost {
+                        self.adapters.telemetry.events_stream(true);
+                    }
+                    f.queued.extend(buffered);
                 }
             }
-            // What the stream can no longer explain is judged now.
-            f.judge_held(self, true).await;
-            self.adapters.telemetry.events_stream(false);
-            if f.delivered {
-                backoff = self.config.resubscribe_min;
-            }
-            tracing::info!(?backoff, "docker event stream ended; resubscribing");
-            self.adapters.clock.sleep(backoff).await;
-            backoff = next_backoff(backoff, self.config.resubscribe_max);
         }
+        tracing::error!("the runtime's event feed ended; events are no longer followed");
     }
 
-    /// Runs an inspect pass while collecting what the stream delivers.
-    /// Returns the collected items and whether the stream is still open.
-    async fn inspect_while_buffering<S>(&self, mut stream: Pin<&mut S>) -> (Vec<S::Item>, bool)
+    /// Runs an inspect pass while collecting what the feed delivers.
+    async fn inspect_while_buffering<S>(&self, mut feed: Pin<&mut S>) -> Vec<FeedItem>
     where
-        S: Stream,
+        S: Stream<Item = FeedItem>,
     {
         let mut buffered = Vec::new();
         let mut inspect = pin!(self.inspect_pass());
+        let mut feed_open = true;
         let result = loop {
-            match select(inspect.as_mut(), stream.next()).await {
+            if !feed_open {
+                break inspect.as_mut().await;
+            }
+            match select(inspect.as_mut(), feed.next()).await {
                 Either::Left((result, _)) => break result,
                 Either::Right((Some(item), _)) => buffered.push(item),
-                Either::Right((None, _)) => {
-                    let result = inspect.as_mut().await;
-                    match result {
-                        Ok(summary) => tracing::debug!(?summary, "inspect pass after subscribing"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "inspect pass after subscribing failed")
-                        }
-                    }
-                    return (buffered, false);
-                }
+                Either::Right((None, _)) => feed_open = false,
             }
         };
         match result {
             Ok(summary) => tracing::debug!(?summary, "inspect pass after subscribing"),
             Err(e) => tracing::warn!(error = %e, "inspect pass after subscribing failed"),
         }
-        (buffered, true)
+        buffered
     }
 }
 
-/// The event follower's memory across subscriptions.
+/// The event follower's memory.
 #[derive(Debug)]
 struct Follower {
-    recent: RecentEvents,
-    /// The latest event time seen: where a resubscription resumes.
-    since: Option<OffsetDateTime>,
-    /// The resume point of the current subscription: events up to it may
-    /// be replays.
-    replay_until: Option<OffsetDateTime>,
     stats: EventFollowerStats,
-    /// Whether the current subscription delivered anything.
-    delivered: bool,
     /// `die`s with 137 and no `oom` before them, in arrival order, each
     /// with the time it is judged: Docker may emit the `oom` of an OOM
     /// kill just after its `die` (see the module docs of `health`).
     held: Vec<(ContainerEvent, OffsetDateTime)>,
+    /// Feed items that arrived during an inspect pass, handled next.
+    queued: VecDeque<FeedItem>,
 }
 
 impl Follower {
-    /// Handles one stream item; false when the stream broke.
-    async fn take<P: Ports>(
+    /// The next feed item (queued ones first); judges held `die`s as they
+    /// fall due meanwhile. `None` when the feed ended.
+    async fn next_item<P: Ports, S>(
         &mut self,
         monitor: &HealthMonitor<P>,
-        item: Result<ContainerEvent, RuntimeError>,
-    ) -> bool {
-        let event = match item {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(error = %e, "docker event stream failed");
-                return false;
-            }
-        };
-        self.delivered = true;
-        // Only a resubscription's replay window can repeat events; live
-        // events are never dropped, even if two share a key.
-        let fresh = self.recent.insert(event_key(&event));
-        let in_replay = self.replay_until.is_some_and(|until| event.at <= until);
-        if in_replay && !fresh {
-            self.stats.duplicates += 1;
-            return true;
+        mut feed: Pin<&mut S>,
+    ) -> Option<FeedItem>
+    where
+        S: Stream<Item = FeedItem>,
+    {
+        if let Some(item) = self.queued.pop_front() {
+            return Some(item);
         }
-        self.since = Some(self.since.map_or(event.at, |s| s.max(event.at)));
+        loop {
+            let Some(due) = self.next_due() else {
+                return feed.next().await;
+            };
+            let wait = (due - monitor.adapters.clock.now())
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            match select(feed.next(), pin!(monitor.adapters.clock.sleep(wait))).await {
+                Either::Left((item, _)) => return item,
+                Either::Right(((), _)) => self.judge_held(monitor, false).await,
+            }
+        }
+    }
+
+    /// Handles one event.
+    async fn take<P: Ports>(&mut self, monitor: &HealthMonitor<P>, event: ContainerEvent) {
         self.stats.handled += 1;
         // A later event of a held container: the held `die` goes first, so
         // one container's events are judged in order (a late `oom` first
@@ -407,17 +323,16 @@ impl Follower {
             if event.kind == ContainerEventKind::Oom {
                 self.handle(monitor, event).await;
                 self.handle(monitor, die).await;
-                return true;
+                return;
             }
             self.handle(monitor, die).await;
         }
         if monitor.is_unexplained_kill(&event) {
             let due = monitor.adapters.clock.now() + monitor.config.kill_grace;
             self.held.push((event, due));
-            return true;
+            return;
         }
         self.handle(monitor, event).await;
-        true
     }
 
     async fn handle<P: Ports>(&mut self, monitor: &HealthMonitor<P>, event: ContainerEvent) {
@@ -447,46 +362,9 @@ impl Follower {
     }
 }
 
-fn next_backoff(current: Duration, max: Duration) -> Duration {
-    current
-        .saturating_mul(2)
-        .min(max)
-        .max(Duration::from_millis(1))
-}
-
 fn exit_details(code: Option<i64>) -> HealthDetails {
     match code {
         Some(code) => HealthDetails::new().with("exit_code", code),
         None => HealthDetails::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_events_forget_the_oldest() {
-        let mut r = RecentEvents::new(2);
-        let k = |n: i128| ("c".to_owned(), "Start".to_owned(), n);
-        assert!(r.insert(k(1)));
-        assert!(!r.insert(k(1)));
-        assert!(r.insert(k(2)));
-        assert!(r.insert(k(3)));
-        assert!(r.insert(k(1)), "evicted, so new again");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        let max = Duration::from_secs(30);
-        let mut b = Duration::from_millis(500);
-        for _ in 0..20 {
-            b = next_backoff(b, max);
-        }
-        assert_eq!(b, max);
-        assert_eq!(
-            next_backoff(Duration::from_secs(1), max),
-            Duration::from_secs(2)
-        );
     }
 }

@@ -866,7 +866,7 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn the_follower_inspects_after_subscribing_and_dedupes_replays() {
+async fn the_follower_inspects_after_every_connection() {
     let ports = FakePorts::new();
     let m = monitor(&ports);
     // Crashed before the follower started: only inspect can see it.
@@ -894,14 +894,20 @@ async fn the_follower_inspects_after_subscribing_and_dedupes_replays() {
     ports.runtime.crash(&id, 9);
     until("the die event", || ports.store.health(&g).is_some()).await;
 
-    // The connection breaks; the follower resubscribes with `since`, and
-    // Docker replays the second's events (the crash included).
-    ports.runtime.end_streams();
-    until("the resubscription", || ports.runtime.subscribers() == 1).await;
+    // The connection breaks and comes back; meanwhile a container
+    // vanished without a word (its `destroy` lost): the inspect pass the
+    // follower runs on every `Connected` finds it.
+    let (gone, gone_id) = running(&ports, "gone-while-lost");
+    ports.runtime.vanish(&gone_id, false);
+    ports.runtime.break_feeds();
+    until("the inspect pass after reconnecting", || {
+        ports.store.health(&gone).is_some()
+    })
+    .await;
     ports.clock.advance(Duration::from_secs(1));
     let (g2, id2) = running(&ports, "after");
     ports.runtime.crash(&id2, 4);
-    until("the event after resubscribing", || {
+    until("the event after reconnecting", || {
         ports.store.health(&g2).is_some()
     })
     .await;
@@ -909,15 +915,18 @@ async fn the_follower_inspects_after_subscribing_and_dedupes_replays() {
     stop_tx.send(()).unwrap();
     let stats = follower.await.unwrap();
     assert_eq!(stats.subscriptions, 2);
-    assert!(stats.duplicates >= 1, "{stats:?}");
     assert_eq!(
         event_types(&ports),
         [
             ("early".to_owned(), HealthStatus::Exited),
             ("late".to_owned(), HealthStatus::Exited),
+            (
+                "gone-while-lost".to_owned(),
+                HealthStatus::ContainerDisappeared
+            ),
             ("after".to_owned(), HealthStatus::Exited),
         ],
-        "each exit published exactly once"
+        "each change published exactly once"
     );
 }
 
@@ -1004,34 +1013,35 @@ async fn a_held_sigkill_is_an_exit_after_the_grace_and_keeps_its_order() {
 }
 
 #[tokio::test]
-async fn the_follower_backs_off_while_docker_is_down() {
+async fn a_feed_lost_while_docker_is_down_is_caught_up_when_it_is_back() {
     let ports = FakePorts::new();
     let m = monitor(&ports);
-    ports.runtime.set_unavailable(true);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let follower = {
-        let m = m.clone();
-        tokio::spawn(async move {
-            m.follow_events(async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
-    until("several attempts", || {
-        ports.runtime.calls(RuntimeCall::Events) >= 8
+    let (g, id) = running(&ports, "crashed-while-down");
+    let (stop, follower) = follow(&m);
+    until("the subscription", || ports.runtime.subscribers() == 1).await;
+    until("the first inspect pass", || {
+        ports.runtime.calls(RuntimeCall::List) >= 1
     })
     .await;
-    stop_tx.send(()).unwrap();
+    ports.runtime.set_unavailable(true);
+    // The engine exits while Docker cannot be asked; its `die` is lost.
+    ports.runtime.crash(&id, 2);
+    let lists = ports.runtime.calls(RuntimeCall::List);
+    ports.runtime.set_unavailable(false);
+    until("the exit found by the pass after reconnecting", || {
+        ports.store.health(&g).is_some()
+    })
+    .await;
+    stop.send(()).unwrap();
     let stats = follower.await.unwrap();
-    assert!(stats.subscriptions >= 8);
-    let sleeps = ports.clock.sleeps();
-    assert!(
-        sleeps.windows(2).all(|w| w[1] >= w[0]),
-        "growing: {sleeps:?}"
+    assert_eq!(stats.subscriptions, 2, "{stats:?}");
+    assert!(ports.runtime.calls(RuntimeCall::List) > lists);
+    assert_eq!(ports.store.health(&g).unwrap().status, HealthStatus::Exited);
+    assert_eq!(
+        event_types(&ports),
+        [("crashed-while-down".to_owned(), HealthStatus::Exited)],
+        "published once"
     );
-    assert!(sleeps.iter().all(|d| *d <= config().resubscribe_max));
-    assert_eq!(sleeps.first(), Some(&config().resubscribe_min));
 }
 
 // ------------------------------------------------------------- plumbing
