@@ -92,7 +92,7 @@ pub(crate) fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
             RuntimeError::Other(format!("{what}: docker answered {code}: {msg}"))
         }
         Failure::Unreachable => RuntimeError::Unavailable(Box::new(e)),
-        Failure::Other => RuntimeError::Other(format!("{what}: {e}")),
+        Failure::Other => RuntimeError::Other(format!("{what}: {}", rtm_domain::error_chain(&e))),
     }
 }
 

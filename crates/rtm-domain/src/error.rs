@@ -3,7 +3,15 @@
 //! [`ErrorCode`] is what REST bodies, dead letters and
 //! `operation_log.error_code` carry. Adding a code is a contract change:
 //! document it in `docs/` and the OpenAPI file in the same commit.
+//!
+//! Errors read once: an error either prints its cause in its message or
+//! exposes it as `source`, never both. The port errors that wrap another
+//! crate's error ([`StoreError`], [`RuntimeError`], [`PublishError`])
+//! print the wrapped error's whole chain (see [`error_chain`]) and expose
+//! no source, so a log line, a stored message and [`error_chain`] each
+//! show every cause exactly once.
 
+use std::error::Error as StdError;
 use std::fmt;
 
 macro_rules! codes {
@@ -83,8 +91,8 @@ impl fmt::Display for ErrorCode {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or the pool timed out.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] BoxError),
+    #[error("database unavailable: {}", error_chain(&**.0))]
+    Unavailable(BoxError),
     /// A uniqueness rule was violated (e.g. an idempotency reference
     /// recorded concurrently).
     #[error("already exists: {0}")]
@@ -93,8 +101,8 @@ pub enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// Any other database error.
-    #[error("database error: {0}")]
-    Other(#[source] BoxError),
+    #[error("database error: {}", error_chain(&**.0))]
+    Other(BoxError),
 }
 
 /// Errors of the per-game lock port.
@@ -120,8 +128,8 @@ pub enum RuntimeError {
     #[error("image pull failed: {0}")]
     PullFailed(String),
     /// Docker is unreachable.
-    #[error("docker unavailable: {0}")]
-    Unavailable(#[source] BoxError),
+    #[error("docker unavailable: {}", error_chain(&**.0))]
+    Unavailable(BoxError),
     /// Docker answered with an error not covered above.
     #[error("docker error: {0}")]
     Other(String),
@@ -129,16 +137,41 @@ pub enum RuntimeError {
 
 /// Errors of the health-event publisher port.
 #[derive(Debug, thiserror::Error)]
-#[error("publish failed: {0}")]
-pub struct PublishError(#[source] pub BoxError);
+#[error("publish failed: {}", error_chain(&**.0))]
+pub struct PublishError(pub BoxError);
 
 /// An engine probe failure, with a human reason (timeout, refused, HTTP 500…).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ProbeError(pub String);
 
-/// A boxed error cause, kept so logs show the whole chain.
+/// A boxed error cause; the wrapping port error prints its whole chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `err` and its sources, joined with `: ` (at most 16 levels), skipping a
+/// source whose text the chain already shows (some third-party errors,
+/// hyper's among them, print their cause *and* expose it). The one way
+/// errors are turned into text for logs and stored messages.
+///
+/// ```
+/// let io = std::io::Error::other("connection refused");
+/// let e = rtm_domain::StoreError::Unavailable(Box::new(io));
+/// assert_eq!(rtm_domain::error_chain(&e), "database unavailable: connection refused");
+/// ```
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    for _ in 0..16 {
+        let Some(e) = source else { break };
+        let text = e.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}
 
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
@@ -152,6 +185,24 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_wrapped_cause_reads_once_with_its_whole_chain() {
+        // A cause with a source of its own: both levels, each once.
+        let inner: BoxError = Box::new(Outer(std::io::Error::other("refused")));
+        let e = StoreError::Unavailable(inner);
+        assert_eq!(e.to_string(), "database unavailable: outer: refused");
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(error_chain(&e), "database unavailable: outer: refused");
+        let e = LockError::Store(StoreError::Other("boom".into()));
+        assert_eq!(error_chain(&e), "database error: boom");
+        let e = RuntimeError::Unavailable(Box::new(std::io::Error::other("no socket")));
+        assert_eq!(error_chain(&e), "docker unavailable: no socket");
+    }
 
     #[test]
     fn codes_roundtrip_and_are_snake_case() {

@@ -32,7 +32,7 @@ pub mod transition;
 mod vocab;
 
 pub use error::{
-    BoxError, ErrorCode, LockError, ProbeError, PublishError, RuntimeError, StoreError,
+    error_chain, BoxError, ErrorCode, LockError, ProbeError, PublishError, RuntimeError, StoreError,
 };
 pub use ids::{ContainerId, GameId, GameIdError};
 pub use image::{

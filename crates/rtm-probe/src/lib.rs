@@ -18,7 +18,6 @@
 //!
 //! Needs a tokio runtime (hyper's connector and the timeout use it).
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,7 +105,7 @@ impl HttpProbe {
             } else {
                 "request failed for"
             };
-            ProbeError(format!("{what} {url}: {}", chain(&e)))
+            ProbeError(format!("{what} {url}: {}", rtm_domain::error_chain(&e)))
         })?;
         let status = response.status();
         // Read (a bounded part of) the body so the connection can be reused.
@@ -118,7 +117,7 @@ impl HttpProbe {
                 Some(Err(e)) => {
                     return Err(ProbeError(format!(
                         "{url} answered HTTP {status} but its body failed: {}",
-                        chain(&e)
+                        rtm_domain::error_chain(&e)
                     )))
                 }
                 None => break,
@@ -146,22 +145,6 @@ impl EngineProbe for HttpProbe {
             }
         }
     }
-}
-
-/// An error and its causes, `a: b: c`, so "connection refused" survives
-/// hyper's generic outer message.
-fn chain(e: &dyn StdError) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

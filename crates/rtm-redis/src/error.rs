@@ -1,8 +1,12 @@
 //! The adapter's error type: fred errors sorted into what callers act on
 //! (bad configuration, Redis unreachable, Redis refusing a command, a reply
-//! of an unexpected shape), keeping fred's error as the `#[source]`.
+//! of an unexpected shape). Each prints fred's error (with its own chain)
+//! in its message and exposes no `source`, so it reads once (see
+//! `rtm_domain::error_chain`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rtm_domain::error_chain;
 
 /// The kinds [`error_counts`] reports, in its order.
 pub const ERROR_KINDS: [&str; 3] = ["config", "unavailable", "command"];
@@ -20,14 +24,14 @@ pub fn error_counts() -> [(&'static str, u64); 3] {
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     /// The URL or client settings are invalid; retrying will not help.
-    #[error("invalid redis configuration: {0}")]
-    Config(#[source] fred::error::Error),
+    #[error("invalid redis configuration: {}", error_chain(.0))]
+    Config(fred::error::Error),
     /// Redis cannot be reached (connection refused or lost, timeout).
-    #[error("redis unavailable: {0}")]
-    Unavailable(#[source] fred::error::Error),
+    #[error("redis unavailable: {}", error_chain(.0))]
+    Unavailable(fred::error::Error),
     /// Redis answered the command with an error (e.g. `NOGROUP`).
-    #[error("redis command failed: {0}")]
-    Command(#[source] fred::error::Error),
+    #[error("redis command failed: {}", error_chain(.0))]
+    Command(fred::error::Error),
     /// Redis answered with a reply this adapter does not understand.
     #[error("unexpected redis reply: {0}")]
     Protocol(String),

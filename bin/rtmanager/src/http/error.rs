@@ -253,17 +253,8 @@ pub fn retry_after(code: ErrorCode, status: StatusCode) -> Option<u32> {
     }
 }
 
-/// `err` and its sources, joined with `: `.
-pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
-}
+/// The workspace's one chain formatter (re-exported for the handlers).
+pub use rtm_domain::error_chain;
 
 /// The `invalid_request` body for any error actix itself produced
 /// (extractors, routing, payload limits), keeping its status where it is
@@ -365,11 +356,11 @@ mod tests {
     fn error_chain_joins_sources() {
         let inner = std::io::Error::other("connection refused");
         let err = StoreError::Unavailable(Box::new(inner));
-        // The Display of `Unavailable` embeds its source, and the chain
-        // then repeats it: harmless, and it shows every level is walked.
+        // Every level once: `Unavailable` prints its cause and exposes
+        // no source.
         assert_eq!(
             error_chain(&err),
-            "database unavailable: connection refused: connection refused"
+            "database unavailable: connection refused"
         );
     }
 }

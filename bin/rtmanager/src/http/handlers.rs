@@ -137,7 +137,13 @@ async fn run<P: Ports>(
         })),
         (Outcome::Failure, Some(err)) => Err(ApiError::recorded(
             err.code,
-            err.message.clone(),
+            // `internal` is opaque to callers (docs/rest.md): Docker's or
+            // the database's own words stay in operation_log and the logs.
+            if err.code == ErrorCode::Internal {
+                super::error::INTERNAL_MESSAGE.to_owned()
+            } else {
+                err.message.clone()
+            },
             operation,
             runtime,
             outcome.replayed,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
+use rtm_domain::error_chain;
 use serde::Serialize;
 
 /// The outcome of one dependency check.
@@ -46,7 +47,7 @@ impl DependencyStatus {
     /// useful part in the source (tokio-postgres says only "db error" at
     /// the top, the server's "too many clients already" below), and an
     /// operator reading `/readyz` needs the cause.
-    pub fn from_result<E: std::error::Error>(r: Result<(), E>) -> Self {
+    pub fn from_result<E: std::error::Error + 'static>(r: Result<(), E>) -> Self {
         match r {
             Ok(()) => Self::ok(),
             Err(e) => Self::failed(error_chain(&e)),
@@ -58,27 +59,6 @@ impl DependencyStatus {
         self.details.insert(key.to_owned(), value.into());
         self
     }
-}
-
-/// `e: cause: cause…`, skipping a cause whose text the previous level
-/// already shows (many errors print their source themselves).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    let mut depth = 0;
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !c.is_empty() && !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-        depth += 1;
-        if depth >= 8 {
-            break;
-        }
-    }
-    text
 }
 
 /// One dependency check.

@@ -913,6 +913,32 @@ async fn recorded_failures_carry_their_code_and_operation() {
 }
 
 #[actix_web::test]
+async fn a_recorded_internal_failure_answers_an_opaque_message() {
+    let h = harness();
+    assert_eq!(start(&h, On::Gm, "g1").await.status, 200);
+    // A stop that Docker refuses with its own words: recorded `internal`.
+    h.fakes.runtime.fail_next(
+        rtm_domain::fakes::RuntimeCall::Stop,
+        rtm_domain::RuntimeError::Other("docker answered 500: driver overlay2 said secret".into()),
+    );
+    let r = send(&h, On::Gm, post(On::Gm, "/runtimes/g1/stop", None)).await;
+    let body = r.error(500, "internal");
+    assert_eq!(
+        body["error"]["message"],
+        crate::http::error::INTERNAL_MESSAGE,
+        "{body}"
+    );
+    // The detail is recorded: operation_log keeps Docker's words.
+    let ops = h.fakes.store.operations();
+    let recorded = ops
+        .last()
+        .and_then(|o| o.error.as_ref())
+        .expect("a recorded error");
+    assert_eq!(recorded.code, rtm_domain::ErrorCode::Internal);
+    assert!(recorded.message.contains("secret"), "{recorded:?}");
+}
+
+#[actix_web::test]
 async fn stop_restart_patch_and_cleanup() {
     let h = harness();
     assert_eq!(start(&h, On::Admin, "g1").await.status, 200);
