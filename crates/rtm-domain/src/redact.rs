@@ -5,9 +5,11 @@
 /// Replaces the password of `scheme://user:password@host…` with `***`.
 /// The userinfo ends at the last `@` before the path, so a password that
 /// contains `@` is hidden whole. A URL without a password is unchanged.
+/// Something that is not a URL (no `://`) is hidden whole: it may be a
+/// libpq `key=value` string whose password cannot be told apart reliably.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return "***".to_owned();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -40,7 +42,8 @@ mod tests {
             // An '@' after the path is not userinfo.
             ("postgres://u:p@h/db?x=a@b", "postgres://u:***@h/db?x=a@b"),
             ("postgres://h/db?x=a@b", "postgres://h/db?x=a@b"),
-            ("not a url", "not a url"),
+            ("host=db password=hunter2", "***"),
+            ("", "***"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
