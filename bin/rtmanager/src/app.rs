@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use anyhow::Context;
-use rtm_docker::{DockerConfig, DockerRuntime};
+use rtm_docker::DockerRuntime;
 use rtm_domain::health::{HealthConfig, HealthMonitor};
 use rtm_domain::ports::{
     Adapters, ContainerRuntime, HealthOutbox, OperationLog, Ports, Telemetry, UnitOfWork,
@@ -24,15 +24,13 @@ use rtm_domain::service::{
 use rtm_domain::{HealthStatus, OpKind, OpSource, OperationEntry, Outcome};
 use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
 use rtm_probe::{HttpProbe, ProbeConfig};
-use rtm_redis::{
-    CommandHandler, HealthStreamConfig, LobbyConfig, LobbyConsumer, RedisHealthPublisher,
-};
+use rtm_redis::{CommandHandler, HealthStreamConfig, LobbyConsumer, RedisHealthPublisher};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::clock::SystemClock;
-use crate::config::{Config, DockerHost, LogFormat};
+use crate::config::{Config, LogFormat};
 use crate::http::{self, probe_fn, AppState, DependencyStatus, Readiness, Tokens};
 use crate::metrics::{Metrics, WorkerResult};
 use crate::workers::{self, PassObserver, Shutdown, ShutdownTrigger};
@@ -190,40 +188,6 @@ pub async fn wait_for_signal() {
     }
 }
 
-fn pg_config(config: &Config) -> PgConfig {
-    let mut pg = PgConfig::new(config.database.url.expose(), config.database.schema.clone());
-    pg.pool_size = config.database.pool_size;
-    pg.lock_pool_size = config.database.lock_pool_size;
-    pg
-}
-
-fn docker_config(config: &Config) -> DockerConfig {
-    let d = &config.docker;
-    let host = match &d.host {
-        DockerHost::Unix(path) => path.display().to_string(),
-        DockerHost::Tcp { host, port } => format!("tcp://{host}:{port}"),
-    };
-    DockerConfig {
-        host,
-        owner: config.owner.clone(),
-        network: d.network.clone(),
-        engine_user: format!("{}:{}", d.engine.user.uid, d.engine.user.gid),
-        memory_bytes: d.engine.memory_bytes,
-        nano_cpus: d.engine.nano_cpus,
-        engine_port: d.engine.port,
-        state_mount: d.engine.state_mount.clone(),
-        // Docker's json-file driver reads a plain number as bytes.
-        log_max_size: d.engine.log_max_size.to_string(),
-        log_max_files: d.engine.log_max_files,
-        call_concurrency: d.concurrency,
-        cap_add: d.engine.cap_add.clone(),
-        tmpfs_bytes: d.engine.tmpfs_bytes,
-        pids_limit: d.engine.pids_limit,
-        registry_auth_file: d.registry_auth_file.clone(),
-        pull_timeout: d.pull_timeout,
-    }
-}
-
 fn health_config(config: &Config) -> HealthConfig {
     let h = &config.health;
     HealthConfig {
@@ -236,7 +200,7 @@ fn health_config(config: &Config) -> HealthConfig {
         probe_spread: (h.probe_interval.saturating_sub(h.probe_timeout) * 4 / 5)
             .min(Duration::from_secs(30)),
         snapshot_refresh: h.inspect_interval,
-        engine_port: config.docker.engine.port,
+        engine_port: config.docker.engine_port,
         ..HealthConfig::default()
     }
 }
@@ -266,16 +230,16 @@ async fn migrate_on_start(pg: &PgConfig) -> anyhow::Result<()> {
 /// Starts everything; returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     crate::logging::log_config(&config);
-    let pg = pg_config(&config);
-    if config.database.migrate_on_start {
-        migrate_on_start(&pg).await?;
+    let pg = &config.postgres;
+    if config.migrate_on_start {
+        migrate_on_start(pg).await?;
     }
-    let store = PgStore::new(&pg).context("PostgreSQL pool")?;
-    let locks = PgLocks::new(&pg).context("PostgreSQL locks")?;
-    let leader = PgLeader::new(&pg)
+    let store = PgStore::new(pg).context("PostgreSQL pool")?;
+    let locks = PgLocks::new(pg).context("PostgreSQL locks")?;
+    let leader = PgLeader::new(pg)
         .context("PostgreSQL leader election")?
         .with_instance(&config.instance_id);
-    let runtime = DockerRuntime::new(docker_config(&config)).context("Docker client")?;
+    let runtime = DockerRuntime::new(config.docker.clone()).context("Docker client")?;
     let probe = HttpProbe::new(ProbeConfig {
         path: config.health.probe_path.clone(),
         timeout: config.health.probe_timeout,
@@ -299,22 +263,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     ));
     let monitor = Arc::new(HealthMonitor::new(adapters, health_config(&config)));
 
-    let redis_url = config.redis.url.expose();
+    let redis_url = config.redis_url.expose();
     let publisher = RedisHealthPublisher::new(
         redis_url,
         HealthStreamConfig::new(config.health.stream.clone(), config.health.stream_maxlen),
     )
     .context("Redis health publisher")?;
-    let mut lobby = LobbyConfig::new(
-        config.lobby.stream.clone(),
-        config.lobby.group.clone(),
-        config.instance_id.clone(),
-    );
-    lobby.claim_idle = config.lobby.claim_idle;
-    lobby.max_deliveries = u64::from(config.lobby.max_deliveries);
-    lobby.concurrency = config.lobby.concurrency;
+    let lobby = config.lobby.clone();
     let dead_stream = lobby.dead_stream();
-    lobby.dead_maxlen = config.lobby.dead_maxlen;
     let consumer = LobbyConsumer::new(
         redis_url,
         lobby,
@@ -441,7 +397,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
 
     info!(
         version = env!("CARGO_PKG_VERSION"), gm = %gm_addr, admin = %admin_addr,
-        instance = %config.instance_id, owner = %config.owner,
+        instance = %config.instance_id, owner = %config.docker.owner,
         "rtmanager started"
     );
     Ok(RunningApp {

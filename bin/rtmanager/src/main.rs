@@ -84,8 +84,8 @@ fn check_config() -> ExitCode {
                 "rtmanager {}: the configuration is valid (instance {}, owner {}, schema {}).",
                 env!("CARGO_PKG_VERSION"),
                 config.instance_id,
-                config.owner,
-                config.database.schema
+                config.docker.owner,
+                config.postgres.schema
             );
             ExitCode::SUCCESS
         }

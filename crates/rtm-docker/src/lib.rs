@@ -2,7 +2,8 @@
 //!
 //! The Docker adapter of the [`ContainerRuntime`](rtm_domain::ports::ContainerRuntime)
 //! port, on docker-api 0.14: [`DockerRuntime`] configured by
-//! [`DockerConfig`].
+//! [`DockerConfig`], whose settings are parsed by this crate's parsers
+//! only ([`DockerHost::parse`], [`EngineUser::parse`], …).
 //!
 //! It owns the label scheme (`rtm.managed`, `rtm.game_id`, `rtm.owner`,
 //! `rtm.image_ref`, `rtm.state_path`) and never touches a container without
@@ -28,7 +29,11 @@ mod pull;
 mod runtime;
 
 pub use auth::{Credential, RegistryAuthError, RegistryAuths};
-pub use config::{parse_capabilities, DockerConfig, DockerConfigError, MIN_PIDS_LIMIT};
+pub use config::{
+    check_memory, check_pids_limit, check_tmpfs, parse_capabilities, parse_network, parse_owner,
+    parse_state_mount, DockerConfig, DockerConfigError, DockerHost, EngineUser, MIN_LOG_MAX_SIZE,
+    MIN_MEMORY_BYTES, MIN_PIDS_LIMIT, MIN_TMPFS_BYTES,
+};
 pub use error::{error_counts, ERROR_KINDS};
 pub use runtime::DockerRuntime;
 

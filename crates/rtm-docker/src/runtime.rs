@@ -30,7 +30,7 @@ use rtm_domain::ports::{
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
 
 use crate::auth::CredentialsFile;
-use crate::config::{DockerConfig, DockerConfigError, Endpoint, EngineUser, MIN_PIDS_LIMIT};
+use crate::config::{DockerConfig, DockerConfigError, EngineUser};
 use crate::convert::{
     self, LABEL_GAME_ID, LABEL_IMAGE_REF, LABEL_MANAGED, LABEL_OWNER, LABEL_STATE_PATH,
 };
@@ -83,40 +83,17 @@ impl DockerRuntime {
     /// (use [`ContainerRuntime::ping`] for that), so a service can start
     /// while Docker is down and report `docker_unavailable` per operation.
     pub fn new(config: DockerConfig) -> Result<Self, DockerConfigError> {
-        let user = EngineUser::parse(&config.engine_user)?;
-        if config.owner.is_empty() {
-            return Err(DockerConfigError::EmptyOwner);
-        }
-        if config.network.is_empty() {
-            return Err(DockerConfigError::EmptyNetwork);
-        }
-        if !config.state_mount.starts_with('/') || config.state_mount.contains(':') {
-            return Err(DockerConfigError::BadStateMount(config.state_mount.clone()));
-        }
-        if config.log_max_size.is_empty() || config.log_max_files == 0 {
-            return Err(DockerConfigError::BadLogRotation {
-                size: config.log_max_size.clone(),
-                files: config.log_max_files,
-            });
-        }
-        let cap_add = crate::config::parse_capabilities(&config.cap_add.join(","))?;
-        if config.tmpfs_bytes < 1024 * 1024 {
-            return Err(DockerConfigError::BadTmpfsSize(config.tmpfs_bytes));
-        }
-        if config.pids_limit < MIN_PIDS_LIMIT {
-            return Err(DockerConfigError::BadPidsLimit(config.pids_limit));
-        }
-        if config.pull_timeout.is_zero() {
-            return Err(DockerConfigError::BadPullTimeout);
-        }
+        config.validate()?;
+        let user = config.engine_user;
+        let cap_add = config.cap_add.clone();
         let credentials = config
             .registry_auth_file
             .as_deref()
             .map(CredentialsFile::open)
             .transpose()?;
-        let endpoint = Endpoint::parse(&config.host)?;
+        let endpoint = config.host.endpoint();
         let docker = endpoint.connect()?;
-        let creator = CreateClient::new(&endpoint)?;
+        let creator = CreateClient::new(endpoint)?;
         let lockdown = Lockdown {
             cap_add,
             tmpfs_bytes: config.tmpfs_bytes,
@@ -364,7 +341,7 @@ impl DockerRuntime {
             .image(&image)
             .labels(labels)
             .env(env)
-            .user(self.inner.user.docker_user())
+            .user(self.inner.user.to_string())
             // The only host path: the game's own state directory.
             .volumes([format!("{}:{}", spec.state_path, c.state_mount)])
             .network_mode(&c.network)
@@ -374,7 +351,8 @@ impl DockerRuntime {
             .restart_policy("no", 0)
             .log_driver("json-file")
             .log_driver_config([
-                ("max-size", c.log_max_size.clone()),
+                // A plain number is bytes to the json-file driver.
+                ("max-size", c.log_max_size.to_string()),
                 ("max-file", c.log_max_files.to_string()),
             ]);
         if c.memory_bytes > 0 {
@@ -419,8 +397,8 @@ fn prepare_state_dir(path: &Path, user: EngineUser) -> Result<(), RuntimeError> 
     }
     // Skipping a needless chown lets RTM run without CAP_CHOWN when the
     // operator prepared the directories.
-    if meta.uid() != user.uid || meta.gid() != user.gid {
-        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+    if meta.uid() != user.uid() || meta.gid() != user.gid() {
+        std::os::unix::fs::chown(path, Some(user.uid()), Some(user.gid()))
             .map_err(|e| fail("chown", e))?;
     }
     Ok(())

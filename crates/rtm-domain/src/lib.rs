@@ -27,6 +27,7 @@ mod ids;
 mod image;
 mod model;
 pub mod ports;
+mod redact;
 pub mod service;
 pub mod transition;
 mod vocab;
@@ -42,6 +43,7 @@ pub use model::{
     Commit, DetailValue, HealthDetails, HealthEvent, HealthSnapshot, HealthWrite, NewOperation,
     OpError, OperationEntry, RecordedRequest, RuntimeRecord,
 };
+pub use redact::redact_url;
 pub use vocab::{
     HealthSource, HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus, UnknownValue,
 };

@@ -1,18 +1,24 @@
 //! [`PgConfig`]: where the database is and how to talk to it, and the
 //! one place that turns it into driver configuration.
 //!
-//! The schema name is validated here as a plain lowercase identifier, so
-//! it can be placed into `search_path` and DDL without quoting tricks and
-//! can never smuggle SQL.
+//! Both settings are parsed here and nowhere else ([`check_url`],
+//! [`parse_schema`]); the binary's environment reader calls these. The
+//! schema name is a plain lowercase identifier, so it can be placed into
+//! `search_path` and DDL without quoting tricks and can never smuggle SQL.
+//! The URL must be a `postgres://` URL (not a libpq key/value string), so
+//! its password can always be redacted from logs.
 
 use std::time::Duration;
+
+use rtm_domain::redact_url;
 
 use crate::PgError;
 
 /// Connection settings shared by the store, the locks and the leader.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgConfig {
-    /// `postgres://user:pass@host:port/db` (libpq key/value strings work too).
+    /// `postgres://user:pass@host:port/db` or `postgresql://…` (see
+    /// [`check_url`]); `Debug` hides the password.
     pub url: String,
     /// Schema holding RTM's tables (`RTM_DATABASE_SCHEMA`).
     pub schema: String,
@@ -32,32 +38,13 @@ impl std::fmt::Debug for PgConfig {
     // The URL may carry a password: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgConfig")
-            .field("url", &redact(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("lock_pool_size", &self.lock_pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("pool_wait_timeout", &self.pool_wait_timeout)
             .finish()
-    }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -83,8 +70,8 @@ impl PgConfig {
     /// placed in the schema through the startup packet. Startup options
     /// are the session default, so even `RESET ALL` keeps the schema.
     pub(crate) fn driver_config(&self) -> Result<tokio_postgres::Config, PgError> {
-        validate_schema(&self.schema)?;
-        let mut cfg: tokio_postgres::Config = self.url.parse().map_err(PgError::InvalidUrl)?;
+        parse_schema(&self.schema)?;
+        let mut cfg = parse_url(&self.url)?;
         let search_path = format!("-c search_path={}", self.schema);
         let options = match cfg.get_options() {
             Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
@@ -99,9 +86,39 @@ impl PgConfig {
     }
 }
 
-/// A schema name RTM accepts: 1–63 characters of `[a-z0-9_]`, starting with
-/// a letter or `_`, and not a `pg_` system name.
-pub(crate) fn validate_schema(schema: &str) -> Result<(), PgError> {
+/// Parses a database URL exactly as the pools will: a `postgres://` or
+/// `postgresql://` URL the driver accepts. Errors show the URL redacted.
+pub fn check_url(url: &str) -> Result<(), PgError> {
+    parse_url(url).map(|_| ())
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgError> {
+    let scheme_ok = ["postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len());
+    if !scheme_ok {
+        return Err(PgError::UrlScheme {
+            url: redact_url(url),
+        });
+    }
+    url.parse().map_err(|source: tokio_postgres::Error| {
+        // The innermost cause: the driver's complaint without the URL.
+        let mut cause: &(dyn std::error::Error + 'static) = &source;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        PgError::InvalidUrl {
+            url: redact_url(url),
+            reason: cause.to_string(),
+            source,
+        }
+    })
+}
+
+/// Parses a schema name RTM accepts (`RTM_DATABASE_SCHEMA`): 1–63
+/// characters of `[a-z0-9_]`, starting with a letter or `_`, and not a
+/// `pg_` system name (PostgreSQL refuses to create those).
+pub fn parse_schema(schema: &str) -> Result<String, PgError> {
     let bad = || PgError::InvalidSchema(schema.to_owned());
     let first = schema.chars().next().ok_or_else(bad)?;
     if schema.len() > 63
@@ -113,7 +130,7 @@ pub(crate) fn validate_schema(schema: &str) -> Result<(), PgError> {
     {
         return Err(bad());
     }
-    Ok(())
+    Ok(schema.to_owned())
 }
 
 #[cfg(test)]
@@ -123,7 +140,7 @@ mod tests {
     #[test]
     fn schema_names() {
         for ok in ["rtmanager", "_x", "a1_b2", &"s".repeat(63)] {
-            assert!(validate_schema(ok).is_ok(), "{ok}");
+            assert_eq!(parse_schema(ok).ok().as_deref(), Some(ok));
         }
         for bad in [
             "",
@@ -136,7 +153,7 @@ mod tests {
             "\"x\"",
             &"s".repeat(64),
         ] {
-            assert!(validate_schema(bad).is_err(), "{bad}");
+            assert!(parse_schema(bad).is_err(), "{bad}");
         }
     }
 
@@ -155,6 +172,29 @@ mod tests {
         assert!(PgConfig::new("postgres://u:p@h/db", "Bad")
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn urls_are_parsed_as_the_driver_parses_them() {
+        assert!(check_url("postgresql://u:p@db:5433/x?sslmode=disable").is_ok());
+        let e = check_url("mysql://root:hunter2@db/x").expect_err("scheme");
+        assert_eq!(
+            e.to_string(),
+            "\"mysql://root:***@db/x\" is not a URL starting with postgres:// or postgresql://"
+        );
+        for bad in ["postgres://", "host=db user=u password=pw", ""] {
+            let e = check_url(bad).expect_err(bad);
+            assert!(matches!(e, PgError::UrlScheme { .. }), "{bad}");
+            // A key=value string may carry a password: never echoed.
+            assert!(!e.to_string().contains("pw"), "{e}");
+        }
+        let e = check_url("postgres://u:pg-secret-pw@db:notaport/x").expect_err("port");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("\"postgres://u:***@db:notaport/x\" is not a valid PostgreSQL URL: "),
+            "{text}"
+        );
+        assert!(!text.contains("pg-secret-pw"), "{text}");
     }
 
     #[test]

@@ -22,11 +22,22 @@ use tokio_postgres::error::SqlState;
 /// failed migrations.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    /// The schema is not a plain lowercase identifier (see `PgConfig`).
-    #[error("invalid schema name {0:?}: expected 1-63 characters of [a-z0-9_], starting with a letter or '_'")]
+    /// The schema is not a plain lowercase identifier (see
+    /// [`parse_schema`](crate::parse_schema)).
+    #[error("{0:?} is not a plain identifier (lowercase letters, digits and '_', not starting with a digit or pg_, at most 63 characters)")]
     InvalidSchema(String),
-    #[error("invalid database URL")]
-    InvalidUrl(#[source] tokio_postgres::Error),
+    /// The URL is not a `postgres://` URL (shown redacted).
+    #[error("{url:?} is not a URL starting with postgres:// or postgresql://")]
+    UrlScheme { url: String },
+    /// The driver cannot parse the URL (shown redacted; `reason` is the
+    /// driver's innermost complaint, which never quotes the URL).
+    #[error("{url:?} is not a valid PostgreSQL URL: {reason}")]
+    InvalidUrl {
+        url: String,
+        reason: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("cannot build the connection pool")]
     Pool(#[source] deadpool_postgres::BuildError),
     #[error("cannot connect to PostgreSQL")]

@@ -27,7 +27,7 @@ mod migrate;
 mod rows;
 mod store;
 
-pub use config::PgConfig;
+pub use config::{check_url, parse_schema, PgConfig};
 pub use error::{error_counts, PgError, ERROR_KINDS};
 pub use leader::{PgLeader, PgLease};
 pub use locks::{PgLockGuard, PgLocks};

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy};
+use rtm_domain::redact_url;
 
 use crate::RedisError;
 
@@ -38,12 +39,44 @@ fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
 }
 
-/// Parses `url` exactly as [`build`] does, without building anything
-/// (`rtmanager check-config` and the start-up validation).
-pub fn check_url(url: &str) -> Result<(), RedisError> {
+/// A Redis URL the clients of this crate cannot use. The URL is shown
+/// redacted ([`rtm_domain::redact_url`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUrlError {
+    #[error("{url:?} is not a URL starting with redis:// or rediss://")]
+    Scheme { url: String },
+    /// fred refuses it; `reason` is fred's complaint, which never quotes
+    /// the URL.
+    #[error("{url:?} is not a valid Redis URL: {reason}")]
+    Invalid {
+        url: String,
+        reason: String,
+        #[source]
+        source: fred::error::Error,
+    },
+}
+
+/// Parses `url` exactly as [`build`] does, without building anything: the
+/// one parser of `RTM_REDIS_URL` (`rtmanager check-config` and the
+/// start-up validation). Only `redis://` and `rediss://` (TLS) URLs are
+/// accepted: fred's cluster and sentinel schemes need settings RTM does
+/// not have.
+pub fn check_url(url: &str) -> Result<(), RedisUrlError> {
+    let scheme_ok = ["redis://", "rediss://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len());
+    if !scheme_ok {
+        return Err(RedisUrlError::Scheme {
+            url: redact_url(url),
+        });
+    }
     Config::from_url(url)
         .map(|_| ())
-        .map_err(RedisError::Config)
+        .map_err(|source| RedisUrlError::Invalid {
+            url: redact_url(url),
+            reason: source.details().to_owned(),
+            source,
+        })
 }
 
 /// Builds a client for `url` (not yet connected).
@@ -78,4 +111,29 @@ pub(crate) fn connect(url: &str, settings: &ClientSettings) -> Result<Client, Re
     // because the client reports its state itself (`is_connected`).
     drop(client.connect());
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_as_the_clients_parse_them() {
+        for ok in ["redis://127.0.0.1:6379", "rediss://:p@cache:6380/2"] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://h:1", "redis://", "", "redis-cluster://h:1"] {
+            assert!(
+                matches!(check_url(bad), Err(RedisUrlError::Scheme { .. })),
+                "{bad}"
+            );
+        }
+        let e = check_url("redis://:redis-secret-pw@cache:notaport").expect_err("port");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("\"redis://:***@cache:notaport\" is not a valid Redis URL: "),
+            "{text}"
+        );
+        assert!(!text.contains("redis-secret-pw"), "{text}");
+    }
 }

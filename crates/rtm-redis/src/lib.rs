@@ -31,7 +31,7 @@ mod publisher;
 mod reader;
 mod resp;
 
-pub use client::{check_url, ClientSettings};
+pub use client::{check_url, ClientSettings, RedisUrlError};
 pub use consumer::{CommandHandler, GroupInfo, LobbyConfig, LobbyConsumer, LobbyStats};
 pub use entry::{parse_entry, DeadReason, Malformed, StreamEntry, MAX_STOP_TIMEOUT_S};
 pub use error::{error_counts, RedisError, ERROR_KINDS};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rtm_docker::{DockerConfig, DockerRuntime};
+use rtm_docker::{DockerConfig, DockerConfigError, DockerHost, DockerRuntime, EngineUser};
 use rtm_domain::ports::{
     ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime, ContainerSpec, FeedItem,
 };
@@ -49,11 +49,11 @@ impl Env {
         let net = shared_network();
         let guard = OwnerGuard::new();
         let mut config = DockerConfig::with_defaults(guard.owner());
-        config.host = docker_host();
+        config.host = DockerHost::parse(&docker_host()).expect("RTM_TEST_DOCKER_HOST");
         config.network = net.name().to_owned();
         config.memory_bytes = 64 * 1024 * 1024;
         config.nano_cpus = 500_000_000;
-        config.log_max_size = "1m".to_owned();
+        config.log_max_size = 1024 * 1024;
         config.log_max_files = 2;
         tune(&mut config);
         let rt = DockerRuntime::new(config).expect("valid config");
@@ -219,7 +219,7 @@ async fn creates_a_hardened_labelled_engine_that_serves_healthz() {
     assert_eq!(hc["NanoCpus"], 500_000_000);
     assert_eq!(hc["NetworkMode"], env.net.name());
     assert_eq!(hc["LogConfig"]["Type"], "json-file");
-    assert_eq!(hc["LogConfig"]["Config"]["max-size"], "1m");
+    assert_eq!(hc["LogConfig"]["Config"]["max-size"], "1048576");
     assert_eq!(hc["LogConfig"]["Config"]["max-file"], "2");
     assert_eq!(
         hc["Binds"],
@@ -728,7 +728,7 @@ async fn an_unreachable_docker_is_unavailable() {
     let env = Env::new();
     for host in ["/nonexistent/docker.sock", "tcp://127.0.0.1:1"] {
         let mut config = env.rt.config().clone();
-        config.host = host.to_owned();
+        config.host = DockerHost::parse(host).expect("valid host");
         let rt = DockerRuntime::new(config).expect("valid config");
         let r = rt.ping().await;
         assert!(
@@ -865,11 +865,10 @@ async fn bad_specs_and_configs_are_refused() {
         env.rt.create(&spec).await,
         Err(RuntimeError::Other(_))
     ));
-    let mut config = env.rt.config().clone();
-    config.engine_user = "0:0".to_owned();
-    assert!(
-        DockerRuntime::new(config).is_err(),
-        "root engines are refused"
+    // A root engine user cannot even be held: its parser refuses it.
+    assert_eq!(
+        EngineUser::parse("0:0"),
+        Err(DockerConfigError::RootUser("0:0".to_owned()))
     );
     let base = env.rt.config().clone();
     let mut c = base.clone();
@@ -957,7 +956,7 @@ async fn a_lost_feed_reconnects_resumes_and_repeats_nothing() {
     let proxy = DockerProxy::start();
     let path = proxy.path.clone();
     let mut config = env.rt.config().clone();
-    config.host = path.display().to_string();
+    config.host = DockerHost::parse(&path.display().to_string()).expect("socket path");
     let rt = DockerRuntime::new(config).expect("config");
     rt.ping().await.expect("ping through the proxy");
 
