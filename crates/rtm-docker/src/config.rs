@@ -265,11 +265,7 @@ pub fn check_pids_limit(limit: u32) -> Result<u32, DockerConfigError> {
 
 /// A name of `[A-Za-z0-9_.-]`, starting alphanumeric, at most `max` bytes.
 fn parse_name(s: &str, max: usize) -> Result<String, DockerConfigError> {
-    let ok = s.len() <= max
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+    if rtm_domain::is_plain_name(s, max) {
         Ok(s.to_owned())
     } else {
         Err(DockerConfigError::BadName {

@@ -26,6 +26,7 @@ pub mod health;
 mod ids;
 mod image;
 mod model;
+mod names;
 pub mod ports;
 mod redact;
 pub mod service;
@@ -43,6 +44,7 @@ pub use model::{
     Commit, DetailValue, HealthDetails, HealthEvent, HealthSnapshot, HealthWrite, NewOperation,
     OpError, OperationEntry, RecordedRequest, RuntimeRecord,
 };
+pub use names::is_plain_name;
 pub use redact::redact_url;
 pub use vocab::{
     HealthSource, HealthStatus, OpKind, OpSource, Outcome, RuntimeStatus, UnknownValue,

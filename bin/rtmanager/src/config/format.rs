@@ -120,11 +120,7 @@ pub(super) fn parse_absolute_path(s: &str) -> Result<String, String> {
 /// A name made of `[A-Za-z0-9_.-]`, starting alphanumeric, at most `max`
 /// characters: the instance id (a stream consumer name).
 pub(super) fn parse_name(s: &str, max: usize) -> Result<String, String> {
-    let ok = s.len() <= max
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+    if rtm_domain::is_plain_name(s, max) {
         Ok(s.to_owned())
     } else {
         Err(format!(

@@ -9,6 +9,15 @@ use rtm_testkit::redis::{client, xadd, RedisServer};
 use crate::support::{config, eventually, pending, spawn_consumer, TestHandler};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// A private server that keeps everything across a restart.
+const AOF: [&str; 6] = [
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
 
 fn counts(handler: &TestHandler) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -70,15 +79,7 @@ async fn restart_without_persistence_recreates_the_group() {
 /// even for an entry whose acknowledgement had to wait for Redis to return.
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_with_aof_loses_nothing_and_doubles_nothing() {
-    let aof = [
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ];
-    let mut server = RedisServer::start_with(&aof);
+    let mut server = RedisServer::start_with(&AOF);
     let url = server.url();
     let stream = "lobby:runtime_commands";
     let c = client(&url).await;
@@ -158,15 +159,7 @@ async fn pending_rows(c: &fred::prelude::Client, stream: &str) -> Vec<(String, S
 /// delivery limit a long backlog would turn into dead letters).
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_failed_read_unseen_entries_are_handled_and_held_ones_not_recounted() {
-    let aof = [
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ];
-    let mut server = RedisServer::start_with(&aof);
+    let mut server = RedisServer::start_with(&AOF);
     let url = server.url();
     let stream = "lobby:runtime_commands";
     let c = client(&url).await;
