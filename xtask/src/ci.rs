@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: the whole check, as CI runs it through `.ci/run`:
-//! services → provision → migrate → engine images → fmt → clippy → tests
-//! → schemathesis against a running rtmanager.
+//! services → provision → migrate → engine images → fmt → clippy → docs
+//! (rustdoc warnings are errors) → tests → schemathesis against a running
+//! rtmanager.
 //!
 //! Each step is printed before it runs; the first failure stops the run
 //! with a non-zero exit. Builds and tests use `--jobs 2` (CI machines
@@ -34,11 +35,19 @@ pub fn run(args: &[String]) -> Result<()> {
             "-D",
             "warnings",
         ][..],
-        &["test", "--workspace", "--jobs", "2"][..],
     ] {
         let line = format!("cargo {}", args.join(" "));
         step(&line, || cargo(&root, args))?;
     }
+    // Broken intra-doc links and (in rtm-domain) undocumented public
+    // items fail the build: the domain is documented as a library.
+    step(
+        "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
+        || cargo_doc(&root),
+    )?;
+    step("cargo test --workspace --jobs 2", || {
+        cargo(&root, &["test", "--workspace", "--jobs", "2"])
+    })?;
     // Bounded (about 2 min per listener, `RTM_TEST_ST_MAX_TIME`).
     step(
         "cargo xtask schemathesis (both listeners, real services)",
@@ -95,6 +104,21 @@ fn domain_is_pure(root: &std::path::Path) -> Result<()> {
         .collect();
     if !found.is_empty() {
         bail!("rtm-domain depends on I/O crates: {}", found.join(", "));
+    }
+    Ok(())
+}
+
+/// `cargo doc --workspace --no-deps` with rustdoc's warnings as errors.
+fn cargo_doc(root: &std::path::Path) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["doc", "--workspace", "--no-deps", "--jobs", "2"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(root)
+        .status()
+        .context("cargo doc")?;
+    if !status.success() {
+        bail!("cargo doc failed: {status}");
     }
     Ok(())
 }

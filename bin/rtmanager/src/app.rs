@@ -14,14 +14,14 @@ use std::time::Duration;
 use actix_web::web;
 use anyhow::Context;
 use rtm_docker::DockerRuntime;
-use rtm_domain::health::{HealthConfig, HealthMonitor};
+use rtm_domain::health::{HealthConfig, HealthMonitor, RelayWake};
 use rtm_domain::ports::{
-    Adapters, ContainerRuntime, HealthOutbox, OperationLog, Ports, Telemetry, UnitOfWork,
+    Adapters, ContainerRuntime, HealthOutbox, OperationLog, Ports, UnitOfWork,
 };
 use rtm_domain::service::{
     OperationError, OperationOutcome, OperationRequest, RetentionConfig, RuntimeService,
 };
-use rtm_domain::{HealthStatus, OpKind, OpSource, OperationEntry, Outcome};
+use rtm_domain::OperationEntry;
 use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
 use rtm_probe::{HttpProbe, ProbeConfig};
 use rtm_redis::{CommandHandler, HealthStreamConfig, LobbyConsumer, RedisHealthPublisher};
@@ -45,49 +45,7 @@ impl Ports for Prod {
     type Runtime = DockerRuntime;
     type Probe = HttpProbe;
     type Clock = SystemClock;
-    type Telemetry = AppTelemetry;
-}
-
-/// The domain's telemetry hooks: Prometheus metrics, plus a wake-up for
-/// the outbox relay when this replica commits a health change, so the
-/// event reaches the stream at once instead of at the relay's next tick
-/// (the tick remains for changes committed by other replicas).
-#[derive(Debug, Clone)]
-pub struct AppTelemetry {
-    metrics: Metrics,
-    health_changed: Arc<Notify>,
-}
-
-impl Telemetry for AppTelemetry {
-    fn operation_finished(
-        &self,
-        kind: OpKind,
-        source: OpSource,
-        outcome: Outcome,
-        elapsed: Duration,
-    ) {
-        self.metrics
-            .operation_finished(kind, source, outcome, elapsed);
-    }
-
-    fn health_observed(&self, status: HealthStatus, changed: bool) {
-        self.metrics.health_observed(status, changed);
-        if changed {
-            self.health_changed.notify_one();
-        }
-    }
-
-    fn runtime_calls(&self, pass: &'static str, call: &'static str, n: u64) {
-        self.metrics.runtime_calls(pass, call, n);
-    }
-
-    fn events_stream(&self, connected: bool) {
-        self.metrics.events_stream(connected);
-    }
-
-    fn events_resubscribed(&self) {
-        self.metrics.events_resubscribed();
-    }
+    type Telemetry = Metrics;
 }
 
 /// A started application.
@@ -252,16 +210,20 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         runtime: runtime.clone(),
         probe,
         clock: SystemClock,
-        telemetry: AppTelemetry {
-            metrics: metrics.clone(),
-            health_changed: health_changed.clone(),
-        },
+        telemetry: metrics.clone(),
     };
     let service = Arc::new(RuntimeService::new(
         adapters.clone(),
         config.service_config(),
     ));
-    let monitor = Arc::new(HealthMonitor::new(adapters, health_config(&config)));
+    // The relay runs as soon as this replica commits a health change, so
+    // the event reaches the stream at once instead of at the relay's next
+    // tick (the tick remains for changes committed by other replicas).
+    let wake = health_changed.clone();
+    let monitor = Arc::new(
+        HealthMonitor::new(adapters, health_config(&config))
+            .with_relay_wake(RelayWake::new(move || wake.notify_one())),
+    );
 
     let redis_url = config.redis_url.expose();
     let publisher = RedisHealthPublisher::new(

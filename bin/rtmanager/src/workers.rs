@@ -124,8 +124,9 @@ impl Cadence {
     }
 }
 
-/// Runs `pass` at a fixed rate of one per `interval` (see [`Cadence`])
-/// while this replica leads `role`.
+/// Runs `pass` at a fixed rate of one per `interval` while this replica
+/// leads `role`: a pass starts an interval after the previous one
+/// started; an overrun delays the next pass, never bursts.
 ///
 /// `jitter` spreads the passes of many replicas and keeps a fleet from
 /// beating in phase: each period is `interval` ± `jitter / 2`. A `wake`

@@ -21,12 +21,17 @@ macro_rules! codes {
         pub enum ErrorCode { $($(#[$m])* $variant),+ }
 
         impl ErrorCode {
+            /// Every code, in declaration order.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
 
+            /// The stable snake_case spelling carried by REST bodies,
+            /// dead letters and `operation_log.error_code`.
             pub const fn as_str(self) -> &'static str {
                 match self { $(ErrorCode::$variant => $text),+ }
             }
 
+            /// The code spelled `s` exactly (as [`as_str`](Self::as_str)
+            /// spells it), or `None` for an unknown spelling.
             pub fn parse(s: &str) -> Option<Self> {
                 match s { $($text => Some(ErrorCode::$variant),)+ _ => None }
             }
@@ -111,6 +116,7 @@ pub enum LockError {
     /// The lock was not free within the allowed wait.
     #[error("lock wait timed out")]
     Timeout,
+    /// The lock service failed; whether the lock is free is unknown.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -174,6 +180,9 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
 }
 
 impl StoreError {
+    /// The code a caller sees for this failure: `database_unavailable`
+    /// (retry later) when the database could not be reached, `internal`
+    /// for everything else.
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::Unavailable(_) => ErrorCode::DatabaseUnavailable,

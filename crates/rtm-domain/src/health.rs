@@ -59,7 +59,7 @@ use crate::{
 
 pub use events::EventFollowerStats;
 pub use passes::PassSummary;
-pub use relay::RelayError;
+pub use relay::{RelayError, RelayWake};
 
 /// The exit code of a process killed by SIGKILL (128 + 9): what both
 /// `docker kill` and the kernel's OOM killer leave.
@@ -130,10 +130,15 @@ impl Default for HealthConfig {
 /// One thing a source saw about a game's container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
+    /// The game the container belongs to (its `rtm.game_id` label).
     pub game_id: GameId,
+    /// The container observed; judged against the one the record binds.
     pub container_id: ContainerId,
+    /// What was seen.
     pub status: HealthStatus,
+    /// Who saw it.
     pub source: HealthSource,
+    /// Evidence stored with the snapshot (exit code, probe error…).
     pub details: HealthDetails,
     /// When it was seen: the event's time, or the instant the inspect or
     /// probe *began* (so a result that straddles a restart counts as
@@ -154,6 +159,7 @@ pub enum ObserveOutcome {
     },
     /// Nothing new, and the snapshot was refreshed recently: not written.
     Coalesced,
+    /// The rules dropped it (see [`IgnoreReason`]); nothing was written.
     Ignored(IgnoreReason),
 }
 
@@ -195,6 +201,8 @@ pub enum HealthError {
     /// observation was not judged. Retry later (the next pass does).
     #[error("game {0} is busy (an operation holds its lock)")]
     Busy(GameId),
+    /// The store failed; the observation may not have been recorded.
+    /// The next pass observes again.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The container runtime is unreachable; the pass was skipped.
@@ -250,10 +258,57 @@ struct MonitorState {
 
 /// Watches the engines' health. Cheap to clone; clones share their soft
 /// state, so the event follower and the passes can run as separate tasks.
+///
+/// The host drives it: it runs [`follow_events`](Self::follow_events) as
+/// a long-lived task, calls [`inspect_pass`](Self::inspect_pass) and
+/// [`probe_pass`](Self::probe_pass) on timers, and
+/// [`relay_once`](Self::relay_once) (under leader election) when woken by
+/// its [`RelayWake`] or on a timer. The monitor has no timers of its own.
+///
+/// ```
+/// # #[cfg(feature = "fakes")]
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use rtm_domain::fakes::FakePorts;
+/// use rtm_domain::health::{HealthConfig, HealthMonitor, RelayWake};
+/// use rtm_domain::{GameId, HealthStatus, ImageRef, ProbeError};
+///
+/// let ports = FakePorts::new();
+/// let game = GameId::parse("chess-42")?;
+/// ports.seed_running(&game, &ImageRef::parse("ghcr.io/acme/engine:1.4.2")?);
+///
+/// let woken = Arc::new(AtomicBool::new(false));
+/// let flag = woken.clone();
+/// let monitor = HealthMonitor::new(ports.adapters(), HealthConfig::default())
+///     .with_relay_wake(RelayWake::new(move || flag.store(true, Ordering::SeqCst)));
+///
+/// // The first probe answer is a change: snapshot + outbox event + wake-up.
+/// let pass = monitor.probe_pass().await?;
+/// assert_eq!((pass.checked, pass.changed), (1, 1));
+/// assert_eq!(ports.store.health(&game).map(|s| s.status), Some(HealthStatus::Healthy));
+/// assert!(woken.load(Ordering::SeqCst));
+///
+/// // The relay publishes the outbox in commit order.
+/// assert_eq!(monitor.relay_once(&ports.publisher).await?, 1);
+/// assert_eq!(ports.publisher.published().len(), 1);
+///
+/// // A failing probe counts; `probe_failures` in a row make a change.
+/// ports.probe.set_default(Err(ProbeError("connection refused".into())));
+/// for _ in 0..HealthConfig::default().probe_failures {
+///     monitor.probe_pass().await?;
+/// }
+/// assert_eq!(ports.store.health(&game).map(|s| s.status), Some(HealthStatus::ProbeFailed));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct HealthMonitor<P: Ports> {
     adapters: Adapters<P>,
     config: HealthConfig,
     state: Arc<Mutex<MonitorState>>,
+    /// Called after this monitor committed an outbox event.
+    relay_wake: Option<RelayWake>,
 }
 
 impl<P: Ports> Clone for HealthMonitor<P> {
@@ -262,6 +317,7 @@ impl<P: Ports> Clone for HealthMonitor<P> {
             adapters: self.adapters.clone(),
             config: self.config.clone(),
             state: Arc::clone(&self.state),
+            relay_wake: self.relay_wake.clone(),
         }
     }
 }
@@ -275,14 +331,28 @@ impl<P: Ports> std::fmt::Debug for HealthMonitor<P> {
 }
 
 impl<P: Ports> HealthMonitor<P> {
+    /// A monitor acting through `adapters` with `config`, with empty soft
+    /// state and no relay hook. Does no I/O.
     pub fn new(adapters: Adapters<P>, config: HealthConfig) -> Self {
         Self {
             adapters,
             config,
             state: Arc::default(),
+            relay_wake: None,
         }
     }
 
+    /// Calls `wake` whenever this monitor (or a clone made after this
+    /// call) commits a health change, i.e. queues an outbox event, so the
+    /// host's relay can publish it at once. Without a hook the relay only
+    /// learns of events by polling [`relay_once`](Self::relay_once).
+    #[must_use]
+    pub fn with_relay_wake(mut self, wake: RelayWake) -> Self {
+        self.relay_wake = Some(wake);
+        self
+    }
+
+    /// The settings it was built with.
     pub fn config(&self) -> &HealthConfig {
         &self.config
     }
@@ -313,6 +383,9 @@ impl<P: Ports> HealthMonitor<P> {
                     .telemetry
                     .health_observed(obs.status, *changed);
                 if *changed {
+                    if let Some(wake) = &self.relay_wake {
+                        wake.wake();
+                    }
                     tracing::info!(
                         game_id = %obs.game_id,
                         container = obs.container_id.short(),

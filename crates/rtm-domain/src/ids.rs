@@ -22,12 +22,16 @@ pub struct GameId(String);
 /// Why a string is not a [`GameId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GameIdError {
+    /// The empty string.
     #[error("game_id is empty")]
     Empty,
+    /// Longer than [`GameId::MAX_LEN`] bytes (a DNS label's limit).
     #[error("game_id is longer than {max} characters", max = GameId::MAX_LEN)]
     TooLong,
+    /// The first character is not an ASCII letter or digit.
     #[error("game_id must start with a letter or a digit")]
     BadFirstChar,
+    /// A character outside `[A-Za-z0-9_.-]` (the first one found).
     #[error("game_id may only contain letters, digits, '_', '.' and '-' (found {0:?})")]
     BadChar(char),
 }
@@ -54,6 +58,7 @@ impl GameId {
         Ok(Self(s.to_owned()))
     }
 
+    /// The id exactly as given (case kept).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -99,6 +104,7 @@ impl ContainerId {
         (!id.is_empty()).then_some(Self(id))
     }
 
+    /// The full id, as the runtime issued it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

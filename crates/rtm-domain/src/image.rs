@@ -40,16 +40,24 @@ pub struct ImageRef {
 /// Why a string is not an image reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageRefError {
+    /// The empty string.
     #[error("image reference is empty")]
     Empty,
+    /// The name (registry and repository) is longer than Docker accepts.
     #[error("image name is longer than 255 characters")]
     NameTooLong,
+    /// The part before the first `/` looks like a host but is not a valid one.
     #[error("invalid registry host {0:?}")]
     BadRegistry(String),
+    /// A path component is not lowercase alphanumerics joined by `.`,
+    /// `_`, `__` or a run of `-`.
     #[error("invalid repository path component {0:?} (lowercase letters, digits and single separators only)")]
     BadPathComponent(String),
+    /// The tag is not 1–128 of `[A-Za-z0-9_.-]` starting with a letter,
+    /// digit or `_`.
     #[error("invalid tag {0:?}")]
     BadTag(String),
+    /// The digest is not `algorithm:hex` with at least 32 hex digits.
     #[error("invalid digest {0:?}")]
     BadDigest(String),
 }
@@ -102,10 +110,13 @@ impl ImageRef {
         &self.repository
     }
 
+    /// The tag (`latest` when the reference named neither tag nor
+    /// digest); `None` for a digest-only reference.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
+    /// The digest (`sha256:…`), when the reference pins one.
     pub fn digest(&self) -> Option<&str> {
         self.digest.as_deref()
     }
@@ -295,7 +306,9 @@ struct AllowEntry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid allow-list entry {entry:?}: {reason}")]
 pub struct AllowlistError {
+    /// The entry as written (trimmed).
     pub entry: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -318,6 +331,7 @@ impl Allowlist {
         Self { entries: vec![] }
     }
 
+    /// Whether the list has no entry (and so allows no image).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -398,10 +412,24 @@ fn parse_entry(entry: &str) -> Result<AllowEntry, AllowlistError> {
 /// Why a patch from one image to another is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchRefusal {
+    /// The new image is in another registry or repository; `force` does
+    /// not override this.
     #[error("a patch keeps the repository: {from} cannot be patched to {to}")]
-    OtherRepository { from: String, to: String },
+    OtherRepository {
+        /// The running image.
+        from: String,
+        /// The image asked for.
+        to: String,
+    },
+    /// Both tags are semantic versions and the major or minor part
+    /// changes; `force` overrides this.
     #[error("only the patch part of a semantic version may change ({from} -> {to}); pass force to override")]
-    NotAPatchVersion { from: String, to: String },
+    NotAPatchVersion {
+        /// The running image.
+        from: String,
+        /// The image asked for.
+        to: String,
+    },
 }
 
 /// SPEC §5: a patch keeps the registry and repository; when both tags are
@@ -444,8 +472,11 @@ pub fn check_patch(from: &ImageRef, to: &ImageRef, force: bool) -> Result<(), Pa
 /// leading `v`, pre-release and build suffixes are accepted and ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SemVer {
+    /// The `MAJOR` number.
     pub major: u64,
+    /// The `MINOR` number.
     pub minor: u64,
+    /// The `PATCH` number.
     pub patch: u64,
 }
 

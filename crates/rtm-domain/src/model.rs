@@ -14,21 +14,36 @@ use crate::{
 /// One game's latest known runtime (`runtime_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeRecord {
+    /// The game this record describes; one record per game.
     pub game_id: GameId,
+    /// Where the game is in the SPEC §4 state machine.
     pub status: RuntimeStatus,
     /// The container bound to the game; kept after `stopped` and `removed`
     /// so the audit trail can name it.
     pub container_id: Option<ContainerId>,
+    /// The image of the bound container, normalised; kept after
+    /// `stopped` and `removed` like `container_id`. `None` when no image
+    /// is known.
     pub image_ref: Option<ImageRef>,
     /// `http://rtm-<game_id>:<port>`: the address other services use.
     pub engine_endpoint: String,
     /// Host directory of the game's state.
     pub state_path: String,
+    /// The Docker network the engine is attached to.
     pub docker_network: String,
+    /// When RTM last saw the engine start (stamped after the runtime's
+    /// start returned). Observations older than it are about a previous
+    /// life of the container and are ignored.
     pub started_at: Option<OffsetDateTime>,
+    /// When the record last entered `stopped` (an operation or an
+    /// observed exit).
     pub stopped_at: Option<OffsetDateTime>,
+    /// When the record last entered `removed`.
     pub removed_at: Option<OffsetDateTime>,
+    /// When the last status change happened: what the TTL cleanup and
+    /// the retention of removed games measure from.
     pub last_op_at: OffsetDateTime,
+    /// When the record was first written; never changes.
     pub created_at: OffsetDateTime,
 }
 
@@ -49,8 +64,11 @@ impl RuntimeRecord {
 /// A finished operation to append to `operation_log`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOperation {
+    /// The game operated on.
     pub game_id: GameId,
+    /// What was done.
     pub kind: OpKind,
+    /// Who asked for it.
     pub source: OpSource,
     /// Idempotency reference (stream entry id, `Idempotency-Key`); empty when none.
     pub source_ref: String,
@@ -63,9 +81,14 @@ pub struct NewOperation {
     /// `source_ref` is replayed only for the same request. Empty for
     /// operations RTM starts itself (no reference to reuse).
     pub request: String,
+    /// Whether it succeeded.
     pub outcome: Outcome,
+    /// Why it failed; `None` on success.
     pub error: Option<OpError>,
+    /// When the operation took the game's lock (queueing for the lock
+    /// is not part of it, so two rows of one game never overlap).
     pub started_at: OffsetDateTime,
+    /// When it finished, just before its commit.
     pub finished_at: OffsetDateTime,
 }
 
@@ -73,18 +96,25 @@ pub struct NewOperation {
 /// was recorded for (empty for rows written before V3 kept it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
+    /// The row the reference names.
     pub entry: OperationEntry,
+    /// Its [`NewOperation::request`] fingerprint; empty for rows older
+    /// than V3.
     pub request: String,
 }
 
 /// A stable code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpError {
+    /// What callers branch on; part of the REST and stream contracts.
     pub code: ErrorCode,
+    /// What operators read (Docker's or PostgreSQL's own words included);
+    /// not a contract, and not shown to REST callers for `internal`.
     pub message: String,
 }
 
 impl OpError {
+    /// An error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -102,16 +132,26 @@ impl fmt::Display for OpError {
 /// A row of `operation_log` as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationEntry {
+    /// The row's id, increasing in insertion order; the keyset cursor of
+    /// [`OperationQuery`](crate::ports::OperationQuery).
     pub id: i64,
+    /// The game operated on.
     pub game_id: GameId,
+    /// What was done.
     pub kind: OpKind,
+    /// Who asked for it.
     pub source: OpSource,
+    /// The idempotency reference; empty when none.
     pub source_ref: String,
+    /// The image the operation was about; empty when none.
     pub image_ref: String,
+    /// The container it acted on or produced; empty when none.
     pub container_id: String,
+    /// Whether it succeeded.
     pub outcome: Outcome,
     /// `None` on success.
     pub error: Option<OpError>,
+    /// When the operation took the game's lock.
     pub started_at: OffsetDateTime,
     /// `None` only for rows written by another tool: RTM always finishes
     /// the row in the same transaction.
@@ -121,8 +161,11 @@ pub struct OperationEntry {
 /// A small JSON-like value for health `details`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DetailValue {
+    /// A JSON integer (exit codes, counts).
     Int(i64),
+    /// A JSON boolean.
     Bool(bool),
+    /// A JSON string (error messages, Docker states).
     Text(String),
 }
 
@@ -153,6 +196,7 @@ impl From<String> for DetailValue {
 pub struct HealthDetails(BTreeMap<String, DetailValue>);
 
 impl HealthDetails {
+    /// No details (`{}`).
     pub fn new() -> Self {
         Self::default()
     }
@@ -169,10 +213,12 @@ impl HealthDetails {
         self
     }
 
+    /// The value of field `key`, if set.
     pub fn get(&self, key: &str) -> Option<&DetailValue> {
         self.0.get(key)
     }
 
+    /// Every field, ordered by key (so rendering is deterministic).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &DetailValue)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
@@ -187,12 +233,18 @@ impl FromIterator<(String, DetailValue)> for HealthDetails {
 /// The latest health observation of a game (`health_snapshots`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSnapshot {
+    /// The game observed.
     pub game_id: GameId,
     /// Empty when no container is known.
     pub container_id: String,
+    /// What was observed.
     pub status: HealthStatus,
+    /// Which source observed it.
     pub source: HealthSource,
+    /// Evidence for the status (exit code, probe error, Docker state…).
     pub details: HealthDetails,
+    /// When it was observed: the event's time, or when the inspect or
+    /// probe began.
     pub observed_at: OffsetDateTime,
 }
 
@@ -203,6 +255,7 @@ pub struct HealthEvent {
     /// Monotonic outbox id; published as `event_id` so consumers can drop
     /// the rare duplicate (at-least-once after an RTM crash mid-publish).
     pub id: i64,
+    /// The snapshot as committed with the change.
     pub snapshot: HealthSnapshot,
 }
 
@@ -213,13 +266,18 @@ pub struct HealthEvent {
 pub struct Commit {
     /// Upserted whole when present.
     pub record: Option<RuntimeRecord>,
+    /// Appended to `operation_log` when present (operations always carry
+    /// one; observations never do).
     pub operation: Option<NewOperation>,
+    /// Upserted as the game's snapshot when present, and queued in the
+    /// outbox when it is a change.
     pub health: Option<HealthWrite>,
 }
 
 /// A snapshot upsert, and whether it is a change to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthWrite {
+    /// The game's new latest snapshot.
     pub snapshot: HealthSnapshot,
     /// When true the snapshot is also queued in the outbox for
     /// `runtime:health_events`.

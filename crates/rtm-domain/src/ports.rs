@@ -4,6 +4,12 @@
 //! `impl Future + Send`, so services stay generic and runtime-agnostic (no
 //! tokio or driver type appears here). Each method documents its contract;
 //! adapters are tested against these contracts with the real services.
+//!
+//! Unless a method says otherwise, its errors mean what the error type
+//! says (`StoreError::Unavailable`: the service could not be reached and
+//! nothing is known to have happened; retry later) and a failed call has no
+//! effect the domain relies on. Reads may be retried freely; which writes
+//! are idempotent is stated on each.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -23,11 +29,13 @@ use crate::{
 /// Filter and keyset page for listing runtime records, ordered by `game_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordQuery {
+    /// Only records in this status.
     pub status: Option<RuntimeStatus>,
     /// Only records whose `last_op_at` is strictly before this instant.
     pub last_op_before: Option<OffsetDateTime>,
     /// Keyset cursor: only games strictly after this id.
     pub after: Option<GameId>,
+    /// At most this many records.
     pub limit: u32,
 }
 
@@ -35,9 +43,13 @@ pub struct RecordQuery {
 /// (`started_at DESC, id DESC`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OperationQuery {
+    /// Only rows of this game (exact id).
     pub game_id: Option<GameId>,
+    /// Only rows of this operation kind.
     pub kind: Option<OpKind>,
+    /// Only rows with this outcome.
     pub outcome: Option<Outcome>,
+    /// Only rows from this source.
     pub source: Option<OpSource>,
     /// Only rows that started at or after this instant.
     pub since: Option<OffsetDateTime>,
@@ -47,14 +59,18 @@ pub struct OperationQuery {
     /// operation started earlier but committed later.) An id that names no
     /// row yields an empty page.
     pub before_id: Option<i64>,
+    /// At most this many rows.
     pub limit: u32,
 }
 
 /// Filter and keyset page for health snapshots, ordered by `game_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthQuery {
+    /// Only snapshots in this status.
     pub status: Option<HealthStatus>,
+    /// Keyset cursor: only games strictly after this id.
     pub after: Option<GameId>,
+    /// At most this many snapshots.
     pub limit: u32,
 }
 
@@ -122,11 +138,16 @@ pub trait OperationLog: Send + Sync + 'static {
 
 /// `health_snapshots` reads.
 pub trait HealthSnapshots: Send + Sync + 'static {
+    /// The game's latest snapshot, whichever container it is about. MUST
+    /// return `Ok(None)` when the game was never observed (or its
+    /// snapshot was deleted with a removed game).
     fn get_health(
         &self,
         game: &GameId,
     ) -> impl Future<Output = Result<Option<HealthSnapshot>, StoreError>> + Send;
 
+    /// MUST apply every filter of `query` and return at most
+    /// `query.limit` snapshots ordered by `game_id`.
     fn list_health(
         &self,
         query: &HealthQuery,
@@ -142,14 +163,17 @@ pub trait HealthOutbox: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<HealthEvent>, StoreError>> + Send;
 
-    /// Marks events published; they are never returned again.
+    /// Marks events published; they are never returned again. Ids that
+    /// are unknown or already marked are skipped, so marking is
+    /// idempotent and an empty slice is a no-op.
     fn mark_published(&self, ids: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// How many events wait to be published (for `/readyz` and metrics).
     fn pending_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// Atomic writes.
+/// Atomic writes: the only way the domain changes stored state (besides
+/// [`Retention`]).
 pub trait UnitOfWork: Send + Sync + 'static {
     /// Applies `commit` in one transaction: upsert the record, append the
     /// operation row (returned), upsert the snapshot and, when
@@ -157,12 +181,16 @@ pub trait UnitOfWork: Send + Sync + 'static {
     ///
     /// MUST return `StoreError::AlreadyExists` when the operation's non-empty
     /// `(game_id, source, source_ref)` already has a row (nothing is written).
+    /// Returns `Ok(None)` when `commit` carries no operation row. A commit
+    /// is not idempotent: replaying one appends another row (which is why
+    /// operations carry a `source_ref`).
     fn commit(
         &self,
         commit: Commit,
     ) -> impl Future<Output = Result<Option<OperationEntry>, StoreError>> + Send;
 
-    /// Cheap liveness check for `/readyz`.
+    /// Cheap liveness check for `/readyz`: `Ok` when the store answered.
+    /// Changes nothing.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -191,7 +219,8 @@ pub trait Retention: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Everything the services need from storage.
+/// Everything the services need from storage. Implemented for every type
+/// that implements its six parts; a host implements those.
 pub trait Store:
     RuntimeRecords + OperationLog + HealthSnapshots + HealthOutbox + UnitOfWork + Retention
 {
@@ -206,6 +235,8 @@ impl<
 
 /// Per-game mutual exclusion that holds across RTM replicas.
 pub trait GameLocks: Send + Sync + 'static {
+    /// Proof of holding one game's lock; the lock is held until it is
+    /// released or dropped.
     type Guard: GameLockGuard;
 
     /// Waits at most `wait` for the game's lock.
@@ -226,15 +257,21 @@ pub trait GameLocks: Send + Sync + 'static {
 /// A held game lock. Dropping it without [`release`](GameLockGuard::release)
 /// MUST still free the lock (e.g. by closing the session that holds it).
 pub trait GameLockGuard: Send + Sync + 'static {
+    /// Frees the lock now, so the next waiter need not wait for a drop.
+    /// Cannot fail: when freeing fails the adapter MUST make sure the
+    /// lock is freed anyway (e.g. by discarding the session).
     fn release(self) -> impl Future<Output = ()> + Send;
 }
 
 /// Leader election for singleton workers.
 pub trait LeaderElection: Send + Sync + 'static {
+    /// Leadership of one role, held until released, dropped or lost.
     type Lease: LeaderLease;
 
     /// Tries once to become the leader of `role`; `Ok(None)` when another
-    /// replica leads it.
+    /// replica leads it, `Err` when the election service is unreachable.
+    /// Never waits for the current leader. At most one lease of a role is
+    /// held across all replicas at a time.
     fn try_acquire(
         &self,
         role: &str,
@@ -247,6 +284,8 @@ pub trait LeaderLease: Send + Sync + 'static {
     /// closed or failing); the worker then stops acting.
     fn is_held(&self) -> impl Future<Output = bool> + Send;
 
+    /// Gives leadership up so another replica can take it at its next
+    /// try. Cannot fail; dropping the lease MUST release it too.
     fn release(self) -> impl Future<Output = ()> + Send;
 }
 
@@ -258,8 +297,12 @@ pub trait LeaderLease: Send + Sync + 'static {
 /// derived from here (`rtm.game_id`, `rtm.image_ref`, `rtm.state_path`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
+    /// The game the container runs (its `rtm.game_id` label).
     pub game_id: GameId,
+    /// The container name (`rtm-<game>`): also its DNS name on the
+    /// engines' network.
     pub name: String,
+    /// The engine image; already present ([`ContainerRuntime::ensure_image`]).
     pub image: ImageRef,
     /// Host directory of the game's state; created (owned by `user`) if missing.
     pub state_path: String,
@@ -268,22 +311,32 @@ pub struct ContainerSpec {
 /// Docker's own health check result, when the image defines one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DockerHealth {
+    /// Within the health check's start period; no verdict yet.
     Starting,
+    /// The last checks passed.
     Healthy,
+    /// The health check failed its configured number of times in a row.
     Unhealthy,
 }
 
 /// One RTM-owned container, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSummary {
+    /// The runtime's id of the container.
     pub id: ContainerId,
+    /// The current name (`rtm-<game>`, or `rtmold-<game>` while parked
+    /// by a patch), without Docker's leading `/`.
     pub name: String,
     /// From the `rtm.game_id` label; `None` if the label is not a valid id.
     pub game_id: Option<GameId>,
     /// The `rtm.image_ref` label.
     pub image_ref: String,
+    /// The `rtm.state_path` label: the game's host state directory.
     pub state_path: String,
+    /// Whether the container is running now (not created, paused,
+    /// exited or dead).
     pub running: bool,
+    /// When the runtime created the container.
     pub created_at: OffsetDateTime,
     /// Docker's own health-check result, when the image defines one.
     pub health: Option<DockerHealth>,
@@ -296,33 +349,52 @@ pub struct ContainerSummary {
 /// One RTM-owned container, as inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
+    /// What a list says about it.
     pub summary: ContainerSummary,
     /// Docker's `State.Status` (`running`, `exited`, `created`…).
     pub status: String,
+    /// The exit code of the last run, once it exited.
     pub exit_code: Option<i64>,
+    /// Docker's `State.OOMKilled`: the kernel's OOM killer ended the last
+    /// run. The only word on OOM the domain trusts besides `oom` events.
     pub oom_killed: bool,
     /// Same as `summary.health` (kept here for existing callers).
     pub health: Option<DockerHealth>,
     /// Address on the engines' network; same as `summary.ip`.
     pub ip: Option<IpAddr>,
+    /// When the last run started; `None` if it never ran.
     pub started_at: Option<OffsetDateTime>,
+    /// When the last run ended; `None` while running or never run.
     pub finished_at: Option<OffsetDateTime>,
 }
 
 /// What happened to a container, from the runtime's event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerEventKind {
+    /// The container started (or was restarted).
     Start,
-    Die { exit_code: Option<i64> },
+    /// The container's process ended.
+    Die {
+        /// Its exit code, when the runtime reported one.
+        exit_code: Option<i64>,
+    },
+    /// The kernel's OOM killer hit the container. Docker may send it just
+    /// before or just after the matching `Die`.
     Oom,
+    /// The container was removed.
     Destroy,
+    /// Docker's own health check changed its verdict.
     Health(DockerHealth),
 }
 
+/// One event of an owned container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
+    /// The container it happened to.
     pub container_id: ContainerId,
+    /// From the `rtm.game_id` label; `None` if the label is not a valid id.
     pub game_id: Option<GameId>,
+    /// What happened.
     pub kind: ContainerEventKind,
     /// When the runtime saw it (nanosecond precision where available).
     pub at: OffsetDateTime,
@@ -344,11 +416,14 @@ pub enum FeedItem {
 /// Which output of the engine a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {
+    /// The engine's standard output.
     Stdout,
+    /// The engine's standard error.
     Stderr,
 }
 
 impl LogStream {
+    /// `"stdout"` or `"stderr"`, as the admin API names them.
     pub const fn as_str(self) -> &'static str {
         match self {
             LogStream::Stdout => "stdout",
@@ -360,6 +435,7 @@ impl LogStream {
 /// One line of a container's output, without its line break.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// Which output it was written to.
     pub stream: LogStream,
     /// When the runtime recorded the line, where it says.
     pub at: Option<OffsetDateTime>,
@@ -382,6 +458,7 @@ pub struct LogQuery {
 /// The lines read, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerLogs {
+    /// The selected lines, oldest first.
     pub lines: Vec<LogLine>,
     /// Whether `max_bytes` dropped lines that `tail` and `since` selected.
     pub truncated: bool,
@@ -400,6 +477,7 @@ pub struct LogTail {
 }
 
 impl LogTail {
+    /// An empty tail that keeps what `query` selects.
     pub fn new(query: LogQuery) -> Self {
         Self {
             query,
@@ -437,6 +515,8 @@ impl LogTail {
         }
     }
 
+    /// The lines kept, oldest first; `truncated` when the byte cap (not
+    /// `tail`) left out lines that `since` and `tail` selected.
     pub fn finish(self) -> ContainerLogs {
         // Truncated when the byte cap, not the tail, left lines out.
         let asked = self.seen.min(u64::from(self.query.tail));
@@ -453,11 +533,13 @@ impl LogTail {
 /// list, inspect, stop, rename or remove a container that does not carry
 /// its owner label (such a container is reported as `NotFound`).
 pub trait ContainerRuntime: Send + Sync + 'static {
-    /// Cheap liveness check for `/readyz`.
+    /// Cheap liveness check for `/readyz`: `Ok` when the runtime answered;
+    /// `Unavailable` otherwise. Changes nothing.
     fn ping(&self) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Makes sure `image` is present locally, pulling it when absent.
-    /// MUST return `PullFailed` when the pull fails.
+    /// MUST return `PullFailed` when the pull fails. Idempotent: a
+    /// present image is not pulled again.
     fn ensure_image(
         &self,
         image: &ImageRef,
@@ -465,13 +547,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Creates (does not start) a container: network (created if missing),
     /// state directory bind mount, limits, hardening, labels, env.
-    /// MUST return `Conflict` when the name is taken.
+    /// MUST return `Conflict` when the name is taken. Not idempotent: the
+    /// caller removes a leftover `rtm-<game>` first.
     fn create(
         &self,
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
 
-    /// Starts a created or stopped container. Starting a running one is Ok.
+    /// Starts a created or stopped container. Starting a running one is Ok
+    /// (idempotent); a missing one is `NotFound`. Returns once the runtime
+    /// reports it started, not once the engine is healthy.
     fn start(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// SIGTERM, then SIGKILL after `grace`; returns once it is stopped.
@@ -487,13 +572,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// until it is gone and return `Ok` (or `Conflict` after a bounded wait).
     fn remove(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// Renames the container. `Conflict` when the name is taken.
+    /// Renames the container. `Conflict` when the name is taken by
+    /// another container; a missing one is `NotFound`.
     fn rename(
         &self,
         id: &ContainerId,
         name: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// The container's current state. MUST return `NotFound` for a
+    /// missing or foreign container (so a vanished engine is told apart
+    /// from an unreachable runtime, which is `Unavailable`).
     fn inspect(
         &self,
         id: &ContainerId,
@@ -501,6 +590,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Every owned container (running or not), of one game when `game` is
     /// set, in one call: state, labels, Docker health and address of each.
+    /// Foreign containers are never listed.
     fn list(
         &self,
         game: Option<&GameId>,
@@ -560,19 +650,23 @@ pub struct ProbeTarget {
     /// The container's address on that network, reachable from the host
     /// too; preferred when known.
     pub ip: Option<IpAddr>,
+    /// The engine's HTTP port (`RTM_ENGINE_PORT`).
     pub port: u16,
 }
 
 /// HTTP health probe of an engine.
 pub trait EngineProbe: Send + Sync + 'static {
     /// `Ok` when the engine answered its health path with a 2xx within the
-    /// configured timeout; otherwise the reason.
+    /// configured timeout; otherwise the reason. Read-only and safe to
+    /// repeat; the domain, not the probe, counts failures.
     fn probe(&self, target: &ProbeTarget) -> impl Future<Output = Result<(), ProbeError>> + Send;
 }
 
 /// Publishes health changes to `runtime:health_events`.
 pub trait HealthPublisher: Send + Sync + 'static {
     /// MUST return `Err` unless the event is durably appended to the stream.
+    /// Publishing is at-least-once: the relay may publish one event again
+    /// after a crash, and consumers drop duplicates by its `event_id`.
     fn publish(&self, event: &HealthEvent)
         -> impl Future<Output = Result<(), PublishError>> + Send;
 }
@@ -580,8 +674,16 @@ pub trait HealthPublisher: Send + Sync + 'static {
 // ---------------------------------------------------------------- time
 
 /// Wall clock and timers, injected so tests control time.
+///
+/// Every instant the domain stores (`started_at`, `observed_at`,
+/// `last_op_at`) and every wait it makes (probe spread, the hold of an
+/// unexplained 137) goes through it, so a test clock can make time stand
+/// still or jump.
 pub trait Clock: Send + Sync + 'static {
+    /// The current wall-clock time, in UTC.
     fn now(&self) -> OffsetDateTime;
+    /// Completes once `d` has passed by this clock. Cancel-safe: dropping
+    /// the future simply stops the wait.
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
 }
 
@@ -589,7 +691,15 @@ pub trait Clock: Send + Sync + 'static {
 
 /// Hooks for metrics; the binary implements them with Prometheus.
 /// Every method has a no-op default.
+///
+/// The hooks only count: they are called synchronously on the working
+/// task, so they MUST be quick and never block, and nothing the domain
+/// does depends on them (the outbox relay's wake-up is
+/// [`RelayWake`](crate::health::RelayWake), not a metric).
 pub trait Telemetry: Send + Sync + 'static {
+    /// One operation was recorded with `outcome` after `elapsed` (time
+    /// waiting for the game's lock included). Replays of an earlier
+    /// operation and operations that were not recorded are not reported.
     fn operation_finished(
         &self,
         _kind: OpKind,
@@ -598,6 +708,9 @@ pub trait Telemetry: Send + Sync + 'static {
         _elapsed: Duration,
     ) {
     }
+    /// The health monitor recorded an observation of `status`; `changed`
+    /// when it queued an outbox event (the `(status, container)` pair
+    /// changed). Coalesced and ignored observations are not reported.
     fn health_observed(&self, _status: HealthStatus, _changed: bool) {}
     /// `n` runtime calls of kind `call` (`list`, `inspect`…) made by one
     /// periodic pass (`inspect`, `probe`, `reconcile`).
@@ -619,22 +732,39 @@ impl Telemetry for NoTelemetry {}
 /// the HTTP layer) are generic over one parameter instead of six.
 ///
 /// Adapters are cheap handles (pools, clients) and so `Clone`.
+///
+/// Usually a field-less marker type (`enum Prod {}` or a unit struct):
+/// it is never instantiated by the domain, only named.
 pub trait Ports: Send + Sync + 'static {
+    /// Records, operation log, snapshots, outbox, atomic commits, retention.
     type Store: Store + Clone;
+    /// The per-game locks shared by all replicas.
     type Locks: GameLocks + Clone;
+    /// The engine containers.
     type Runtime: ContainerRuntime + Clone;
+    /// The engines' HTTP health probe.
     type Probe: EngineProbe + Clone;
+    /// Wall clock and timers.
     type Clock: Clock + Clone;
+    /// Metrics hooks ([`NoTelemetry`] when the host has none).
     type Telemetry: Telemetry + Clone;
 }
 
-/// The adapter instances of a [`Ports`] set.
+/// The adapter instances of a [`Ports`] set: what a host builds once and
+/// hands to [`RuntimeService::new`](crate::service::RuntimeService::new)
+/// and [`HealthMonitor::new`](crate::health::HealthMonitor::new).
 pub struct Adapters<P: Ports> {
+    /// The storage adapter.
     pub store: P::Store,
+    /// The lock adapter.
     pub locks: P::Locks,
+    /// The container runtime adapter.
     pub runtime: P::Runtime,
+    /// The engine probe.
     pub probe: P::Probe,
+    /// The clock.
     pub clock: P::Clock,
+    /// The metrics hooks.
     pub telemetry: P::Telemetry,
 }
 

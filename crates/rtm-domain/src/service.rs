@@ -57,8 +57,11 @@ impl ServiceConfig {
 /// One operation to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationRequest {
+    /// The game to operate on.
     pub game_id: GameId,
+    /// What to do.
     pub command: Command,
+    /// Who asks: recorded in the row, and the scope of `source_ref`.
     pub source: OpSource,
     /// Idempotency reference: the Lobby entry id or the REST
     /// `Idempotency-Key`. A reference that already has a finished row for
@@ -131,6 +134,7 @@ pub struct OperationOutcome {
 }
 
 impl OperationOutcome {
+    /// Whether the recorded operation succeeded.
     pub fn succeeded(&self) -> bool {
         self.operation.outcome == Outcome::Success
     }
@@ -160,8 +164,11 @@ pub enum OperationError {
     /// reference cannot name two rows.
     #[error("idempotency reference {source_ref:?} was already used for another request (operation {operation_id}: {recorded})")]
     KeyReused {
+        /// The reused reference.
         source_ref: String,
+        /// The row it already names.
         operation_id: i64,
+        /// The fingerprint that row was recorded for.
         recorded: String,
     },
 }
@@ -198,6 +205,9 @@ impl ReconcileSummary {
 }
 
 impl OperationError {
+    /// The code a caller sees: `operation_in_progress`,
+    /// `database_unavailable`/`internal` (from the store),
+    /// `docker_unavailable` or `idempotency_key_reused`.
     pub fn code(&self) -> ErrorCode {
         match self {
             OperationError::InProgress(_) => ErrorCode::OperationInProgress,

@@ -11,10 +11,24 @@ use crate::{ContainerId, ImageRef, RuntimeRecord, RuntimeStatus};
 /// What a caller asks RTM to do to a game's runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Start { image: ImageRef },
+    /// Run the game on `image`: create and start a container, or start
+    /// the stopped one when it has that image. Satisfied already when it
+    /// runs `image`.
+    Start {
+        /// The engine image (allow-listed by the service before planning).
+        image: ImageRef,
+    },
+    /// Stop the engine, keeping its container and state.
     Stop,
+    /// Stop and start the same engine (or start it when stopped).
     Restart,
-    Patch { image: ImageRef },
+    /// Replace the running engine by one on `image`, health-gated, with
+    /// rollback (SPEC's patch rule decides which images qualify).
+    Patch {
+        /// The new engine image.
+        image: ImageRef,
+    },
+    /// Remove a stopped game's container (the record stays, `removed`).
     Cleanup,
 }
 
@@ -24,37 +38,63 @@ pub enum Action {
     /// Nothing to do: the request is already satisfied.
     Nothing,
     /// Create and start a fresh container; remove `replace` first.
-    CreateAndStart { replace: Option<ContainerId> },
+    CreateAndStart {
+        /// The record's previous container, removed before the create.
+        replace: Option<ContainerId>,
+    },
     /// Start the existing (stopped) container.
-    StartExisting { container: ContainerId },
-    /// Stop the running container, keeping it.
-    Stop { container: ContainerId },
-    /// Stop then start the same container.
-    Restart { container: ContainerId },
-    /// Replace the running container by one of `to`, health-gated, with
-    /// rollback to `from`.
-    Patch {
+    StartExisting {
+        /// The container the record binds.
         container: ContainerId,
+    },
+    /// Stop the running container, keeping it.
+    Stop {
+        /// The container the record binds.
+        container: ContainerId,
+    },
+    /// Stop then start the same container.
+    Restart {
+        /// The container the record binds.
+        container: ContainerId,
+    },
+    /// Replace the running container by one of the command's image,
+    /// health-gated, with rollback to `from`.
+    Patch {
+        /// The running container, parked while the new one proves healthy.
+        container: ContainerId,
+        /// Its image, restored on rollback.
         from: ImageRef,
     },
     /// Remove the stopped container.
-    Remove { container: ContainerId },
+    Remove {
+        /// The container the record binds.
+        container: ContainerId,
+    },
 }
 
 /// A planned transition: the action and the status entered on success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
+    /// What to do to the runtime.
     pub action: Action,
+    /// The status the record enters once the action succeeded (a failed
+    /// action leaves the record as it was, save the exceptions SPEC §4 lists).
     pub next: RuntimeStatus,
 }
 
 /// Why a command is refused in the current status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// Only `start` applies to a game without a record
+    /// ([`ErrorCode::NotFound`](crate::ErrorCode::NotFound)).
     #[error("the game has no runtime record")]
     NotFound,
+    /// A `start` with another image while the game runs: a change of image
+    /// is a `patch` ([`ErrorCode::AlreadyRunning`](crate::ErrorCode::AlreadyRunning)).
     #[error("the game is running another image")]
     AlreadyRunning,
+    /// The command does not apply in this status (e.g. `cleanup` while
+    /// running) ([`ErrorCode::Conflict`](crate::ErrorCode::Conflict)).
     #[error("not allowed while the game is {0}")]
     Conflict(RuntimeStatus),
 }

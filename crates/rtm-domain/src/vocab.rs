@@ -11,7 +11,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {kind} {value:?}")]
 pub struct UnknownValue {
+    /// Which vocabulary (`"runtime status"`, `"operation kind"`…).
     pub kind: &'static str,
+    /// The spelling that was not recognised.
     pub value: String,
 }
 
@@ -50,8 +52,11 @@ macro_rules! vocabulary {
 vocabulary! {
     /// `runtime_records.status`: the latest known runtime status of a game.
     RuntimeStatus, "runtime status" {
+        /// The engine container runs (as far as RTM last knew).
         Running => "running",
+        /// The container exists but is stopped (by RTM or an observed exit).
         Stopped => "stopped",
+        /// No container any more; the record stays for the audit and expires.
         Removed => "removed",
     }
 }
@@ -59,12 +64,21 @@ vocabulary! {
 vocabulary! {
     /// `operation_log.op_kind`.
     OpKind, "operation kind" {
+        /// A start command.
         Start => "start",
+        /// A stop command.
         Stop => "stop",
+        /// A restart command.
         Restart => "restart",
+        /// A patch command (image change with rollback).
         Patch => "patch",
+        /// A cleanup command, or the TTL cleanup of a stopped game.
         CleanupContainer => "cleanup_container",
+        /// The reconciler adopted a running container the record did not
+        /// bind, or finished an interrupted patch rollback.
         ReconcileAdopt => "reconcile_adopt",
+        /// The reconciler removed a container the game should not have, or
+        /// marked `removed` a record whose container vanished.
         ReconcileDispose => "reconcile_dispose",
     }
 }
@@ -72,10 +86,15 @@ vocabulary! {
 vocabulary! {
     /// `operation_log.op_source`: who asked for an operation.
     OpSource, "operation source" {
+        /// The Lobby's Redis command stream.
         LobbyStream => "lobby_stream",
+        /// The Game Master's REST API.
         GmRest => "gm_rest",
+        /// The admin REST API (or `rtmanager ctl`).
         AdminRest => "admin_rest",
+        /// RTM's TTL cleanup worker.
         AutoTtl => "auto_ttl",
+        /// RTM's reconciler.
         AutoReconcile => "auto_reconcile",
     }
 }
@@ -83,7 +102,9 @@ vocabulary! {
 vocabulary! {
     /// `operation_log.outcome`.
     Outcome, "outcome" {
+        /// The operation did what was asked (or it was already so).
         Success => "success",
+        /// The operation was refused or failed; its row carries the error.
         Failure => "failure",
     }
 }
@@ -91,11 +112,17 @@ vocabulary! {
 vocabulary! {
     /// `health_snapshots.status` and the `event_type` of `runtime:health_events`.
     HealthStatus, "health status" {
+        /// The engine answered its HTTP health probe.
         Healthy => "healthy",
+        /// `RTM_PROBE_FAILURES` probes in a row failed.
         ProbeFailed => "probe_failed",
+        /// The engine process ended (not by RTM's own stop).
         Exited => "exited",
+        /// The kernel's OOM killer ended the engine (Docker's word only).
         Oom => "oom",
+        /// Docker's own health check (defined by the image) says unhealthy.
         InspectUnhealthy => "inspect_unhealthy",
+        /// The container is gone without RTM removing it.
         ContainerDisappeared => "container_disappeared",
     }
 }
@@ -103,8 +130,11 @@ vocabulary! {
 vocabulary! {
     /// `health_snapshots.source`: which observer saw it.
     HealthSource, "health source" {
+        /// The runtime's event feed.
         DockerEvent => "docker_event",
+        /// A periodic inspect pass.
         Inspect => "inspect",
+        /// A periodic HTTP probe pass.
         Probe => "probe",
     }
 }

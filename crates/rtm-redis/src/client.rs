@@ -56,7 +56,7 @@ pub enum RedisUrlError {
     },
 }
 
-/// Parses `url` exactly as [`build`] does, without building anything: the
+/// Parses `url` exactly as `build` does, without building anything: the
 /// one parser of `RTM_REDIS_URL` (`rtmanager check-config` and the
 /// start-up validation). Only `redis://` and `rediss://` (TLS) URLs are
 /// accepted: fred's cluster and sentinel schemes need settings RTM does

@@ -644,6 +644,39 @@ async fn unchanged_observations_are_coalesced_and_published_only_on_change() {
 }
 
 #[tokio::test]
+async fn the_relay_is_woken_once_per_committed_change_and_not_otherwise() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ports = FakePorts::new();
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    // Set before cloning: a clone shares the hook (the binary clones the
+    // monitor into each worker).
+    let m = monitor(&ports)
+        .with_relay_wake(RelayWake::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }))
+        .clone();
+    let (g, id) = running(&ports, "wakes");
+    assert_eq!(m.probe_pass().await.unwrap().changed, 1);
+    assert_eq!(
+        wakes.load(Ordering::SeqCst),
+        1,
+        "a new snapshot is a change"
+    );
+
+    // Coalesced and refreshed-but-unchanged observations queue no event.
+    m.probe_pass().await.unwrap();
+    ports.clock.advance(config().snapshot_refresh);
+    assert_eq!(m.probe_pass().await.unwrap().changed, 0);
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+
+    ports.runtime.crash(&id, 3);
+    m.handle_event(die_event(&ports, &g, &id, 3)).await.unwrap();
+    assert_eq!(wakes.load(Ordering::SeqCst), 2);
+    assert_eq!(ports.store.events().len(), 2, "one wake per queued event");
+}
+
+#[tokio::test]
 async fn a_restart_invalidates_coalescing() {
     let ports = FakePorts::new();
     let m = monitor(&ports);

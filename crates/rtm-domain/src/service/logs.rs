@@ -23,13 +23,19 @@ pub enum LogsError {
     /// No record, a removed record, or a container the runtime no longer has.
     #[error("game {0} has no container")]
     NoContainer(GameId),
+    /// Reading the game's record failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The runtime failed to read the container's output (other than
+    /// `NotFound`, which is `NoContainer`).
     #[error(transparent)]
     Runtime(RuntimeError),
 }
 
 impl LogsError {
+    /// The code a caller sees: `not_found` for `NoContainer`,
+    /// `docker_unavailable` when the runtime is unreachable, the store's
+    /// code for a store failure, `internal` otherwise.
     pub fn code(&self) -> ErrorCode {
         match self {
             LogsError::NoContainer(_) => ErrorCode::NotFound,

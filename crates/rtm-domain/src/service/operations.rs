@@ -27,6 +27,61 @@ use crate::{
 
 /// Carries out operations (start, stop, restart, patch, cleanup) and
 /// reconcile passes through the ports.
+///
+/// Build one per process from the host's [`Adapters`] and share it (an
+/// `Arc`): it holds no state of its own between calls, so every method
+/// may run concurrently; the per-game lock serialises what must be.
+///
+/// ```
+/// # #[cfg(feature = "fakes")]
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use std::time::Duration;
+/// use rtm_domain::fakes::FakePorts;
+/// use rtm_domain::service::{OperationRequest, RuntimeService, ServiceConfig};
+/// use rtm_domain::transition::Command;
+/// use rtm_domain::{Allowlist, ErrorCode, GameId, ImageRef, OpSource, RuntimeStatus};
+///
+/// let ports = FakePorts::new();
+/// let config = ServiceConfig {
+///     allowlist: Allowlist::parse("ghcr.io/acme/*")?,
+///     lock_wait: Duration::from_secs(5),
+///     stop_timeout: Duration::from_secs(30),
+///     patch_health_timeout: Duration::from_secs(60),
+///     patch_probe_interval: Duration::from_millis(500),
+///     engine_port: 8080,
+///     state_root: "/var/lib/rtmanager/games".into(),
+///     network: "rtm-engines".into(),
+/// };
+/// let service = RuntimeService::new(ports.adapters(), config);
+/// let game = GameId::parse("chess-42")?;
+///
+/// let image = ImageRef::parse("ghcr.io/acme/engine:1.4.2")?;
+/// let start = OperationRequest {
+///     source_ref: Some("1700000000000-0".into()), // the Lobby entry id
+///     ..OperationRequest::new(game.clone(), Command::Start { image }, OpSource::LobbyStream)
+/// };
+/// let outcome = service.execute(start.clone()).await?;
+/// assert!(outcome.succeeded());
+/// let record = outcome.record.expect("a start leaves a record");
+/// assert_eq!(record.status, RuntimeStatus::Running);
+/// assert_eq!(record.engine_endpoint, "http://rtm-chess-42:8080");
+///
+/// // The same reference again is a replay: same row, nothing done.
+/// let again = service.execute(start).await?;
+/// assert!(again.replayed);
+/// assert_eq!(again.operation.id, outcome.operation.id);
+///
+/// // A refusal is a recorded failure with a stable code, not an `Err`.
+/// let other = ImageRef::parse("docker.io/evil/engine:1.0.0")?;
+/// let refused = service
+///     .execute(OperationRequest::new(game, Command::Patch { image: other }, OpSource::GmRest))
+///     .await?;
+/// assert_eq!(refused.error().map(|e| e.code), Some(ErrorCode::ImageNotAllowed));
+/// assert_eq!(ports.store.operations().len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RuntimeService<P: Ports> {
     pub(super) adapters: Adapters<P>,
     pub(super) config: ServiceConfig,
@@ -128,10 +183,13 @@ fn refusal_error(refusal: Refusal) -> OpError {
 }
 
 impl<P: Ports> RuntimeService<P> {
+    /// A service acting through `adapters` with `config`. Does no I/O:
+    /// nothing is checked until the first call.
     pub fn new(adapters: Adapters<P>, config: ServiceConfig) -> Self {
         Self { adapters, config }
     }
 
+    /// The settings it was built with.
     pub fn config(&self) -> &ServiceConfig {
         &self.config
     }
