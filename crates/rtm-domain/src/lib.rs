@@ -19,6 +19,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;

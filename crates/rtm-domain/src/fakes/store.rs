@@ -410,7 +410,12 @@ fn apply_commit(s: &mut StoreState, commit: Commit) -> Result<Option<OperationEn
         }
     }
     s.commits.push(commit.clone());
-    if let Some(record) = commit.record {
+    if let Some(mut record) = commit.record {
+        // An upsert keeps the first write's `created_at`, as the
+        // adapter's `ON CONFLICT DO UPDATE` does.
+        if let Some(old) = s.records.get(&record.game_id) {
+            record.created_at = old.created_at;
+        }
         s.records.insert(record.game_id.clone(), record);
     }
     let entry = commit.operation.map(|op| {
