@@ -23,6 +23,7 @@
 // A panic is the failure report of a contract, as in any test.
 #![allow(clippy::unwrap_used)]
 
+pub mod leader;
 pub mod locks;
 #[cfg(test)]
 mod on_fakes;

@@ -17,6 +17,13 @@ mod store {
     crate::store_contract!(setup);
 }
 
+mod leader {
+    async fn setup() -> ((), crate::fakes::FakeLeader) {
+        ((), crate::fakes::FakeLeader::new())
+    }
+    crate::leader_contract!(setup);
+}
+
 mod locks {
     async fn setup() -> ((), crate::fakes::FakeLocks) {
         ((), super::FakeLocks::new(super::FakeClock::default()))

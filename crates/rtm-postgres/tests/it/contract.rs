@@ -1,4 +1,4 @@
-//! The storage and lock ports' contract suites (`rtm_domain::contract`)
+//! The storage, lock and leader-election ports' contract suites (`rtm_domain::contract`)
 //! against PostgreSQL: the very cases the in-memory fakes pass, each on a
 //! fresh migrated schema.
 
@@ -11,6 +11,17 @@ mod store {
         (db, store)
     }
     rtm_domain::store_contract!(setup);
+}
+
+mod leader {
+    use rtm_postgres::PgLeader;
+    use rtm_testkit::pg::TestDb;
+
+    async fn setup() -> (TestDb, PgLeader) {
+        let (db, cfg) = crate::migrated().await;
+        (db, PgLeader::new(&cfg).expect("leader"))
+    }
+    rtm_domain::leader_contract!(setup);
 }
 
 mod locks {
