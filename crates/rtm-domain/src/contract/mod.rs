@@ -8,7 +8,7 @@
 //! into `#[tokio::test]`s given a setup function, so both sides run the
 //! same list and cannot drift:
 //!
-//! ```ignore
+//! ```text
 //! async fn subject() -> (TestDb, PgStore) { /* a fresh schema */ }
 //! rtm_domain::store_contract!(subject);
 //! ```
@@ -56,7 +56,13 @@ macro_rules! __contract_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let (_guard, subject) = $setup().await;
-                $crate::contract::$suite::$case(&subject).await;
+                // A case that waits for something that never comes fails
+                // instead of hanging the test binary.
+                let case = $crate::contract::$suite::$case(&subject);
+                let limit = ::std::time::Duration::from_secs(180);
+                if ::tokio::time::timeout(limit, case).await.is_err() {
+                    panic!("contract case {} timed out", stringify!($case));
+                }
             }
         )*
     };

@@ -1,14 +1,17 @@
 //! The [`ContainerRuntime`] contract: create / start / stop / remove /
 //! rename / inspect / list semantics — `Conflict` on a taken name,
 //! `NotFound` for a missing container, idempotent start and stop, `list`
-//! filtered by game. What only the Docker adapter can show (hardening,
+//! filtered by game, the event feed's `start` / `die` / `destroy`, `logs`
+//! of a missing container. What only the Docker adapter can show (hardening,
 //! the owner label hiding foreign containers, the event feed's
 //! reconnection) stays in its own tests.
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::ports::{ContainerRuntime, ContainerSpec};
+use futures_util::StreamExt;
+
+use crate::ports::{ContainerEventKind, ContainerRuntime, ContainerSpec, FeedItem, LogQuery};
 use crate::{ContainerId, RuntimeError};
 
 /// What a runtime case needs: the runtime and fresh specs of an image
@@ -40,6 +43,8 @@ macro_rules! runtime_contract {
                 a_missing_container_is_not_found,
                 remove_forgets_a_running_container,
                 list_filters_by_game,
+                the_event_feed_reports_start_die_and_destroy_in_order,
+                logs_of_a_missing_container_are_not_found,
             ]
         );
     };
@@ -178,4 +183,62 @@ pub async fn list_filters_by_game<S: RuntimeSubject>(s: &S) {
     assert_eq!(of_b[0].id, b_id);
     assert!(of_b[0].running);
     assert_eq!(of_b[0].game_id.as_ref(), Some(&b.game_id));
+}
+
+/// The feed opens with `Connected`, then reports a container's `start`,
+/// its `die` with exit code 0 on a graceful stop, and its `destroy` on
+/// removal, in that order and with its game id (Docker's own health
+/// events may come between).
+pub async fn the_event_feed_reports_start_die_and_destroy_in_order<S: RuntimeSubject>(s: &S) {
+    let rt = s.runtime();
+    let mut feed = Box::pin(rt.events());
+    let first = feed.next().await;
+    assert!(matches!(first, Some(FeedItem::Connected)), "{first:?}");
+    let (spec, id) = created(s).await;
+    rt.start(&id).await.unwrap();
+    s.wait_started(&id).await;
+    rt.stop(&id, Duration::from_secs(20)).await.unwrap();
+    rt.remove(&id).await.unwrap();
+
+    let mut kinds = vec![];
+    while kinds.len() < 3 {
+        match feed.next().await {
+            Some(FeedItem::Event(e)) if e.container_id == id => {
+                assert_eq!(e.game_id.as_ref(), Some(&spec.game_id), "{e:?}");
+                if !matches!(e.kind, ContainerEventKind::Health(_)) {
+                    kinds.push(e.kind);
+                }
+            }
+            Some(FeedItem::Event(_) | FeedItem::Connected) => {}
+            Some(FeedItem::Lost(e)) => panic!("the feed was lost: {e}"),
+            None => panic!("the feed ended; seen {kinds:?}"),
+        }
+    }
+    let die = ContainerEventKind::Die { exit_code: Some(0) };
+    assert_eq!(
+        kinds,
+        [ContainerEventKind::Start, die, ContainerEventKind::Destroy]
+    );
+}
+
+/// `logs` and `follow_logs` of a container that does not exist are
+/// `NotFound` (the follow yields that one error and ends).
+pub async fn logs_of_a_missing_container_are_not_found<S: RuntimeSubject>(s: &S) {
+    let rt = s.runtime();
+    let id = missing_id();
+    let query = LogQuery {
+        tail: 10,
+        since: None,
+        max_bytes: 4096,
+    };
+    let logs = rt.logs(&id, &query).await;
+    assert!(matches!(logs, Err(RuntimeError::NotFound(_))), "{logs:?}");
+    let mut follow = Box::pin(rt.follow_logs(&id, &query));
+    let first = follow.next().await;
+    assert!(
+        matches!(first, Some(Err(RuntimeError::NotFound(_)))),
+        "{first:?}"
+    );
+    let end = follow.next().await;
+    assert!(end.is_none(), "{end:?}");
 }
