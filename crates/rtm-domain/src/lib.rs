@@ -120,9 +120,10 @@
 
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 mod error;
 #[cfg(any(test, feature = "fakes"))]
-#[allow(missing_docs)] // documented with the fakes split
 pub mod fakes;
 pub mod health;
 mod ids;

@@ -26,6 +26,7 @@ use rtm_testkit::docker::{
     TestNetwork,
 };
 
+mod contract;
 mod logs;
 
 /// Upper bound of every wait; generous because the machine is shared.

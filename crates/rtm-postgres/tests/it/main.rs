@@ -3,6 +3,7 @@
 //! the service role through `rtm_testkit::pg::TestDb`, so they run in
 //! parallel and prove the adapter works with least privilege.
 
+mod contract;
 mod leader;
 mod locks;
 mod migrations;

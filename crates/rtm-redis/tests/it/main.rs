@@ -8,6 +8,7 @@
 
 mod backlog;
 mod consumer;
+mod contract;
 mod publisher;
 mod restart;
 mod support;
