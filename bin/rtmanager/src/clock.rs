@@ -37,4 +37,12 @@ mod tests {
             assert_eq!(SystemClock.now().nanosecond() % 1_000, 0);
         }
     }
+
+    /// The clock contract the fake clock passes too.
+    mod contract {
+        async fn setup() -> ((), super::SystemClock) {
+            ((), super::SystemClock)
+        }
+        rtm_domain::clock_contract!(setup);
+    }
 }

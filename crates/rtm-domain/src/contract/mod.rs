@@ -23,10 +23,12 @@
 // A panic is the failure report of a contract, as in any test.
 #![allow(clippy::unwrap_used)]
 
+pub mod clock;
 pub mod leader;
 pub mod locks;
 #[cfg(test)]
 mod on_fakes;
+pub mod probe;
 pub mod publisher;
 pub mod runtime;
 pub mod store;

@@ -17,6 +17,13 @@ mod store {
     crate::store_contract!(setup);
 }
 
+mod clock {
+    async fn setup() -> ((), crate::fakes::FakeClock) {
+        ((), super::FakeClock::default())
+    }
+    crate::clock_contract!(setup);
+}
+
 mod leader {
     async fn setup() -> ((), crate::fakes::FakeLeader) {
         ((), crate::fakes::FakeLeader::new())
@@ -36,6 +43,13 @@ mod runtime {
         ((), super::Runtime::default())
     }
     crate::runtime_contract!(setup);
+}
+
+mod probe {
+    async fn setup() -> ((), super::Probe) {
+        ((), super::Probe::default())
+    }
+    crate::probe_contract!(setup);
 }
 
 mod publisher {
@@ -100,5 +114,58 @@ impl PublisherSubject for FakePublisher {
             .map(|e| (e.id, e.snapshot.game_id, e.snapshot.status))
             .collect();
         std::future::ready(seen)
+    }
+}
+
+/// A [`FakeProbe`] scripted with the words the HTTP probe uses, one
+/// address per target.
+#[derive(Debug, Default)]
+struct Probe {
+    probe: crate::fakes::FakeProbe,
+    targets: std::sync::atomic::AtomicU8,
+}
+
+impl Probe {
+    fn next_target(&self) -> crate::ports::ProbeTarget {
+        let n = self
+            .targets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::ports::ProbeTarget {
+            endpoint: format!("http://rtm-g{n}:8080"),
+            ip: Some(std::net::IpAddr::from([10, 0, 0, n])),
+            port: 8080,
+        }
+    }
+}
+
+impl crate::contract::probe::ProbeSubject for Probe {
+    type Probe = crate::fakes::FakeProbe;
+
+    fn probe(&self) -> &Self::Probe {
+        &self.probe
+    }
+
+    fn answering(&self, status: u16) -> impl Future<Output = crate::ports::ProbeTarget> + Send {
+        let target = self.next_target();
+        let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let result = if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(crate::ProbeError(format!(
+                "http://{ip}:8080/healthz answered HTTP {status}"
+            )))
+        };
+        self.probe.set(&ip, result);
+        std::future::ready(target)
+    }
+
+    fn refusing(&self) -> impl Future<Output = crate::ports::ProbeTarget> + Send {
+        let target = self.next_target();
+        let refused = || Err(crate::ProbeError("connection refused".into()));
+        if let Some(ip) = target.ip {
+            self.probe.set(&ip.to_string(), refused());
+        }
+        self.probe.set(&target.endpoint, refused());
+        std::future::ready(target)
     }
 }

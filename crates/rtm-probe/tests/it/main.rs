@@ -6,6 +6,8 @@
 // Test helpers outside `#[test]` fns: a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod contract;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
