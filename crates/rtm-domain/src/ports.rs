@@ -325,14 +325,16 @@ pub struct ContainerSummary {
     /// The runtime's id of the container.
     pub id: ContainerId,
     /// The current name (`rtm-<game>`, or `rtmold-<game>` while parked
-    /// by a patch), without Docker's leading `/`.
+    /// by a patch). MUST NOT carry Docker's leading `/`: the adapter strips
+    /// it once, so the domain compares names as they are.
     pub name: String,
     /// From the `rtm.game_id` label; `None` if the label is not a valid id.
     pub game_id: Option<GameId>,
-    /// The `rtm.image_ref` label.
-    pub image_ref: String,
-    /// The `rtm.state_path` label: the game's host state directory.
-    pub state_path: String,
+    /// The `rtm.image_ref` label; `None` when the label is missing or empty.
+    pub image_ref: Option<String>,
+    /// The `rtm.state_path` label: the game's host state directory;
+    /// `None` when the label is missing or empty.
+    pub state_path: Option<String>,
     /// Whether the container is running now (not created, paused,
     /// exited or dead).
     pub running: bool,
@@ -346,13 +348,65 @@ pub struct ContainerSummary {
     pub ip: Option<IpAddr>,
 }
 
+/// Where a container is in its life cycle, as the runtime reports it
+/// (Docker's `State.Status`). [`ContainerState::as_str`] gives the
+/// runtime's own word, which health details record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created and never started (or not started again since).
+    Created,
+    /// Its process runs.
+    Running,
+    /// Frozen by a pause.
+    Paused,
+    /// Being restarted by the runtime's restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Its process ended.
+    Exited,
+    /// The runtime failed to stop or remove it.
+    Dead,
+    /// The runtime reported no state, or one this version does not know.
+    Unknown,
+}
+
+impl ContainerState {
+    /// The runtime's word for the state (`running`, `exited`…);
+    /// `unknown` for [`ContainerState::Unknown`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the process ended, so an exit code means something.
+    pub fn has_exited(self) -> bool {
+        matches!(self, Self::Exited | Self::Dead)
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One RTM-owned container, as inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
     /// What a list says about it.
     pub summary: ContainerSummary,
-    /// Docker's `State.Status` (`running`, `exited`, `created`…).
-    pub status: String,
+    /// Where the container is in the runtime's life cycle (Docker's
+    /// `State.Status`).
+    pub state: ContainerState,
     /// The exit code of the last run, once it exited.
     pub exit_code: Option<i64>,
     /// Docker's `State.OOMKilled`: the kernel's OOM killer ended the last
@@ -580,7 +634,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// The container's current state. MUST return `NotFound` for a
+    /// The container's current state. Its name MUST NOT carry the
+    /// runtime's own prefix (Docker's leading `/`). MUST return `NotFound` for a
     /// missing or foreign container (so a vanished engine is told apart
     /// from an unreachable runtime, which is `Unavailable`).
     fn inspect(
@@ -590,7 +645,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Every owned container (running or not), of one game when `game` is
     /// set, in one call: state, labels, Docker health and address of each.
-    /// Foreign containers are never listed.
+    /// Foreign containers are never listed. Names MUST NOT carry the
+    /// runtime's own prefix (Docker's leading `/`).
     fn list(
         &self,
         game: Option<&GameId>,

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 use super::{down, lock, FakeClock};
 use crate::ports::{
     Clock, ContainerEvent, ContainerEventKind, ContainerInfo, ContainerLogs, ContainerRuntime,
-    ContainerSpec, ContainerSummary, DockerHealth, FeedItem, LogLine, LogQuery, LogStream, LogTail,
+    ContainerSpec, ContainerState, ContainerSummary, DockerHealth, FeedItem, LogLine, LogQuery,
+    LogStream, LogTail,
 };
 use crate::{ContainerId, GameId, ImageRef, RuntimeError};
 
@@ -136,7 +137,7 @@ impl RuntimeState {
 
     fn mark_exited(info: &mut ContainerInfo, code: i64, oom: bool, at: OffsetDateTime) {
         info.summary.running = false;
-        info.status = "exited".into();
+        info.state = ContainerState::Exited;
         info.exit_code = Some(code);
         info.oom_killed = oom;
         info.finished_at = Some(at);
@@ -271,14 +272,14 @@ impl FakeRuntime {
                 id: id.clone(),
                 name: game.container_name(),
                 game_id: Some(game.clone()),
-                image_ref: image.to_string(),
-                state_path: state_path.to_owned(),
+                image_ref: Some(image.to_string()),
+                state_path: Some(state_path.to_owned()).filter(|p| !p.is_empty()),
                 running: true,
                 created_at: now,
                 health: None,
                 ip: Some(ip),
             },
-            status: "running".into(),
+            state: ContainerState::Running,
             exit_code: None,
             oom_killed: false,
             health: None,
@@ -487,14 +488,14 @@ impl ContainerRuntime for FakeRuntime {
                     id: id.clone(),
                     name: spec.name.clone(),
                     game_id: Some(spec.game_id.clone()),
-                    image_ref: image,
-                    state_path: spec.state_path.clone(),
+                    image_ref: Some(image),
+                    state_path: Some(spec.state_path.clone()).filter(|p| !p.is_empty()),
                     running: false,
                     created_at: now,
                     health: None,
                     ip: None,
                 },
-                status: "created".into(),
+                state: ContainerState::Created,
                 exit_code: None,
                 oom_killed: false,
                 health: None,
@@ -523,12 +524,12 @@ impl ContainerRuntime for FakeRuntime {
             let info = s.get_mut(id)?;
             info.ip = Some(ip);
             info.summary.running = true;
-            info.status = "running".into();
+            info.state = ContainerState::Running;
             info.exit_code = None;
             info.oom_killed = false;
             info.started_at = Some(now);
             info.finished_at = None;
-            let image = info.summary.image_ref.clone();
+            let image = info.summary.image_ref.clone().unwrap_or_default();
             self.event(&mut s, id, ContainerEventKind::Start);
             if let Some(&code) = s.broken.get(&image) {
                 if let Ok(info) = s.get_mut(id) {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::ports::{
-    Adapters, Clock, ContainerRuntime, ContainerSpec, EngineProbe, GameLockGuard, GameLocks,
-    OperationLog, Ports, ProbeTarget, RuntimeRecords, Telemetry, UnitOfWork,
+    Adapters, Clock, ContainerRuntime, ContainerSpec, ContainerState, EngineProbe, GameLockGuard,
+    GameLocks, OperationLog, Ports, ProbeTarget, RuntimeRecords, Telemetry, UnitOfWork,
 };
 use crate::service::{OperationError, OperationOutcome, OperationRequest, ServiceConfig};
 use crate::transition::{self, Action, Command, Refusal, Transition};
@@ -656,7 +656,7 @@ impl<P: Ports> RuntimeService<P> {
         // A patch interrupted by a crash can leave the container parked
         // under its temporary name; engines are found by the canonical one.
         let canonical = game.container_name();
-        if info.summary.name.trim_start_matches('/') != canonical {
+        if info.summary.name != canonical {
             self.remove_named(game, &canonical).await?;
             rt.rename(container, &canonical)
                 .await
@@ -823,7 +823,7 @@ impl<P: Ports> RuntimeService<P> {
         .await?;
         self.retrying("rename the previous engine back", || async {
             let info = rt.inspect(old).await?;
-            if info.summary.name.trim_start_matches('/') == canonical {
+            if info.summary.name == canonical {
                 return Ok(());
             }
             match rt.rename(old, &canonical).await {
@@ -886,7 +886,7 @@ impl<P: Ports> RuntimeService<P> {
             .map_err(|e| runtime_failure("list", &e))?;
         for c in containers
             .iter()
-            .filter(|c| c.name.trim_start_matches('/') == name && Some(&c.id) != keep)
+            .filter(|c| c.name == name && Some(&c.id) != keep)
         {
             warn!(game_id = %game, container = %c.id, name, "removing a leftover container that holds the name");
             self.remove_if_present(&c.id)
@@ -903,10 +903,15 @@ impl<P: Ports> RuntimeService<P> {
         let deadline = clock.now() + self.config.patch_health_timeout;
         loop {
             let reason = match self.adapters.runtime.inspect(id).await {
-                Ok(info) if info.status != "running" && info.status != "created" => {
+                Ok(info)
+                    if !matches!(
+                        info.state,
+                        ContainerState::Running | ContainerState::Created
+                    ) =>
+                {
                     return Err(format!(
                         "the engine exited (status {}, exit code {})",
-                        info.status,
+                        info.state,
                         info.exit_code
                             .map_or_else(|| "unknown".to_owned(), |c| c.to_string())
                     ));
