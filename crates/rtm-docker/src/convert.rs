@@ -10,7 +10,8 @@ use docker_api::models::{
     ContainerInspect200Response, ContainerSummary as DockerSummary, EndpointSettings, EventMessage,
 };
 use rtm_domain::ports::{
-    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerSummary, DockerHealth,
+    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerState, ContainerSummary,
+    DockerHealth,
 };
 use rtm_domain::{ContainerId, GameId, RuntimeError};
 use time::format_description::well_known::Rfc3339;
@@ -43,8 +44,33 @@ pub(crate) fn docker_time(s: Option<&str>) -> Option<OffsetDateTime> {
     (t.year() > 1).then_some(t)
 }
 
-fn label(labels: Option<&HashMap<String, String>>, key: &str) -> String {
-    labels.and_then(|l| l.get(key)).cloned().unwrap_or_default()
+/// A label's value; `None` when it is missing or empty (the domain has
+/// no empty-string sentinels).
+fn label(labels: Option<&HashMap<String, String>>, key: &str) -> Option<String> {
+    labels
+        .and_then(|l| l.get(key))
+        .filter(|v| !v.is_empty())
+        .cloned()
+}
+
+/// Docker's `State.Status` word as the port's enum.
+fn container_state(status: Option<&str>) -> ContainerState {
+    match status {
+        Some("created") => ContainerState::Created,
+        Some("running") => ContainerState::Running,
+        Some("paused") => ContainerState::Paused,
+        Some("restarting") => ContainerState::Restarting,
+        Some("removing") => ContainerState::Removing,
+        Some("exited") => ContainerState::Exited,
+        Some("dead") => ContainerState::Dead,
+        _ => ContainerState::Unknown,
+    }
+}
+
+/// Docker names containers `/rtm-g1`; the port's names never carry the
+/// slash, and this is the one place that strips it.
+fn container_name(name: &str) -> String {
+    name.trim_start_matches('/').to_owned()
 }
 
 fn game_label(labels: Option<&HashMap<String, String>>) -> Option<GameId> {
@@ -75,11 +101,12 @@ pub(crate) fn container_info(
         .ok_or_else(|| RuntimeError::Other("inspect returned no container id".to_owned()))?;
     let labels = inspect_labels(info);
     let state = info.state.as_ref();
-    let status = state.and_then(|s| s.status.clone()).unwrap_or_default();
+    let container_state = container_state(state.and_then(|s| s.status.as_deref()));
     let running = state.and_then(|s| s.running).unwrap_or(false);
     // An exit code means something only once the process has ended;
     // Docker reports 0 for created and running containers too.
-    let exit_code = matches!(status.as_str(), "exited" | "dead")
+    let exit_code = container_state
+        .has_exited()
         .then(|| state.and_then(|s| s.exit_code).map(|c| c as i64))
         .flatten();
     let ip = network_ip(
@@ -96,12 +123,7 @@ pub(crate) fn container_info(
     Ok(ContainerInfo {
         summary: ContainerSummary {
             id,
-            name: info
-                .name
-                .as_deref()
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_owned(),
+            name: container_name(info.name.as_deref().unwrap_or_default()),
             game_id: game_label(labels),
             image_ref: label(labels, LABEL_IMAGE_REF),
             state_path: label(labels, LABEL_STATE_PATH),
@@ -110,7 +132,7 @@ pub(crate) fn container_info(
             health: docker_health,
             ip,
         },
-        status,
+        state: container_state,
         exit_code,
         oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
         health: docker_health,
@@ -160,7 +182,7 @@ pub(crate) fn container_summary(c: &DockerSummary, network: &str) -> Option<Cont
             .names
             .as_ref()
             .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
+            .map(|n| container_name(n))
             .unwrap_or_default(),
         game_id: game_label(labels),
         image_ref: label(labels, LABEL_IMAGE_REF),
@@ -271,6 +293,9 @@ mod tests {
         assert_eq!(s.ip, "172.20.0.7".parse().ok());
         assert_eq!(s.health, Some(DockerHealth::Unhealthy));
         assert!(s.running);
+        assert_eq!(s.name, "rtm-g1", "Docker's leading slash is stripped");
+        assert_eq!(s.image_ref.as_deref(), Some("e:1"));
+        assert_eq!(s.state_path, None, "a missing label is None, not \"\"");
         assert_eq!(
             container_summary(&listed, "absent").and_then(|s| s.ip),
             None
@@ -290,6 +315,23 @@ mod tests {
         let s = container_summary(&exited, "engines").expect("mapped");
         assert!(!s.running);
         assert_eq!((s.ip, s.health), (None, None));
+    }
+
+    #[test]
+    fn docker_states_map_to_the_enum_and_back_to_dockers_word() {
+        for word in [
+            "created",
+            "running",
+            "paused",
+            "restarting",
+            "removing",
+            "exited",
+            "dead",
+        ] {
+            assert_eq!(container_state(Some(word)).as_str(), word);
+        }
+        assert_eq!(container_state(None), ContainerState::Unknown);
+        assert_eq!(container_state(Some("new")), ContainerState::Unknown);
     }
 
     #[test]

@@ -26,7 +26,8 @@ impl RuntimeSubject for Env {
     /// The stub writes `starts.log` in its state directory once it runs.
     async fn wait_started(&self, id: &ContainerId) {
         let info = self.rt.inspect(id).await.expect("inspect");
-        let log = PathBuf::from(&info.summary.state_path).join("starts.log");
+        let state = info.summary.state_path.expect("the rtm.state_path label");
+        let log = PathBuf::from(state).join("starts.log");
         poll_async("starts.log", || {
             let log = log.clone();
             async move { std::fs::read_to_string(&log).ok().filter(|s| !s.is_empty()) }

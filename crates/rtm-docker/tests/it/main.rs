@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rtm_docker::{DockerConfig, DockerConfigError, DockerHost, DockerRuntime, EngineUser};
 use rtm_domain::ports::{
-    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime, ContainerSpec, FeedItem,
+    ContainerEvent, ContainerEventKind, ContainerInfo, ContainerRuntime, ContainerSpec,
+    ContainerState, FeedItem,
 };
 use rtm_domain::{ContainerId, GameId, ImageRef, RuntimeError};
 use rtm_testkit::docker::{
@@ -125,7 +126,7 @@ async fn wait_exited(rt: &DockerRuntime, id: &ContainerId) -> ContainerInfo {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let info = rt.inspect(id).await.expect("inspect");
-        if !info.summary.running && info.status == "exited" {
+        if !info.summary.running && info.state == ContainerState::Exited {
             return info;
         }
         assert!(
@@ -180,12 +181,18 @@ async fn creates_a_hardened_labelled_engine_that_serves_healthz() {
     let (spec, id) = env.running("1.0.1").await;
 
     let info = env.rt.inspect(&id).await.expect("inspect");
-    assert_eq!(info.status, "running");
+    assert_eq!(info.state, ContainerState::Running);
     assert!(info.summary.running);
     assert_eq!(info.summary.name, spec.name);
     assert_eq!(info.summary.game_id.as_ref(), Some(&spec.game_id));
-    assert_eq!(info.summary.image_ref, "rtm.local/engine-stub:1.0.1");
-    assert_eq!(info.summary.state_path, spec.state_path);
+    assert_eq!(
+        info.summary.image_ref.as_deref(),
+        Some("rtm.local/engine-stub:1.0.1")
+    );
+    assert_eq!(
+        info.summary.state_path.as_deref(),
+        Some(spec.state_path.as_str())
+    );
     assert_eq!(info.exit_code, None);
     assert!(!info.oom_killed);
     assert!(info.started_at.is_some());
@@ -374,7 +381,7 @@ async fn stop_is_graceful_and_start_stop_are_idempotent() {
         .await
         .expect("stop");
     let info = env.rt.inspect(&id).await.expect("inspect");
-    assert_eq!(info.status, "exited");
+    assert_eq!(info.state, ContainerState::Exited);
     // 0, not 137: the stub handled SIGTERM within the grace period.
     assert_eq!(info.exit_code, Some(0));
     assert!(!info.oom_killed);
@@ -583,12 +590,15 @@ async fn list_filters_by_game() {
     );
     let only1 = env.rt.list(Some(&g1.game_id)).await.expect("list g1");
     assert_eq!(only1.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id1]);
-    assert_eq!(only1[0].image_ref, "rtm.local/engine-stub:1.0.0");
+    assert_eq!(
+        only1[0].image_ref.as_deref(),
+        Some("rtm.local/engine-stub:1.0.0")
+    );
     let only2 = env.rt.list(Some(&g2.game_id)).await.expect("list g2");
     assert_eq!(only2.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id2]);
     // Created, never started: no exit code, no times.
     let info = env.rt.inspect(&id1).await.expect("inspect");
-    assert_eq!(info.status, "created");
+    assert_eq!(info.state, ContainerState::Created);
     assert_eq!(
         (info.exit_code, info.started_at, info.finished_at),
         (None, None, None)

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::ports::{ContainerEventKind, ContainerRuntime, ContainerSpec, FeedItem, LogQuery};
+use crate::ports::{
+    ContainerEventKind, ContainerRuntime, ContainerSpec, ContainerState, FeedItem, LogQuery,
+};
 use crate::{ContainerId, RuntimeError};
 
 /// What a runtime case needs: the runtime and fresh specs of an image
@@ -89,26 +91,29 @@ pub async fn start_and_stop_are_idempotent_and_inspect_follows<S: RuntimeSubject
     let rt = s.runtime();
     let (spec, id) = created(s).await;
     let info = rt.inspect(&id).await.unwrap();
-    assert_eq!(info.status, "created");
+    assert_eq!(info.state, ContainerState::Created);
     assert!(!info.summary.running);
     assert_eq!(info.summary.id, id);
     assert_eq!(info.summary.name, spec.name);
     assert_eq!(info.summary.game_id.as_ref(), Some(&spec.game_id));
-    assert_eq!(info.summary.image_ref, spec.image.to_string());
-    assert_eq!(info.summary.state_path, spec.state_path);
+    assert_eq!(info.summary.image_ref, Some(spec.image.to_string()));
+    assert_eq!(
+        info.summary.state_path.as_deref(),
+        Some(spec.state_path.as_str())
+    );
 
     rt.start(&id).await.unwrap();
     s.wait_started(&id).await;
     rt.start(&id).await.unwrap();
     let info = rt.inspect(&id).await.unwrap();
-    assert_eq!(info.status, "running");
+    assert_eq!(info.state, ContainerState::Running);
     assert!(info.summary.running);
     assert!(info.started_at.is_some());
     assert!(info.ip.is_some(), "a running engine has an address");
 
     rt.stop(&id, Duration::from_secs(20)).await.unwrap();
     let info = rt.inspect(&id).await.unwrap();
-    assert_eq!(info.status, "exited");
+    assert_eq!(info.state, ContainerState::Exited);
     assert!(!info.summary.running);
     assert_eq!(info.exit_code, Some(0), "a graceful stop");
     assert!(!info.oom_killed);

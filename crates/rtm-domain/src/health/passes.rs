@@ -308,7 +308,7 @@ impl<P: Ports> HealthMonitor<P> {
             Some(code) => HealthDetails::new().with("exit_code", code),
             None => HealthDetails::new(),
         }
-        .with("docker_status", info.status.as_str());
+        .with("docker_status", info.state.as_str());
         self.observe(obs(status, details)).await.map(Some)
     }
 

@@ -218,7 +218,7 @@ impl<P: Ports> RuntimeService<P> {
                 game,
                 OpKind::ReconcileDispose,
                 source,
-                &c.image_ref,
+                c.image_ref.as_deref().unwrap_or_default(),
                 Some(&c.id),
             );
             self.adapters
@@ -309,7 +309,7 @@ impl<P: Ports> RuntimeService<P> {
         // Give a parked container its canonical name back.
         if let Some(k) = &keep {
             let canonical = game.container_name();
-            if k.name.trim_start_matches('/') != canonical {
+            if k.name != canonical {
                 calls("rename", 1);
                 rt.rename(&k.id, &canonical).await?;
                 summary.renamed += 1;
@@ -341,7 +341,7 @@ impl<P: Ports> RuntimeService<P> {
         else {
             return Ok(None);
         };
-        let parked = bound.name.trim_start_matches('/') == game.parked_container_name();
+        let parked = bound.name == game.parked_container_name();
         if parked && r.status == RuntimeStatus::Running && keep.is_some_and(|k| k.id == bound.id) {
             return Ok(Some(bound.clone()));
         }
@@ -388,7 +388,7 @@ impl<P: Ports> RuntimeService<P> {
         let rt = &self.adapters.runtime;
         let canonical = game.container_name();
         // Rename first: Docker's DNS registers the name at start.
-        if k.name.trim_start_matches('/') != canonical {
+        if k.name != canonical {
             rt.rename(&k.id, &canonical).await?;
         }
         rt.start(&k.id).await?;
@@ -401,7 +401,8 @@ impl<P: Ports> RuntimeService<P> {
             .image_ref
             .as_ref()
             .map(ToString::to_string)
-            .unwrap_or_else(|| k.image_ref.clone());
+            .or_else(|| k.image_ref.clone())
+            .unwrap_or_default();
         let op = self.new_op(game, OpKind::ReconcileAdopt, source, &image, Some(&k.id));
         self.adapters
             .store
@@ -423,7 +424,7 @@ impl<P: Ports> RuntimeService<P> {
         current: Option<&RuntimeRecord>,
         source: OpSource,
     ) -> Result<RuntimeRecord, GameError> {
-        let image = ImageRef::parse(&c.image_ref).map_err(|e| {
+        let image = ImageRef::parse(c.image_ref.as_deref().unwrap_or_default()).map_err(|e| {
             GameError::Failed(format!(
                 "container {} has a bad rtm.image_ref label: {e}",
                 c.id
@@ -448,11 +449,10 @@ impl<P: Ports> RuntimeService<P> {
         record.image_ref = Some(image.clone());
         record.engine_endpoint = self.config.engine_endpoint(game);
         record.docker_network = self.config.network.clone();
-        record.state_path = if c.state_path.is_empty() {
-            self.config.state_path(game)
-        } else {
-            c.state_path.clone()
-        };
+        record.state_path = c
+            .state_path
+            .clone()
+            .unwrap_or_else(|| self.config.state_path(game));
         record.enter(RuntimeStatus::Running, now);
         let op = self.new_op(
             game,
@@ -532,9 +532,7 @@ fn agrees(game: &GameId, containers: &[&ContainerSummary], record: Option<&Runti
         RuntimeStatus::Stopped => !c.running,
         RuntimeStatus::Removed => false,
     };
-    state_agrees
-        && r.container_id.as_ref() == Some(&c.id)
-        && c.name.trim_start_matches('/') == game.container_name()
+    state_agrees && r.container_id.as_ref() == Some(&c.id) && c.name == game.container_name()
 }
 
 /// The container the game should keep: the running one (bound first, then
@@ -545,13 +543,7 @@ fn choose_keep<'a>(
     bound: Option<&ContainerId>,
 ) -> Option<&'a ContainerSummary> {
     let canonical = game.container_name();
-    let rank = |c: &ContainerSummary| {
-        (
-            Some(&c.id) == bound,
-            c.name.trim_start_matches('/') == canonical,
-            c.created_at,
-        )
-    };
+    let rank = |c: &ContainerSummary| (Some(&c.id) == bound, c.name == canonical, c.created_at);
     containers
         .iter()
         .filter(|c| c.running)
