@@ -65,7 +65,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use rtm_domain::fakes::{FakeClock, FakeProbe, FakeRuntime, MemLocks, MemStore};
+//! use rtm_domain::fakes::{FakeClock, FakeLocks, FakeProbe, FakeRuntime, FakeStore};
 //! use rtm_domain::health::{HealthConfig, HealthMonitor};
 //! use rtm_domain::ports::{Adapters, NoTelemetry, Ports};
 //! use rtm_domain::service::{OperationRequest, RuntimeService, ServiceConfig};
@@ -75,8 +75,8 @@
 //! /// The host's choice of adapters: a marker type, never instantiated.
 //! enum Host {}
 //! impl Ports for Host {
-//!     type Store = MemStore;
-//!     type Locks = MemLocks;
+//!     type Store = FakeStore;
+//!     type Locks = FakeLocks;
 //!     type Runtime = FakeRuntime;
 //!     type Probe = FakeProbe;
 //!     type Clock = FakeClock;
@@ -84,10 +84,10 @@
 //! }
 //!
 //! let clock = FakeClock::default();
-//! let store = MemStore::new();
+//! let store = FakeStore::new();
 //! let adapters = Adapters::<Host> {
 //!     store: store.clone(),
-//!     locks: MemLocks::new(clock.clone()),
+//!     locks: FakeLocks::new(clock.clone()),
 //!     runtime: FakeRuntime::new(clock.clone()),
 //!     probe: FakeProbe::new(),
 //!     clock,
