@@ -142,19 +142,19 @@ async fn a_mix_of_operations_never_interleaves() {
     }
 }
 
-/// Fires a start of a new game and waits until it holds the game's lock.
-async fn start_holding_lock(
-    app: &std::sync::Arc<TestApp>,
-    g: &str,
-) -> tokio::task::JoinHandle<(u16, Value)> {
-    let a = app.clone();
-    let game = g.to_owned();
-    let start = tokio::spawn(async move { a.start_game(&game, &image("1.0.0")).await });
-    wait_for("start holds the lock", Duration::from_secs(10), || async {
-        lock_held(app, g).await.then_some(())
-    })
-    .await;
-    start
+/// How many sessions wait (ungranted) for RTM's advisory lock of `game`.
+async fn lock_waiters(app: &TestApp, game: &str) -> i64 {
+    let client = app.db.admin_client().await.expect("admin client");
+    let key = format!("rtm:game:{}:{game}", app.db.schema());
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)",
+            &[&key],
+        )
+        .await
+        .expect("pg_locks");
+    row.get::<_, i64>(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,13 +167,42 @@ async fn a_stop_during_a_start_waits_its_turn() {
     );
     let g = gid(&app, "start-then-stop");
     let g = g.as_str();
-    let start = start_holding_lock(&app, g).await;
-    let (status, body) = app
-        .gm_post(
-            &format!("/api/v1/runtimes/{g}/stop"),
-            Some(json!({"timeout_s": 5})),
+    // The test holds the game's lock, so the start queues for it in
+    // PostgreSQL (a state that lasts, unlike "the start is running right
+    // now", which a poll can miss). Waiting there, the start keeps this
+    // replica's in-process turn for the game, so the stop sent next can
+    // only run after the start, however the two requests race: on release
+    // the start runs and the stop waits for the whole of it.
+    let holder = app.db.admin_client().await.expect("admin client");
+    let key = format!("rtm:game:{}:{g}", app.db.schema());
+    holder
+        .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
+        .await
+        .expect("take the lock");
+    let start = {
+        let a = app.clone();
+        let game = g.to_owned();
+        tokio::spawn(async move { a.start_game(&game, &image("1.0.0")).await })
+    };
+    wait_for(
+        "the start queued for the lock",
+        Duration::from_secs(20),
+        || async { (lock_waiters(&app, g).await == 1).then_some(()) },
+    )
+    .await;
+    let stop = {
+        let a = app.clone();
+        let path = format!("/api/v1/runtimes/{g}/stop");
+        tokio::spawn(async move { a.gm_post(&path, Some(json!({"timeout_s": 5}))).await })
+    };
+    holder
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&key],
         )
-        .await;
+        .await
+        .expect("release the lock");
+    let (status, body) = stop.await.expect("stop task");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["runtime"]["status"], "stopped", "{body}");
     let (s_status, s_body) = start.await.expect("start task");
