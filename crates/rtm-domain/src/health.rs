@@ -450,7 +450,7 @@ impl<P: Ports> HealthMonitor<P> {
         let previous = store.get_health(&obs.game_id).await?;
         let same_container = previous
             .as_ref()
-            .filter(|p| p.container_id == obs.container_id.as_str());
+            .filter(|p| p.container_id.as_ref() == Some(&obs.container_id));
         if observed.is_none() {
             // Among the non-terminal statuses the latest word wins; a
             // terminal one is never dropped for being late, or an exit
@@ -470,7 +470,7 @@ impl<P: Ports> HealthMonitor<P> {
             previous.as_ref(),
             HealthSnapshot {
                 game_id: obs.game_id.clone(),
-                container_id: obs.container_id.to_string(),
+                container_id: Some(obs.container_id.clone()),
                 status: obs.status,
                 source: obs.source,
                 details: obs.details.clone(),

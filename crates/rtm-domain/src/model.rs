@@ -70,17 +70,17 @@ pub struct NewOperation {
     pub kind: OpKind,
     /// Who asked for it.
     pub source: OpSource,
-    /// Idempotency reference (stream entry id, `Idempotency-Key`); empty when none.
-    pub source_ref: String,
-    /// Image the operation was about, normalised; empty when none.
-    pub image_ref: String,
-    /// Container the operation acted on or produced; empty when none.
-    pub container_id: String,
+    /// Idempotency reference (stream entry id, `Idempotency-Key`); `None` when none.
+    pub source_ref: Option<String>,
+    /// Image the operation was about, normalised; `None` when none.
+    pub image_ref: Option<String>,
+    /// Container the operation acted on or produced; `None` when none.
+    pub container_id: Option<ContainerId>,
     /// What was asked, in a canonical text form (game, operation and
     /// parameters; see `OperationRequest::fingerprint`), so a reused
-    /// `source_ref` is replayed only for the same request. Empty for
+    /// `source_ref` is replayed only for the same request. `None` for
     /// operations RTM starts itself (no reference to reuse).
-    pub request: String,
+    pub request: Option<String>,
     /// Whether it succeeded.
     pub outcome: Outcome,
     /// Why it failed; `None` on success.
@@ -93,14 +93,14 @@ pub struct NewOperation {
 }
 
 /// The row an idempotency reference already names, with the request it
-/// was recorded for (empty for rows written before V3 kept it).
+/// was recorded for (`None` for rows written before V3 kept it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
     /// The row the reference names.
     pub entry: OperationEntry,
-    /// Its [`NewOperation::request`] fingerprint; empty for rows older
+    /// Its [`NewOperation::request`] fingerprint; `None` for rows older
     /// than V3.
-    pub request: String,
+    pub request: Option<String>,
 }
 
 /// A stable code and a human message.
@@ -141,12 +141,12 @@ pub struct OperationEntry {
     pub kind: OpKind,
     /// Who asked for it.
     pub source: OpSource,
-    /// The idempotency reference; empty when none.
-    pub source_ref: String,
-    /// The image the operation was about; empty when none.
-    pub image_ref: String,
-    /// The container it acted on or produced; empty when none.
-    pub container_id: String,
+    /// The idempotency reference; `None` when none.
+    pub source_ref: Option<String>,
+    /// The image the operation was about; `None` when none.
+    pub image_ref: Option<String>,
+    /// The container it acted on or produced; `None` when none.
+    pub container_id: Option<ContainerId>,
     /// Whether it succeeded.
     pub outcome: Outcome,
     /// `None` on success.
@@ -235,8 +235,8 @@ impl FromIterator<(String, DetailValue)> for HealthDetails {
 pub struct HealthSnapshot {
     /// The game observed.
     pub game_id: GameId,
-    /// Empty when no container is known.
-    pub container_id: String,
+    /// `None` when no container is known.
+    pub container_id: Option<ContainerId>,
     /// What was observed.
     pub status: HealthStatus,
     /// Which source observed it.

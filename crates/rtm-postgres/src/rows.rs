@@ -71,6 +71,13 @@ fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, StoreError> {
         .map_err(|e| corrupt(format!("column {name}: {e}")))
 }
 
+/// A text column that stores "none" as `''` (the schema's convention for
+/// optional text), read as `None` when empty.
+pub(crate) fn non_empty(row: &Row, name: &str) -> Result<Option<String>, StoreError> {
+    let s: String = col(row, name)?;
+    Ok((!s.is_empty()).then_some(s))
+}
+
 fn game(row: &Row, name: &str) -> Result<GameId, StoreError> {
     let s: String = col(row, name)?;
     GameId::parse(&s).map_err(|e| corrupt(format!("{name} {s:?}: {e}")))
@@ -127,9 +134,9 @@ pub(crate) fn operation(row: &Row) -> Result<OperationEntry, StoreError> {
         game_id: game(row, "game_id")?,
         kind: vocab(row, "op_kind", OpKind::parse)?,
         source: vocab(row, "op_source", OpSource::parse)?,
-        source_ref: col(row, "source_ref")?,
-        image_ref: col(row, "image_ref")?,
-        container_id: col(row, "container_id")?,
+        source_ref: non_empty(row, "source_ref")?,
+        image_ref: non_empty(row, "image_ref")?,
+        container_id: non_empty(row, "container_id")?.and_then(ContainerId::new),
         outcome: vocab(row, "outcome", Outcome::parse)?,
         error,
         started_at: col(row, "started_at")?,
@@ -143,7 +150,7 @@ pub(crate) fn snapshot(row: &Row, cols: SnapshotColumns) -> Result<HealthSnapsho
     let details: Value = col(row, &cols.name("details"))?;
     Ok(HealthSnapshot {
         game_id: game(row, &cols.name("game_id"))?,
-        container_id: col(row, &cols.name("container_id"))?,
+        container_id: non_empty(row, &cols.name("container_id"))?.and_then(ContainerId::new),
         status: vocab(row, &cols.name(cols.status), HealthStatus::parse)?,
         source: vocab(row, &cols.name("source"), HealthSource::parse)?,
         details: details_from_json(details)?,

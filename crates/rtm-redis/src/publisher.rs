@@ -148,7 +148,14 @@ pub(crate) fn event_fields(event: &HealthEvent) -> Vec<(&'static str, String)> {
     vec![
         ("event_id", event.id.to_string()),
         ("game_id", s.game_id.to_string()),
-        ("container_id", s.container_id.clone()),
+        // The stream contract writes "no container" as "".
+        (
+            "container_id",
+            s.container_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
         ("event_type", s.status.as_str().to_owned()),
         ("source", s.source.as_str().to_owned()),
         ("details", details_json(&s.details)),
@@ -230,7 +237,7 @@ mod tests {
             id: 42,
             snapshot: HealthSnapshot {
                 game_id: GameId::parse("g1").expect("valid id"),
-                container_id: "abc".into(),
+                container_id: rtm_domain::ContainerId::new("abc"),
                 status: HealthStatus::Exited,
                 source: HealthSource::DockerEvent,
                 details: HealthDetails::new().with("exit_code", 3i64),

@@ -17,8 +17,8 @@ use rtm_domain::fakes::FakePorts;
 use rtm_domain::ports::{Clock, GameLocks};
 use rtm_domain::service::{RuntimeService, ServiceConfig};
 use rtm_domain::{
-    Allowlist, GameId, HealthDetails, HealthSnapshot, HealthSource, HealthStatus, ImageRef,
-    OpSource, Outcome,
+    Allowlist, ContainerId, GameId, HealthDetails, HealthSnapshot, HealthSource, HealthStatus,
+    ImageRef, OpSource, Outcome,
 };
 use serde_json::{json, Value};
 
@@ -1215,7 +1215,7 @@ async fn health_is_listed_and_shown_with_the_runtime() {
     let at = time::macros::datetime!(2030-01-01 00:00:05 UTC);
     h.fakes.store.put_health(HealthSnapshot {
         game_id: gid("g1"),
-        container_id: c1.clone(),
+        container_id: ContainerId::new(c1.clone()),
         status: HealthStatus::Exited,
         source: HealthSource::DockerEvent,
         details: HealthDetails::new().with("exit_code", 3i64),
@@ -1223,7 +1223,7 @@ async fn health_is_listed_and_shown_with_the_runtime() {
     });
     h.fakes.store.put_health(HealthSnapshot {
         game_id: gid("g2"),
-        container_id: String::new(),
+        container_id: None,
         status: HealthStatus::Healthy,
         source: HealthSource::Probe,
         details: HealthDetails::new(),
@@ -1280,7 +1280,7 @@ fn snapshot(
 ) -> HealthSnapshot {
     HealthSnapshot {
         game_id: gid(game),
-        container_id: container.to_owned(),
+        container_id: ContainerId::new(container),
         status,
         source: HealthSource::Probe,
         details: HealthDetails::new(),

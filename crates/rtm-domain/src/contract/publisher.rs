@@ -4,7 +4,9 @@
 use std::future::Future;
 
 use crate::ports::HealthPublisher;
-use crate::{GameId, HealthDetails, HealthEvent, HealthSnapshot, HealthSource, HealthStatus};
+use crate::{
+    ContainerId, GameId, HealthDetails, HealthEvent, HealthSnapshot, HealthSource, HealthStatus,
+};
 
 use super::t;
 
@@ -36,7 +38,7 @@ fn event(id: i64, game: &str, status: HealthStatus) -> HealthEvent {
         id,
         snapshot: HealthSnapshot {
             game_id: GameId::parse(game).unwrap(),
-            container_id: "0123456789ab".into(),
+            container_id: ContainerId::new("0123456789ab"),
             status,
             source: HealthSource::DockerEvent,
             details: HealthDetails::new().with("exit_code", 3i64),

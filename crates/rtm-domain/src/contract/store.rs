@@ -66,10 +66,10 @@ fn op(game: &str, kind: OpKind, source: OpSource, source_ref: &str, started: i64
         game_id: gid(game),
         kind,
         source,
-        source_ref: source_ref.into(),
-        image_ref: "rtm.local/engine-stub:1.0.0".into(),
-        container_id: format!("c-{game}"),
-        request: String::new(),
+        source_ref: (!source_ref.is_empty()).then(|| source_ref.to_owned()),
+        image_ref: Some("rtm.local/engine-stub:1.0.0".into()),
+        container_id: ContainerId::new(format!("c-{game}")),
+        request: None,
         outcome: Outcome::Success,
         error: None,
         started_at: t(started),
@@ -80,7 +80,7 @@ fn op(game: &str, kind: OpKind, source: OpSource, source_ref: &str, started: i64
 fn snap(game: &str, status: HealthStatus, at: i64) -> HealthSnapshot {
     HealthSnapshot {
         game_id: gid(game),
-        container_id: format!("c-{game}"),
+        container_id: ContainerId::new(format!("c-{game}")),
         status,
         source: HealthSource::Probe,
         details: HealthDetails::new()
@@ -332,7 +332,7 @@ pub async fn operations_are_listed_newest_first_with_filters_and_cursor<S: Store
 }
 
 /// A commit whose operation repeats a non-empty `(game, source,
-/// source_ref)` is `AlreadyExists` and writes nothing at all; an empty
+/// source_ref)` is `AlreadyExists` and writes nothing at all; no
 /// reference, another source or another game is not a repeat.
 pub async fn duplicate_source_ref_is_already_exists_and_writes_nothing<S: Store>(s: &S) {
     put_op(s, op("g1", OpKind::Start, OpSource::GmRest, "key", 1)).await;
@@ -363,7 +363,7 @@ pub async fn duplicate_source_ref_is_already_exists_and_writes_nothing<S: Store>
 /// across games, and `find_source_ref` finds the first row.
 pub async fn a_reference_names_one_request_per_source_across_games<S: Store>(s: &S) {
     let mut first = op("g1", OpKind::Start, OpSource::GmRest, "k", 1);
-    first.request = "start game=g1 image=x".into();
+    first.request = Some("start game=g1 image=x".into());
     let e = put_op(s, first.clone()).await;
     let found = s.find_source_ref(OpSource::GmRest, "k").await.unwrap();
     let found = found.expect("the reference is found");
@@ -372,7 +372,7 @@ pub async fn a_reference_names_one_request_per_source_across_games<S: Store>(s: 
     assert!(other_source.is_none());
 
     let mut other = op("g2", OpKind::Stop, OpSource::GmRest, "k", 2);
-    other.request = "stop game=g2".into();
+    other.request = Some("stop game=g2".into());
     let refused = s.commit(commit_of(other.clone())).await;
     assert!(
         matches!(refused, Err(StoreError::AlreadyExists(_))),
@@ -382,7 +382,7 @@ pub async fn a_reference_names_one_request_per_source_across_games<S: Store>(s: 
     other.source = OpSource::AdminRest;
     put_op(s, other).await;
     let mut legacy = op("g3", OpKind::Stop, OpSource::GmRest, "k", 3);
-    legacy.request = String::new();
+    legacy.request = None;
     put_op(s, legacy).await;
     let found = s.find_source_ref(OpSource::GmRest, "k").await.unwrap();
     assert_eq!(found.map(|f| f.entry), Some(e), "the first row it named");

@@ -28,7 +28,7 @@ pub struct FakeStore {
 struct StoreState {
     records: BTreeMap<GameId, RuntimeRecord>,
     operations: Vec<OperationEntry>,
-    /// The request fingerprint of each operation row, by row id.
+    /// The request fingerprint of each operation row that has one, by row id.
     requests: BTreeMap<i64, String>,
     health: BTreeMap<GameId, HealthSnapshot>,
     /// Outbox, ascending id; the flag says published.
@@ -185,7 +185,7 @@ impl OperationLog for FakeStore {
                 .find(|o| {
                     &o.game_id == game
                         && o.source == source
-                        && o.source_ref == source_ref
+                        && o.source_ref.as_deref() == Some(source_ref)
                         && o.finished_at.is_some()
                 })
                 .cloned()
@@ -203,11 +203,13 @@ impl OperationLog for FakeStore {
             s.operations
                 .iter()
                 .find(|o| {
-                    o.source == source && o.source_ref == source_ref && o.finished_at.is_some()
+                    o.source == source
+                        && o.source_ref.as_deref() == Some(source_ref)
+                        && o.finished_at.is_some()
                 })
                 .map(|o| RecordedRequest {
                     entry: o.clone(),
-                    request: s.requests.get(&o.id).cloned().unwrap_or_default(),
+                    request: s.requests.get(&o.id).cloned(),
                 })
         });
         std::future::ready(r)
@@ -397,19 +399,19 @@ fn apply_commit(s: &mut StoreState, commit: Commit) -> Result<Option<OperationEn
     }
     if let Some(op) = &commit.operation {
         // V2's index (per game) and V3's (per source, rows with a request).
-        let duplicate = !op.source_ref.is_empty()
-            && s.operations.iter().any(|o| {
+        if let Some(source_ref) = &op.source_ref {
+            let duplicate = s.operations.iter().any(|o| {
                 o.source == op.source
-                    && o.source_ref == op.source_ref
+                    && o.source_ref.as_ref() == Some(source_ref)
                     && (o.game_id == op.game_id
-                        || (!op.request.is_empty()
-                            && s.requests.get(&o.id).is_some_and(|r| !r.is_empty())))
+                        || (op.request.is_some() && s.requests.contains_key(&o.id)))
             });
-        if duplicate {
-            return Err(StoreError::AlreadyExists(format!(
-                "operation ({}, {}, {}) already recorded",
-                op.game_id, op.source, op.source_ref
-            )));
+            if duplicate {
+                return Err(StoreError::AlreadyExists(format!(
+                    "operation ({}, {}, {source_ref}) already recorded",
+                    op.game_id, op.source
+                )));
+            }
         }
     }
     s.commits.push(commit.clone());
@@ -436,7 +438,9 @@ fn apply_commit(s: &mut StoreState, commit: Commit) -> Result<Option<OperationEn
             started_at: op.started_at,
             finished_at: Some(op.finished_at),
         };
-        s.requests.insert(entry.id, op.request);
+        if let Some(request) = op.request {
+            s.requests.insert(entry.id, request);
+        }
         s.operations.push(entry.clone());
         entry
     });
@@ -476,10 +480,10 @@ mod tests {
             game_id: gid(game),
             kind: OpKind::Start,
             source: OpSource::GmRest,
-            source_ref: source_ref.into(),
-            image_ref: String::new(),
-            container_id: String::new(),
-            request: String::new(),
+            source_ref: (!source_ref.is_empty()).then(|| source_ref.to_owned()),
+            image_ref: None,
+            container_id: None,
+            request: None,
             outcome: Outcome::Success,
             error: None,
             started_at: at,
@@ -494,7 +498,7 @@ mod tests {
         let now = ports.clock.now();
         let snapshot = HealthSnapshot {
             game_id: gid("g1"),
-            container_id: String::new(),
+            container_id: None,
             status: HealthStatus::Healthy,
             source: HealthSource::Probe,
             details: HealthDetails::new(),
@@ -521,7 +525,7 @@ mod tests {
             "a refused commit writes nothing"
         );
 
-        // An empty source_ref is never a duplicate.
+        // No source_ref is never a duplicate.
         for _ in 0..2 {
             ports
                 .store

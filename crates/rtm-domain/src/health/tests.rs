@@ -88,7 +88,7 @@ async fn a_crash_stops_the_record_without_an_operation_row_and_publishes_once() 
         (HealthStatus::Exited, HealthSource::DockerEvent)
     );
     assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(3)));
-    assert_eq!(snap.container_id, id.as_str());
+    assert_eq!(snap.container_id.as_ref(), Some(&id));
     assert_eq!(
         event_types(&ports),
         [("crashy".to_owned(), HealthStatus::Exited)]
@@ -1194,7 +1194,7 @@ async fn rtms_own_operations_never_look_like_exits() {
         "only the crash is an exit"
     );
     let snap = ports.store.health(&g).unwrap();
-    assert_eq!(snap.container_id, current.as_str());
+    assert_eq!(snap.container_id.as_ref(), Some(&current));
     assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(5)));
 }
 

@@ -148,14 +148,16 @@ fn runtime_failure(step: &str, err: &RuntimeError) -> OpError {
 /// `request`). Rows written before V3 kept no fingerprint: their game,
 /// operation and image are compared instead.
 fn same_request(req: &OperationRequest, request: &str, earlier: &RecordedRequest) -> bool {
-    if !earlier.request.is_empty() {
-        return earlier.request == request;
+    if let Some(recorded) = &earlier.request {
+        return recorded == request;
     }
     let e = &earlier.entry;
     e.game_id == req.game_id
         && e.kind == op_kind(&req.command)
         && match &req.command {
-            Command::Start { image } | Command::Patch { image } => e.image_ref == image.to_string(),
+            Command::Start { image } | Command::Patch { image } => {
+                e.image_ref.as_deref() == Some(image.to_string().as_str())
+            }
             Command::Stop | Command::Restart | Command::Cleanup => true,
         }
 }
@@ -286,8 +288,7 @@ impl<P: Ports> RuntimeService<P> {
         };
         let image_text = requested_image
             .or(record.as_ref().and_then(|r| r.image_ref.as_ref()))
-            .map(ToString::to_string)
-            .unwrap_or_default();
+            .map(ToString::to_string);
 
         let result = match self.plan(req, record.as_ref()) {
             Ok(transition) => match self.dns_name_conflict(req, &transition).await? {
@@ -306,22 +307,16 @@ impl<P: Ports> RuntimeService<P> {
                 failed.container,
             ),
         };
-        let container_id = container
-            .or_else(|| record.as_ref().and_then(|r| r.container_id.clone()))
-            .map(|c| c.to_string())
-            .unwrap_or_default();
+        let container_id =
+            container.or_else(|| record.as_ref().and_then(|r| r.container_id.clone()));
         let operation = NewOperation {
             game_id: req.game_id.clone(),
             kind: op_kind(&req.command),
             source: req.source,
-            source_ref: source_ref.unwrap_or_default().to_owned(),
+            source_ref: source_ref.map(str::to_owned),
             image_ref: image_text,
             container_id,
-            request: if source_ref.is_some() {
-                request.clone()
-            } else {
-                String::new()
-            },
+            request: source_ref.map(|_| request.clone()),
             outcome,
             error,
             started_at,
@@ -368,11 +363,9 @@ impl<P: Ports> RuntimeService<P> {
         earlier: RecordedRequest,
     ) -> Result<OperationOutcome, OperationError> {
         if !same_request(req, request, &earlier) {
-            let recorded = if earlier.request.is_empty() {
+            let recorded = earlier.request.unwrap_or_else(|| {
                 format!("{} game={}", earlier.entry.kind, earlier.entry.game_id)
-            } else {
-                earlier.request
-            };
+            });
             return Err(OperationError::KeyReused {
                 source_ref: source_ref.to_owned(),
                 operation_id: earlier.entry.id,

@@ -486,10 +486,10 @@ impl<P: Ports> RuntimeService<P> {
             game_id: game.clone(),
             kind,
             source,
-            source_ref: String::new(),
-            image_ref: image.to_owned(),
-            container_id: container.map(ToString::to_string).unwrap_or_default(),
-            request: String::new(),
+            source_ref: None,
+            image_ref: (!image.is_empty()).then(|| image.to_owned()),
+            container_id: container.cloned(),
+            request: None,
             outcome: Outcome::Success,
             error: None,
             started_at: now,
@@ -509,7 +509,7 @@ impl<P: Ports> RuntimeService<P> {
         let previous = self.adapters.store.get_health(game).await?;
         let snapshot = HealthSnapshot {
             game_id: game.clone(),
-            container_id: container.map(ToString::to_string).unwrap_or_default(),
+            container_id: container.cloned(),
             status,
             source: HealthSource::Inspect,
             details,

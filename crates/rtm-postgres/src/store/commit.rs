@@ -2,7 +2,7 @@
 //! upsert, operation insert, snapshot upsert, outbox insert) in one
 //! transaction.
 
-use rtm_domain::{Commit, OperationEntry, StoreError};
+use rtm_domain::{Commit, ContainerId, OperationEntry, StoreError};
 use tokio_postgres::types::ToSql;
 
 use crate::error::store_err;
@@ -87,15 +87,15 @@ impl PgStore {
                             &op.game_id.as_str(),
                             &op.kind.as_str(),
                             &op.source.as_str(),
-                            &op.source_ref,
-                            &op.image_ref,
-                            &op.container_id,
+                            &op.source_ref.as_deref().unwrap_or(""),
+                            &op.image_ref.as_deref().unwrap_or(""),
+                            &op.container_id.as_ref().map_or("", ContainerId::as_str),
                             &op.outcome.as_str(),
                             &code,
                             &message,
                             &op.started_at,
                             &op.finished_at,
-                            &op.request,
+                            &op.request.as_deref().unwrap_or(""),
                         ],
                     )
                     .await
@@ -119,9 +119,10 @@ impl PgStore {
                 )
                 .await
                 .map_err(store_err)?;
+            let container = s.container_id.as_ref().map_or("", ContainerId::as_str);
             let params: [&(dyn ToSql + Sync); 6] = [
                 &s.game_id.as_str(),
-                &s.container_id,
+                &container,
                 &s.status.as_str(),
                 &s.source.as_str(),
                 &details,

@@ -141,7 +141,7 @@ impl OperationLog for PgStore {
         };
         Ok(Some(RecordedRequest {
             entry: rows::operation(row)?,
-            request: row.try_get("request").map_err(store_err)?,
+            request: rows::non_empty(row, "request")?,
         }))
     }
 

@@ -73,10 +73,10 @@ fn op(game: &str, kind: OpKind, source: OpSource, source_ref: &str, started: i64
         game_id: gid(game),
         kind,
         source,
-        source_ref: source_ref.into(),
-        image_ref: "rtm.local/engine-stub:1.0.0".into(),
-        container_id: format!("c-{game}"),
-        request: String::new(),
+        source_ref: (!source_ref.is_empty()).then(|| source_ref.to_owned()),
+        image_ref: Some("rtm.local/engine-stub:1.0.0".into()),
+        container_id: ContainerId::new(format!("c-{game}")),
+        request: None,
         outcome: Outcome::Success,
         error: None,
         started_at: t(started),
@@ -87,7 +87,7 @@ fn op(game: &str, kind: OpKind, source: OpSource, source_ref: &str, started: i64
 fn snap(game: &str, status: HealthStatus, at: i64) -> HealthSnapshot {
     HealthSnapshot {
         game_id: gid(game),
-        container_id: format!("c-{game}"),
+        container_id: ContainerId::new(format!("c-{game}")),
         status,
         source: HealthSource::Probe,
         details: HealthDetails::new()

@@ -325,7 +325,7 @@ async fn case_collisions_are_live_records_of_another_spelling() {
 async fn a_reference_names_one_request_per_source_across_games() {
     let (_db, _cfg, s) = store().await;
     let mut first = op("g1", OpKind::Start, OpSource::GmRest, "k", 1);
-    first.request = "start game=g1 image=x stop_timeout_ms= force=false".into();
+    first.request = Some("start game=g1 image=x stop_timeout_ms= force=false".into());
     let e = s.commit(commit_op(first.clone())).await.unwrap().unwrap();
     let found = s
         .find_source_ref(OpSource::GmRest, "k")
@@ -342,7 +342,7 @@ async fn a_reference_names_one_request_per_source_across_games() {
         .is_none());
     // Another game may not record the same reference (V3's index) ...
     let mut other = op("g2", OpKind::Stop, OpSource::GmRest, "k", 2);
-    other.request = "stop game=g2 image= stop_timeout_ms= force=false".into();
+    other.request = Some("stop game=g2 image= stop_timeout_ms= force=false".into());
     assert!(matches!(
         s.commit(commit_op(other.clone())).await,
         Err(StoreError::AlreadyExists(_))
@@ -361,7 +361,7 @@ async fn a_reference_names_one_request_per_source_across_games() {
     s.commit(commit_op(other)).await.unwrap().unwrap();
     // Rows without a request (before V3) are not constrained across games.
     let mut legacy = op("g3", OpKind::Stop, OpSource::GmRest, "k", 3);
-    legacy.request = String::new();
+    legacy.request = None;
     s.commit(commit_op(legacy)).await.unwrap().unwrap();
     assert_eq!(
         s.find_source_ref(OpSource::GmRest, "k")
@@ -603,7 +603,7 @@ async fn a_failing_part_rolls_back_the_whole_commit() {
         ..c
     };
     let entry = s.commit(ok).await.unwrap().unwrap();
-    assert_eq!(entry.source_ref, "k");
+    assert_eq!(entry.source_ref.as_deref(), Some("k"));
     assert!(s.get_record(&gid("poison")).await.unwrap().is_some());
     assert!(s.get_health(&gid("poison")).await.unwrap().is_some());
     assert_eq!(s.pending_count().await.unwrap(), 0);

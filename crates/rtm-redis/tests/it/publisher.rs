@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use rtm_domain::ports::HealthPublisher;
-use rtm_domain::{GameId, HealthDetails, HealthEvent, HealthSnapshot, HealthSource, HealthStatus};
+use rtm_domain::{
+    ContainerId, GameId, HealthDetails, HealthEvent, HealthSnapshot, HealthSource, HealthStatus,
+};
 use rtm_redis::{HealthStreamConfig, RedisHealthPublisher};
 use rtm_testkit::redis::{client, redis_url, xrange, KeyGuard, RedisServer};
 use time::macros::datetime;
@@ -16,7 +18,7 @@ fn event(id: i64) -> HealthEvent {
         id,
         snapshot: HealthSnapshot {
             game_id: GameId::parse("chess-42").unwrap(),
-            container_id: "0123456789ab".into(),
+            container_id: ContainerId::new("0123456789ab"),
             status: HealthStatus::Exited,
             source: HealthSource::DockerEvent,
             details: HealthDetails::new()

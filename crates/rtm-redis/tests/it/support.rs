@@ -179,11 +179,11 @@ impl CommandHandler for TestHandler {
 fn outcome(req: &OperationRequest) -> OperationOutcome {
     let now = OffsetDateTime::now_utc();
     let (kind, image) = match &req.command {
-        Command::Start { image } => (OpKind::Start, image.to_string()),
-        Command::Patch { image } => (OpKind::Patch, image.to_string()),
-        Command::Stop => (OpKind::Stop, String::new()),
-        Command::Restart => (OpKind::Restart, String::new()),
-        Command::Cleanup => (OpKind::CleanupContainer, String::new()),
+        Command::Start { image } => (OpKind::Start, Some(image.to_string())),
+        Command::Patch { image } => (OpKind::Patch, Some(image.to_string())),
+        Command::Stop => (OpKind::Stop, None),
+        Command::Restart => (OpKind::Restart, None),
+        Command::Cleanup => (OpKind::CleanupContainer, None),
     };
     OperationOutcome {
         operation: OperationEntry {
@@ -191,9 +191,9 @@ fn outcome(req: &OperationRequest) -> OperationOutcome {
             game_id: req.game_id.clone(),
             kind,
             source: req.source,
-            source_ref: req.source_ref.clone().unwrap_or_default(),
+            source_ref: req.source_ref.clone(),
             image_ref: image,
-            container_id: String::new(),
+            container_id: None,
             outcome: Outcome::Success,
             error: None,
             started_at: now,

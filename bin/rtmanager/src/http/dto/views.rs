@@ -21,10 +21,6 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
 /// A game's runtime record and, when known, its health snapshot.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuntimeView {
@@ -67,7 +63,7 @@ pub fn current_health<'a>(
 ) -> Option<&'a HealthSnapshot> {
     let h = health?;
     let container = record.container_id.as_ref()?;
-    if h.container_id != container.as_str() {
+    if h.container_id.as_ref() != Some(container) {
         return None;
     }
     if record
@@ -142,7 +138,7 @@ impl HealthView {
             source: h.source.as_str(),
             details: details_json(&h.details),
             observed_at: rfc3339(h.observed_at),
-            container_id: non_empty(&h.container_id),
+            container_id: h.container_id.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -192,9 +188,9 @@ impl OperationView {
             game_id: o.game_id.to_string(),
             op_kind: o.kind.as_str(),
             op_source: o.source.as_str(),
-            source_ref: non_empty(&o.source_ref),
-            image_ref: non_empty(&o.image_ref),
-            container_id: non_empty(&o.container_id),
+            source_ref: o.source_ref.clone(),
+            image_ref: o.image_ref.clone(),
+            container_id: o.container_id.as_ref().map(ToString::to_string),
             outcome: o.outcome.as_str(),
             error_code: o.error.as_ref().map(|e| e.code.as_str()),
             error_message: o.error.as_ref().map(|e| e.message.clone()),
