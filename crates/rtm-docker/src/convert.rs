@@ -232,6 +232,13 @@ pub(crate) fn container_event(e: &EventMessage, owner: &str) -> Option<Container
                 .and_then(|c| c.parse().ok()),
         },
         "oom" => ContainerEventKind::Oom,
+        // Docker's own signal (`docker kill`, a stop's SIGTERM then
+        // SIGKILL), numbered: `signal: "9"`.
+        "kill" => ContainerEventKind::Kill {
+            signal: attrs
+                .and_then(|a| a.get("signal"))
+                .and_then(|s| s.parse().ok()),
+        },
         "destroy" => ContainerEventKind::Destroy,
         // Docker names the action `health_status: healthy` (with the
         // result after the colon).
@@ -369,7 +376,23 @@ mod tests {
             container_event(&event("oom", &ours), "me").map(|e| e.kind),
             Some(ContainerEventKind::Oom)
         );
-        assert_eq!(container_event(&event("kill", &ours), "me"), None);
+        assert_eq!(
+            container_event(
+                &event("kill", &[("rtm.owner", "me"), ("signal", "9")]),
+                "me"
+            )
+            .map(|e| e.kind),
+            Some(ContainerEventKind::Kill { signal: Some(9) })
+        );
+        assert_eq!(
+            container_event(
+                &event("kill", &[("rtm.owner", "me"), ("signal", "KILL")]),
+                "me"
+            )
+            .map(|e| e.kind),
+            Some(ContainerEventKind::Kill { signal: None })
+        );
+        assert_eq!(container_event(&event("pause", &ours), "me"), None);
         assert_eq!(
             container_event(
                 &event("destroy", &[("rtm.owner", "me"), ("rtm.game_id", "-bad")]),

@@ -8,7 +8,8 @@
 //!
 //! Semantics (the port's contract, and Docker's quirks behind it):
 //! - filters: `type=container`, `label=rtm.owner=<owner>`, events `start`,
-//!   `die`, `oom`, `destroy`, `health_status`; anything else is dropped;
+//!   `die`, `oom`, `kill`, `destroy`, `health_status`; anything else is
+//!   dropped;
 //! - `Connected` first, as the subscription is being opened; when Docker
 //!   ends the connection or it fails, `Lost(why)`, a back-off (0.5 s
 //!   doubling to 30 s; back to 0.5 s after a subscription that delivered
@@ -92,6 +93,7 @@ fn options(owner: &str, since: Option<OffsetDateTime>) -> EventsOpts {
         EventFilter::Event("start".to_owned()),
         EventFilter::Event("die".to_owned()),
         EventFilter::Event("oom".to_owned()),
+        EventFilter::Event("kill".to_owned()),
         EventFilter::Event("destroy".to_owned()),
         // Docker matches `health_status` against `health_status: <result>`.
         EventFilter::Event("health_status".to_owned()),

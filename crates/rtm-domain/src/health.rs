@@ -65,6 +65,9 @@ pub use relay::{RelayError, RelayWake};
 /// `docker kill` and the kernel's OOM killer leave.
 const SIGKILL_EXIT: i64 = 137;
 
+/// SIGKILL's number, as a runtime's `kill` event reports it.
+const SIGKILL: i64 = 9;
+
 /// Settings of the health monitor (from `RTM_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
@@ -93,14 +96,17 @@ pub struct HealthConfig {
     pub engine_port: u16,
     /// Page size when listing running records.
     pub page_size: u32,
-    /// How long an `oom` event is remembered to explain a `die` whose
-    /// container cannot be inspected any more.
+    /// How far apart (by the runtime's clock, either way) an `oom` event,
+    /// or a runtime's `kill` with SIGKILL, and a `die` of the same
+    /// container may be and still explain it; also how long such events
+    /// are remembered.
     pub oom_window: Duration,
-    /// How long the event follower holds a `die` with 137 and no `oom`
-    /// before it (a SIGKILL, or an OOM kill whose `oom` Docker emits just
-    /// after the `die`) before judging it: a late `oom` within this time
-    /// makes it an `oom`. It delays the report of a plain SIGKILL by as
-    /// much; other exits are not delayed.
+    /// How long the event follower holds a `die` with 137 that nothing
+    /// explains yet (no `oom`, no SIGKILL sent by the runtime: a SIGKILL
+    /// from elsewhere, or an OOM kill whose `oom` Docker emits just after
+    /// the `die`) before judging it: a late `oom` within this time makes
+    /// it an `oom`, a late `kill` an exit. It delays the report of such a
+    /// SIGKILL by as much; other exits are not delayed.
     pub kill_grace: Duration,
     /// How many outbox events the relay reads at a time.
     pub relay_batch: u32,
@@ -251,6 +257,9 @@ struct MonitorState {
     docker_unhealthy: HashSet<ContainerId>,
     /// Containers with a recent `oom` event, and when.
     ooms: HashMap<ContainerId, OffsetDateTime>,
+    /// Containers the runtime recently sent a SIGKILL (a `kill` event
+    /// with signal 9), and when.
+    sigkills: HashMap<ContainerId, OffsetDateTime>,
     /// Containers an inspect pass found exited with 137 and no `OOMKilled`
     /// yet: judged at the next pass (see `passes::inspect_disagreement`).
     unsettled_kills: HashSet<ContainerId>,

@@ -18,7 +18,9 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 
-use super::{HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, SIGKILL_EXIT};
+use super::{
+    HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, SIGKILL, SIGKILL_EXIT,
+};
 use crate::ports::{
     Clock, ContainerEvent, ContainerEventKind, ContainerRuntime, DockerHealth, FeedItem, Ports,
     Telemetry,
@@ -42,13 +44,16 @@ impl<P: Ports> HealthMonitor<P> {
     ///
     /// - `die`: judged from the events alone, and committed at once: an
     ///   `oom` event for the container within
-    ///   [`oom_window`](super::HealthConfig::oom_window) before it → `oom`;
-    ///   an exit code other than 137 → `exited` with that code. Only 137
-    ///   without a preceding `oom` (a SIGKILL, or an OOM kill whose `oom`
+    ///   [`oom_window`](super::HealthConfig::oom_window) of it → `oom`;
+    ///   else a SIGKILL the runtime sent it (a `kill` event with signal 9)
+    ///   within that window → `exited` with 137; else an exit code other
+    ///   than 137 → `exited` with that code. Only 137 with neither (a
+    ///   SIGKILL from outside the runtime, or an OOM kill whose `oom`
     ///   event was missed) is ambiguous: the container is inspected,
     ///   `OOMKilled` → `oom`, otherwise `exited`; running again → ignored
     ///   (restarted since); gone → `exited` with the event's code.
-    /// - `oom` alone is not an exit: remembered briefly, not recorded.
+    /// - `oom` and `kill` alone are not exits: remembered briefly, not
+    ///   recorded.
     /// - `destroy` → `container_disappeared`.
     /// - `health_status: unhealthy` → `inspect_unhealthy`; other health
     ///   statuses lift Docker's veto on probe results.
@@ -80,6 +85,15 @@ impl<P: Ports> HealthMonitor<P> {
                 s.ooms.insert(id, event.at);
                 return Ok(None);
             }
+            ContainerEventKind::Kill { signal } => {
+                if signal == Some(SIGKILL) {
+                    let window = self.config.oom_window;
+                    let mut s = self.state();
+                    s.sigkills.retain(|_, at| *at + window >= event.at);
+                    s.sigkills.insert(id, event.at);
+                }
+                return Ok(None);
+            }
             ContainerEventKind::Health(DockerHealth::Unhealthy) => {
                 self.state().docker_unhealthy.insert(id.clone());
                 (
@@ -96,6 +110,7 @@ impl<P: Ports> HealthMonitor<P> {
                     let mut s = self.state();
                     s.docker_unhealthy.remove(&id);
                     s.ooms.remove(&id);
+                    s.sigkills.remove(&id);
                 }
                 (
                     HealthStatus::ContainerDisappeared,
@@ -103,24 +118,24 @@ impl<P: Ports> HealthMonitor<P> {
                 )
             }
             ContainerEventKind::Die { exit_code } => {
-                let window = self.config.oom_window;
-                let oom_seen = self
-                    .state()
-                    .ooms
-                    .get(&id)
-                    .is_some_and(|at| *at <= event.at && *at + window >= event.at);
+                let (oom_seen, sigkill_sent) = self.explained(&id, event.at);
                 match (oom_seen, exit_code) {
-                    // Docker emits `oom` before the `die` of an OOM kill.
+                    // Docker emits `oom` around the `die` of an OOM kill
+                    // (usually before it; see `Follower::take` for after).
                     (true, _) => (HealthStatus::Oom, exit_details(exit_code)),
+                    // The runtime itself sent the SIGKILL (`docker kill`,
+                    // a stop's escalation): the 137 is explained.
+                    (false, _) if sigkill_sent => (HealthStatus::Exited, exit_details(exit_code)),
                     // Only a SIGKILL gives 137 (an OOM kill is one), so any
                     // other code is a plain exit: the event says it all.
                     (false, Some(code)) if code != SIGKILL_EXIT => {
                         (HealthStatus::Exited, exit_details(exit_code))
                     }
-                    // 137 without an `oom` before it: a SIGKILL, or an OOM
-                    // kill whose `oom` event this follower did not see
-                    // (lost by Docker, or before the subscription). Only
-                    // `OOMKilled` tells them apart; never guess from 137.
+                    // 137 with neither: a SIGKILL from outside the runtime,
+                    // or an OOM kill whose `oom` event this follower did
+                    // not see (lost by Docker, or before the subscription).
+                    // Only `OOMKilled` tells them apart; never guess from
+                    // 137.
                     (false, _) => match self.die_by_inspect(&id, exit_code).await {
                         Some(judged) => judged,
                         None => return Ok(Some(ObserveOutcome::Ignored(IgnoreReason::Restarted))),
@@ -141,8 +156,20 @@ impl<P: Ports> HealthMonitor<P> {
         Ok(Some(outcome))
     }
 
+    /// Whether an `oom` event, and whether a SIGKILL sent by the runtime,
+    /// was seen for `container` within the OOM window of `at` (either
+    /// side: Docker may report either just after the `die`).
+    pub(super) fn explained(&self, container: &ContainerId, at: OffsetDateTime) -> (bool, bool) {
+        let window = self.config.oom_window;
+        let near = |seen: Option<&OffsetDateTime>| {
+            seen.is_some_and(|seen| (*seen - at).unsigned_abs() <= window)
+        };
+        let s = self.state();
+        (near(s.ooms.get(container)), near(s.sigkills.get(container)))
+    }
+
     /// Whether `event` is a `die` only `OOMKilled` can explain (137, or
-    /// no code) with no `oom` seen before it.
+    /// no code) with neither an `oom` nor the runtime's SIGKILL seen.
     fn is_unexplained_kill(&self, event: &ContainerEvent) -> bool {
         let ContainerEventKind::Die { exit_code } = event.kind else {
             return false;
@@ -150,12 +177,7 @@ impl<P: Ports> HealthMonitor<P> {
         if exit_code.is_some_and(|code| code != SIGKILL_EXIT) {
             return false;
         }
-        let window = self.config.oom_window;
-        !self
-            .state()
-            .ooms
-            .get(&event.container_id)
-            .is_some_and(|at| *at <= event.at && *at + window >= event.at)
+        self.explained(&event.container_id, event.at) == (false, false)
     }
 
     /// Judges an ambiguous `die` by inspecting the container: `None` when
@@ -272,9 +294,10 @@ impl<P: Ports> HealthMonitor<P> {
 #[derive(Debug)]
 struct Follower {
     stats: EventFollowerStats,
-    /// `die`s with 137 and no `oom` before them, in arrival order, each
+    /// `die`s with 137 that nothing explained yet, in arrival order, each
     /// with the time it is judged: Docker may emit the `oom` of an OOM
-    /// kill just after its `die` (see the module docs of `health`).
+    /// kill (or the `kill` of its own SIGKILL) just after the `die` (see
+    /// the module docs of `health`).
     held: Vec<(ContainerEvent, OffsetDateTime)>,
     /// Feed items that arrived during an inspect pass, handled next.
     queued: VecDeque<FeedItem>,
@@ -312,15 +335,18 @@ impl Follower {
     async fn take<P: Ports>(&mut self, monitor: &HealthMonitor<P>, event: ContainerEvent) {
         self.stats.handled += 1;
         // A later event of a held container: the held `die` goes first, so
-        // one container's events are judged in order (a late `oom` first
-        // of all, so that it explains the `die`).
+        // one container's events are judged in order (a late `oom` or
+        // `kill` first of all, so that it explains the `die`).
         if let Some(at) = self
             .held
             .iter()
             .position(|(held, _)| held.container_id == event.container_id)
         {
             let (die, _) = self.held.remove(at);
-            if event.kind == ContainerEventKind::Oom {
+            if matches!(
+                event.kind,
+                ContainerEventKind::Oom | ContainerEventKind::Kill { .. }
+            ) {
                 self.handle(monitor, event).await;
                 self.handle(monitor, die).await;
                 return;

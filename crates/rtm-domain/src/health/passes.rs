@@ -288,10 +288,15 @@ impl<P: Ports> HealthMonitor<P> {
                 .judge_docker_health(record, &container, info.health)
                 .await;
         }
-        if !info.oom_killed && info.exit_code == Some(SIGKILL_EXIT) {
-            // A SIGKILL, or an OOM kill Docker has not flagged yet (see the
-            // module docs of `health`): first sight is not judged; the next
-            // pass inspects it again (the record still says running).
+        // A SIGKILL the runtime sent (its `kill` event) explains a 137.
+        let sigkill_sent = info
+            .finished_at
+            .is_some_and(|at| self.explained(&container, at).1);
+        if !info.oom_killed && info.exit_code == Some(SIGKILL_EXIT) && !sigkill_sent {
+            // A SIGKILL from elsewhere, or an OOM kill Docker has not
+            // flagged yet (see the module docs of `health`): first sight is
+            // not judged; the next pass inspects it again (the record
+            // still says running).
             if self.state().unsettled_kills.insert(container.clone()) {
                 tracing::debug!(game_id = %game, container = container.short(),
                     "exit 137 without OOMKilled; judged at the next pass");

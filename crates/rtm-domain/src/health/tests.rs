@@ -334,6 +334,25 @@ async fn inspect_waits_a_pass_for_an_oom_flag_docker_sets_late() {
     );
 }
 
+#[tokio::test]
+async fn inspect_judges_at_once_a_137_whose_sigkill_the_runtime_reported() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, id) = running(&ports, "killed-unseen-die");
+    // The `kill` was seen, its `die` missed by the feed.
+    m.handle_event(ContainerEvent {
+        kind: ContainerEventKind::Kill { signal: Some(9) },
+        ..die_event(&ports, &g, &id, 137)
+    })
+    .await
+    .unwrap();
+    ports.runtime.crash(&id, 137);
+    m.inspect_pass().await.unwrap();
+    let snap = ports.store.health(&g).expect("judged at the first pass");
+    assert_eq!(snap.status, HealthStatus::Exited);
+    assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(137)));
+}
+
 // ------------------------------------------------------------- disappearance
 
 #[tokio::test]
@@ -1042,6 +1061,118 @@ async fn a_held_sigkill_is_an_exit_after_the_grace_and_keeps_its_order() {
         ports.clock.sleeps().contains(&config().kill_grace),
         "held for the grace: {:?}",
         ports.clock.sleeps()
+    );
+}
+
+#[tokio::test]
+async fn a_sigkill_the_runtime_sent_is_an_exit_at_once_in_either_order() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (killed, killed_id) = running(&ports, "docker-killed");
+    let (late, late_id) = running(&ports, "kill-reported-late");
+    let inspects = || ports.runtime.calls(RuntimeCall::Inspect);
+    let (stop, follower) = follow(&m);
+    until("the subscription", || ports.runtime.subscribers() == 1).await;
+    until("the inspect pass after subscribing", || {
+        ports.runtime.calls(RuntimeCall::List) > 0
+    })
+    .await;
+    let before = inspects();
+    // `docker kill`: `kill` (signal 9), then `die` 137: explained.
+    ports.runtime.docker_kill(&killed_id);
+    until("the kill judged", || ports.store.health(&killed).is_some()).await;
+    assert!(
+        !ports.clock.sleeps().contains(&config().kill_grace),
+        "nothing was held for the grace: {:?}",
+        ports.clock.sleeps()
+    );
+    // Docker reporting the `die` of its own SIGKILL before the `kill`:
+    // held, and judged as soon as the `kill` arrives.
+    ports.runtime.crash(&late_id, 137);
+    ports.runtime.signal(&late_id, 9);
+    until("the late kill judged", || {
+        ports.store.health(&late).is_some()
+    })
+    .await;
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+    assert_eq!(
+        event_types(&ports),
+        [
+            ("docker-killed".to_owned(), HealthStatus::Exited),
+            ("kill-reported-late".to_owned(), HealthStatus::Exited),
+        ]
+    );
+    for g in [&killed, &late] {
+        let snap = ports.store.health(g).unwrap();
+        assert_eq!(snap.details.get("exit_code"), Some(&DetailValue::Int(137)));
+    }
+    // The held `die` was judged by the `kill`, not by an inspect once the
+    // grace was over.
+    assert_eq!(inspects(), before, "explained exits need no inspect");
+}
+
+#[tokio::test]
+async fn a_sigkill_signal_other_than_9_or_an_oom_is_not_taken_for_an_explanation() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+
+    // A stop's SIGTERM (15) explains nothing: a 137 after it is inspected.
+    let (g1, c1) = running(&ports, "termed");
+    ports.runtime.signal(&c1, 15);
+    ports.runtime.oom_kill(&c1);
+    m.handle_event(ContainerEvent {
+        kind: ContainerEventKind::Kill { signal: Some(15) },
+        ..die_event(&ports, &g1, &c1, 137)
+    })
+    .await
+    .unwrap();
+    let before = ports.runtime.calls(RuntimeCall::Inspect);
+    m.handle_event(die_event(&ports, &g1, &c1, 137))
+        .await
+        .unwrap();
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), before + 1);
+    assert_eq!(ports.store.health(&g1).unwrap().status, HealthStatus::Oom);
+
+    // An `oom` and the runtime's SIGKILL both near the `die`: Docker's
+    // word on OOM wins.
+    let (g2, c2) = running(&ports, "both");
+    let kill = ContainerEvent {
+        kind: ContainerEventKind::Kill { signal: Some(9) },
+        ..die_event(&ports, &g2, &c2, 137)
+    };
+    let oom = ContainerEvent {
+        kind: ContainerEventKind::Oom,
+        ..die_event(&ports, &g2, &c2, 137)
+    };
+    m.handle_event(kill).await.unwrap();
+    m.handle_event(oom).await.unwrap();
+    ports.runtime.crash(&c2, 137);
+    m.handle_event(die_event(&ports, &g2, &c2, 137))
+        .await
+        .unwrap();
+    assert_eq!(ports.store.health(&g2).unwrap().status, HealthStatus::Oom);
+
+    // A SIGKILL sent long before (outside the window) explains nothing.
+    let (g3, c3) = running(&ports, "long-ago");
+    m.handle_event(ContainerEvent {
+        kind: ContainerEventKind::Kill { signal: Some(9) },
+        ..die_event(&ports, &g3, &c3, 137)
+    })
+    .await
+    .unwrap();
+    ports
+        .clock
+        .advance(config().oom_window + Duration::from_secs(1));
+    ports.runtime.crash(&c3, 137);
+    let before = ports.runtime.calls(RuntimeCall::Inspect);
+    m.handle_event(die_event(&ports, &g3, &c3, 137))
+        .await
+        .unwrap();
+    assert_eq!(ports.runtime.calls(RuntimeCall::Inspect), before + 1);
+    assert_eq!(
+        ports.store.health(&g3).unwrap().status,
+        HealthStatus::Exited
     );
 }
 

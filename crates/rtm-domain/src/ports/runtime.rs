@@ -157,6 +157,15 @@ pub enum ContainerEventKind {
     /// The kernel's OOM killer hit the container. Docker may send it just
     /// before or just after the matching `Die`.
     Oom,
+    /// The runtime itself sent the container a signal (Docker's `kill`
+    /// event: a `docker kill`, or a stop's SIGTERM and, after the grace,
+    /// SIGKILL). A SIGKILL sent this way explains an exit with 137
+    /// without waiting for OOM news. Runtimes that cannot tell never send
+    /// it.
+    Kill {
+        /// The signal's number, when the runtime reported one.
+        signal: Option<i64>,
+    },
     /// The container was removed.
     Destroy,
     /// Docker's own health check changed its verdict.

@@ -168,6 +168,32 @@ impl FakeRuntime {
         }
     }
 
+    /// `docker kill`: the runtime sends SIGKILL (a `kill` event with
+    /// signal 9), then the engine dies with 137 (`die`); no `OOMKilled`.
+    pub fn docker_kill(&self, id: &ContainerId) {
+        self.signal(id, 9);
+        self.crash(id, 137);
+    }
+
+    /// The runtime reports having sent `signal` to the container (a
+    /// `kill` event) and nothing else happens; with
+    /// [`FakeRuntime::crash`] before it, models Docker reporting the
+    /// `die` of its own SIGKILL before the `kill`.
+    pub fn signal(&self, id: &ContainerId, signal: i64) {
+        // A `kill` reported after the `die` is stamped after it.
+        self.clock.advance(std::time::Duration::from_millis(3));
+        let mut s = lock(&self.inner);
+        if s.get_mut(id).is_ok() {
+            self.event(
+                &mut s,
+                id,
+                ContainerEventKind::Kill {
+                    signal: Some(signal),
+                },
+            );
+        }
+    }
+
     /// The kernel OOM-kills the engine: `oom` then `die` with 137, and
     /// inspect shows `OOMKilled`.
     pub fn oom_kill(&self, id: &ContainerId) {
@@ -197,6 +223,8 @@ impl FakeRuntime {
     /// emitted, and with `flag` inspect shows `OOMKilled` from now on (some
     /// Docker versions never set it once the exit is recorded).
     pub fn late_oom(&self, id: &ContainerId, flag: bool) {
+        // Docker stamps it a few milliseconds after the `die`.
+        self.clock.advance(std::time::Duration::from_millis(5));
         let mut s = lock(&self.inner);
         if let Ok(info) = s.get_mut(id) {
             info.oom_killed = flag;
