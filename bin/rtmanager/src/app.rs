@@ -310,6 +310,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         config.http.gm_addr,
         config.http.admin_addr,
         config.shutdown_timeout,
+        // Each HTTP worker reads through its own pipelined connection.
+        rtm_postgres::pipeline_reads_on_this_thread,
     )
     .context("binding the HTTP listeners")?;
 

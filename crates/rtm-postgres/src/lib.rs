@@ -33,5 +33,6 @@ pub use leader::{PgLeader, PgLease};
 pub use locks::{PgLockGuard, PgLocks};
 pub use migrate::{migrate, migrations, AppliedMigration, Report};
 pub use store::{
-    GameCounts, GameSort, GamesFilter, GamesPage, HealthFilter, PgStore, WorkerLeader,
+    pipeline_reads_on_this_thread, GameCounts, GameSort, GamesFilter, GamesPage, HealthFilter,
+    PgStore, WorkerLeader,
 };

@@ -29,8 +29,10 @@ use crate::{PgConfig, PgError};
 
 mod commit;
 mod console;
+mod local;
 mod ports;
 pub use console::{GameCounts, GameSort, GamesFilter, GamesPage, HealthFilter, WorkerLeader};
+pub use local::pipeline_reads_on_this_thread;
 
 /// The PostgreSQL store. Cheap to clone (a pool handle).
 #[derive(Clone)]
@@ -42,6 +44,10 @@ pub struct PgStore {
     /// indexed point or keyset query, so a healthy server answers in
     /// milliseconds; a black-holed one must not hang the caller.
     round_trip: std::time::Duration,
+    /// Identifies this store (and its clones) to the thread-local read
+    /// connections (`local`), with the config they connect with.
+    id: u64,
+    driver: std::sync::Arc<tokio_postgres::Config>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -100,10 +106,13 @@ impl PgStore {
     /// Builds the store. Connections are opened lazily: this does not
     /// touch the network (call [`UnitOfWork::ping`](rtm_domain::ports::UnitOfWork::ping) to check).
     pub fn new(config: &PgConfig) -> Result<Self, PgError> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Self {
             pool: build_pool(config, config.pool_size, RecyclingMethod::Fast)?,
             schema: config.schema.clone(),
             round_trip: config.connect_timeout,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            driver: std::sync::Arc::new(config.driver_config()?),
         })
     }
 
@@ -190,6 +199,20 @@ impl PgStore {
         sql: &str,
         params: &Params,
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if let Some(client) = local::client(self.id, &self.driver).await {
+            let run = async {
+                let stmt = client.prepare_cached(sql).await?;
+                client.query(&stmt, &params.refs()).await
+            };
+            match tokio::time::timeout(self.round_trip, run).await {
+                Err(_) => {
+                    local::forget(self.id);
+                    return Err(unanswered(self.round_trip));
+                }
+                Ok(Err(e)) if connection_lost(&e) => local::forget(self.id),
+                Ok(result) => return result.map_err(store_err),
+            }
+        }
         let mut retried = false;
         loop {
             let conn = self.conn().await?;

@@ -148,6 +148,7 @@ impl Bench {
             games.len()
         ));
         let dies = reference::DieEvents::follow(&self.owner)?;
+        let entries = reference::StreamFollower::follow(&self.health_stream)?;
         for g in games {
             let container = self.container_of(g)?;
             let mut last = self.last_stream_id()?;
@@ -161,6 +162,15 @@ impl Bench {
             )));
             let t0 = Instant::now();
             docker(&["kill", &container])?;
+            // When a client following the stream got the entry (the
+            // follower thread's clock, like Docker's `die` below).
+            let Some(visible) = entries.wait_for(g, "exited", Duration::from_secs(60)) else {
+                bail!("no exited event for {g} within 60 s of docker kill");
+            };
+            report
+                .kill_visible
+                .push(visible.saturating_duration_since(t0));
+            // Then its details (source, times), read at leisure.
             let event = loop {
                 self.check_time()?;
                 let fresh = self.read_after(&last, Duration::from_secs(2))?;
@@ -177,7 +187,6 @@ impl Bench {
                     bail!("no exited event for {g} within 60 s of docker kill");
                 }
             };
-            report.kill_visible.push(t0.elapsed());
             if let Some(at) = dies.wait_for(&format!("rtm-{g}"), Duration::from_secs(5)) {
                 report.kill_die.push(at.saturating_duration_since(t0));
             }

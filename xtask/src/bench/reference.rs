@@ -350,3 +350,198 @@ impl Drop for DieEvents {
         let _ = self.child.wait();
     }
 }
+
+/// The health stream as a client following it sees it: a thread blocked
+/// in `XREAD` on its own connection timestamps each entry as it arrives,
+/// exactly as [`DieEvents`] timestamps Docker's `die` lines. So "kill →
+/// exited readable" and Docker's "kill → die" are measured alike, without
+/// the process spawns of `redis-cli` in either.
+pub(super) struct StreamFollower {
+    rx: std::sync::mpsc::Receiver<(String, String, Instant)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StreamFollower {
+    /// Follows `stream` from its current end.
+    pub(super) fn follow(stream: &str) -> Result<Self> {
+        use std::sync::atomic::AtomicBool;
+        let mut conn = RespConn::connect()?;
+        // The id of the newest entry now: follow from there.
+        let mut last = match conn.call(&["XREVRANGE", stream, "+", "-", "COUNT", "1"])? {
+            Resp::Array(entries) => entries
+                .first()
+                .and_then(|e| e.nth(0))
+                .and_then(Resp::text)
+                .unwrap_or("0-0")
+                .to_owned(),
+            _ => "0-0".to_owned(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let stream = stream.to_owned();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let reply = conn.call(&["XREAD", "BLOCK", "500", "STREAMS", &stream, &last]);
+                let Ok(reply) = reply else { return };
+                let at = Instant::now();
+                // [[stream, [[id, [field, value, …]], …]]] or nil.
+                let entries = reply.nth(0).and_then(|s| s.nth(1));
+                let Some(Resp::Array(entries)) = entries else {
+                    continue;
+                };
+                for entry in entries {
+                    let Some(id) = entry.nth(0).and_then(Resp::text) else {
+                        continue;
+                    };
+                    last = id.to_owned();
+                    let field = |name: &str| match entry.nth(1) {
+                        Some(Resp::Array(kv)) => kv
+                            .chunks(2)
+                            .find(|p| p[0].text() == Some(name))
+                            .and_then(|p| p.get(1))
+                            .and_then(Resp::text)
+                            .map(str::to_owned),
+                        _ => None,
+                    };
+                    let (Some(game), Some(kind)) = (field("game_id"), field("event_type")) else {
+                        continue;
+                    };
+                    if tx.send((game, kind, at)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self { rx, stop })
+    }
+
+    /// When an entry of `game` with this `event_type` arrived, waiting up
+    /// to `wait`; entries of other games or types are skipped.
+    pub(super) fn wait_for(&self, game: &str, event_type: &str, wait: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left) {
+                Ok((g, t, at)) if g == game && t == event_type => return Some(at),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for StreamFollower {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A RESP2 reply, as much of it as the follower reads.
+#[derive(Debug)]
+enum Resp {
+    Text(String),
+    Int,
+    Nil,
+    Array(Vec<Resp>),
+}
+
+impl Resp {
+    fn nth(&self, i: usize) -> Option<&Resp> {
+        match self {
+            Resp::Array(items) => items.get(i),
+            _ => None,
+        }
+    }
+
+    fn text(&self) -> Option<&str> {
+        match self {
+            Resp::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One plain connection to Redis (`RTM_REDIS_URL`, without TLS), for the
+/// follower only: xtask stays free of a Redis client crate.
+struct RespConn {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RespConn {
+    fn connect() -> Result<Self> {
+        let url =
+            std::env::var("RTM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let rest = url
+            .strip_prefix("redis://")
+            .with_context(|| format!("the bench follows plain redis:// only, not {url}"))?;
+        let (auth, addr) = match rest.rsplit_once('@') {
+            Some((auth, addr)) => (Some(auth.to_owned()), addr),
+            None => (None, rest),
+        };
+        let addr = addr.split('/').next().unwrap_or(addr);
+        let stream =
+            std::net::TcpStream::connect(addr).with_context(|| format!("Redis at {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Self {
+            reader: std::io::BufReader::new(stream),
+        };
+        if let Some(auth) = auth {
+            let args: Vec<&str> = match auth.split_once(':') {
+                Some(("", pass)) => vec!["AUTH", pass],
+                Some((user, pass)) => vec!["AUTH", user, pass],
+                None => vec!["AUTH", auth.as_str()],
+            };
+            let mut cmd = args;
+            cmd.retain(|a| !a.is_empty());
+            conn.call(&cmd)?;
+        }
+        Ok(conn)
+    }
+
+    fn call(&mut self, args: &[&str]) -> Result<Resp> {
+        use std::io::Write;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req += &format!("${}\r\n{a}\r\n", a.len());
+        }
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        self.read()
+    }
+
+    fn read(&mut self) -> Result<Resp> {
+        use std::io::{BufRead, Read};
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("Redis closed the connection");
+        }
+        let line = line.trim_end_matches("\r\n");
+        let (kind, rest) = line.split_at(1.min(line.len()));
+        let n = || {
+            rest.parse::<i64>()
+                .with_context(|| format!("RESP length {rest:?}"))
+        };
+        Ok(match kind {
+            "+" => Resp::Text(rest.to_owned()),
+            "-" => bail!("Redis: {rest}"),
+            ":" => Resp::Int,
+            "$" if n()? < 0 => Resp::Nil,
+            "$" => {
+                let mut buf = vec![0; usize::try_from(n()?)? + 2];
+                self.reader.read_exact(&mut buf)?;
+                buf.truncate(buf.len() - 2);
+                Resp::Text(String::from_utf8_lossy(&buf).into_owned())
+            }
+            "*" if n()? < 0 => Resp::Nil,
+            "*" => {
+                let len = usize::try_from(n()?)?;
+                let mut items = Vec::with_capacity(len);
+                for _ in 0..len {
+                    items.push(self.read()?);
+                }
+                Resp::Array(items)
+            }
+            _ => bail!("unexpected RESP line {line:?}"),
+        })
+    }
+}

@@ -119,11 +119,14 @@ pub struct Servers {
 /// Signals are left to the caller (`disable_signals`): on SIGTERM it
 /// stops taking work and calls `server.handle().stop(true)`, which
 /// finishes in-flight requests for at most `shutdown_timeout`.
+/// `worker_start` runs once on each worker thread as it starts (the
+/// host's per-thread set-up, e.g. the store's thread-local reads).
 pub fn bind_servers<P: Ports>(
     state: web::Data<AppState<P>>,
     gm_addr: std::net::SocketAddr,
     admin_addr: std::net::SocketAddr,
     shutdown_timeout: std::time::Duration,
+    worker_start: fn(),
 ) -> std::io::Result<Servers> {
     use actix_web::{App, HttpServer};
     // Two workers per listener are plenty: handlers are async and the
@@ -131,7 +134,9 @@ pub fn bind_servers<P: Ports>(
     const WORKERS: usize = 2;
     let grace = shutdown_timeout.as_secs().max(1);
     let gm_state = state.clone();
+    // actix calls the factory once on each worker thread, as it starts.
     let gm = HttpServer::new(move || {
+        worker_start();
         App::new()
             .app_data(gm_state.clone())
             .configure(gm_routes::<P>)
@@ -142,6 +147,7 @@ pub fn bind_servers<P: Ports>(
     .bind(gm_addr)?;
     let admin_state = state;
     let admin = HttpServer::new(move || {
+        worker_start();
         App::new()
             .app_data(admin_state.clone())
             .configure(admin_routes::<P>)

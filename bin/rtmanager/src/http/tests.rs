@@ -1457,7 +1457,8 @@ async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, token: Option
 async fn both_listeners_serve_their_own_surface() {
     let h = harness();
     let any = "127.0.0.1:0".parse().expect("addr");
-    let servers = bind_servers(h.state.clone(), any, any, Duration::from_secs(1)).expect("bind");
+    let servers =
+        bind_servers(h.state.clone(), any, any, Duration::from_secs(1), || {}).expect("bind");
     assert_ne!(servers.gm_addr.port(), 0);
     assert_ne!(servers.gm_addr, servers.admin_addr);
     let (gm, admin) = (servers.gm.handle(), servers.admin.handle());

@@ -7,6 +7,7 @@ mod contract;
 mod leader;
 mod locks;
 mod migrations;
+mod reads;
 mod retention;
 mod store;
 
