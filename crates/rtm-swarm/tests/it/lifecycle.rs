@@ -260,3 +260,64 @@ fn construction_refuses_weaker_isolation_unless_accepted() {
     let message = SwarmConfigError::WeakerIsolation.to_string();
     assert!(message.contains("no-new-privileges") && message.contains("swap"));
 }
+
+/// The domain's patch, step by step on the adapter: the old engine is
+/// stopped and parked as `rtmold-<game>`, a new service takes
+/// `rtm-<game>` and its DNS name; the rollback removes the new one, gives
+/// the old one its name back and starts it, under the same service id.
+#[tokio::test]
+async fn a_patch_parks_the_old_service_and_a_rollback_restores_it() {
+    let env = Env::new();
+    let (spec, old) = env.running("1.0.0").await;
+    let net = env.rt.config().docker.network.clone();
+    let parked = spec.game_id.parked_container_name();
+
+    env.rt
+        .stop(&old, Duration::from_secs(20))
+        .await
+        .expect("stop old");
+    env.rt.rename(&old, &parked).await.expect("park old");
+    let new_spec = rtm_domain::ports::ContainerSpec {
+        image: rtm_domain::ImageRef::parse(&rtm_testkit::docker::engine_image("1.0.1")).unwrap(),
+        ..spec.clone()
+    };
+    let new = env
+        .rt
+        .create(&new_spec)
+        .await
+        .expect("the name is free again");
+    assert_ne!(new, old);
+    env.rt.start(&new).await.expect("start new");
+    let new_ip = env.rt.inspect(&new).await.unwrap().ip.expect("an address");
+    assert_eq!(resolve(&net, &spec.name), Some(new_ip.to_string()));
+    let names: Vec<_> = env
+        .rt
+        .list(Some(&spec.game_id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.running))
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&(spec.name.clone(), true)), "{names:?}");
+    assert!(names.contains(&(parked.clone(), false)), "{names:?}");
+
+    // Rollback.
+    env.rt.remove(&new).await.expect("remove new");
+    env.rt
+        .rename(&old, &spec.name)
+        .await
+        .expect("old name back");
+    env.rt.start(&old).await.expect("start old again");
+    let info = env.rt.inspect(&old).await.unwrap();
+    assert!(info.summary.running);
+    assert_eq!(info.summary.name, spec.name);
+    assert_eq!(
+        info.summary.image_ref.as_deref(),
+        Some(spec.image.to_string().as_str())
+    );
+    assert_eq!(
+        resolve(&net, &spec.name),
+        Some(info.ip.expect("ip").to_string())
+    );
+}
