@@ -50,6 +50,30 @@ impl SwarmApi {
         self.raw.client()
     }
 
+    /// `GET /tasks/{id}/logs?…`: the task's output as docker-api decodes
+    /// container logs (frames per stream), served by the task's node.
+    pub fn task_logs(
+        &self,
+        task: &str,
+        opts: &docker_api::opts::LogsOpts,
+    ) -> impl futures_util::Stream<Item = Result<containers_api::conn::TtyChunk, DockerError>>
+           + Unpin
+           + Send
+           + '_ {
+        use futures_util::TryStreamExt;
+        let mut ep = format!("/tasks/{}/logs", path_part(task));
+        if let Some(q) = opts.serialize() {
+            ep = format!("{ep}?{q}");
+        }
+        // docker-api's own shape for log streams (its `Logs` endpoints).
+        let bytes = Box::pin(
+            self.client()
+                .get_stream(ep)
+                .map_err(|e| containers_api::conn::Error::Any(Box::new(e))),
+        );
+        Box::pin(containers_api::conn::tty::decode(bytes).map_err(DockerError::Error))
+    }
+
     /// `GET /info`, raw.
     pub async fn info(&self) -> Result<Value, DockerError> {
         self.raw.client().get_json("/info").await
@@ -80,6 +104,13 @@ impl SwarmApi {
         self.raw
             .client()
             .get_json(format!("/tasks?filters={q}"))
+            .await
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Task, DockerError> {
+        self.raw
+            .client()
+            .get_json(format!("/tasks/{}", path_part(id)))
             .await
     }
 

@@ -36,12 +36,13 @@ pub struct SwarmConfig {
     /// one host forbids swap. See `docs/swarm.md`. Without it,
     /// [`SwarmRuntime::new`](crate::SwarmRuntime::new) refuses.
     pub accept_weaker_isolation: bool,
-    /// Whether a task on this manager's own node is stopped here, by its
-    /// container, with the request's grace (the default). `false` stops
-    /// every task through the orchestrator (scale to 0), as a task on
-    /// another node always is; the tests use it to cover that path on a
+    /// Whether the adapter uses this manager's own engine for a task on
+    /// this node (the default): a stop with the request's grace, OOM and
+    /// exact times from the container, its logs. `false` treats every task
+    /// as on another node (scale to 0, the task list, the task logs
+    /// endpoint); the tests use it to check the remote behaviour on a
     /// single node.
-    pub stop_here: bool,
+    pub local_engine: bool,
 }
 
 impl SwarmConfig {
@@ -55,7 +56,7 @@ impl SwarmConfig {
             poll_interval: Duration::from_secs(1),
             constraints: Vec::new(),
             accept_weaker_isolation: false,
-            stop_here: true,
+            local_engine: true,
         }
     }
 

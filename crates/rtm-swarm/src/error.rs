@@ -37,6 +37,11 @@ pub(crate) fn classify(e: &DockerError) -> Failure {
         }
         DockerError::Error(ConnError::Hyper(h)) | DockerError::Hyper(h) => classify_hyper(h),
         DockerError::Error(ConnError::IO(_)) | DockerError::IO(_) => Failure::Unreachable,
+        // docker-api's log streams wrap the request's error once more.
+        DockerError::Error(ConnError::Any(inner)) => match inner.downcast_ref::<DockerError>() {
+            Some(e) => classify(e),
+            None => Failure::Other,
+        },
         _ => Failure::Other,
     }
 }

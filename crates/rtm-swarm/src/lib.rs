@@ -16,6 +16,7 @@ mod api;
 mod config;
 mod error;
 mod feed;
+mod logs;
 mod model;
 mod names;
 mod runtime;

@@ -35,6 +35,7 @@ use crate::api::SwarmApi;
 use crate::config::{SwarmConfig, SwarmConfigError};
 use crate::error::{classify, is_not_found, is_out_of_sequence, to_runtime, Failure};
 use crate::feed::{self, Observed};
+use crate::logs::Source;
 use crate::model::{self, LocalFacts, Phase, Service, Task, LABEL_NAME};
 use crate::names::{check_state_path, prepare_state_dir, service_name};
 use crate::spec;
@@ -183,6 +184,9 @@ impl SwarmRuntime {
 
     /// The task's container when it is on this node.
     pub(crate) async fn local_container<'t>(&self, task: &'t Task) -> Option<&'t str> {
+        if !self.inner.config.local_engine {
+            return None;
+        }
         let here = self.node_id().await.ok()?;
         (task.node_id == here)
             .then(|| task.container_id())
@@ -466,13 +470,11 @@ impl ContainerRuntime for SwarmRuntime {
         };
         match task.phase() {
             Phase::Ended | Phase::Lost => Ok(()),
-            Phase::Running if self.inner.config.stop_here => {
-                match self.local_container(&task).await {
-                    Some(cid) => self.stop_here(&svc, &task, cid, grace).await,
-                    None => self.stop_by_scaling(&svc, &task).await,
-                }
-            }
-            Phase::Running | Phase::Pending => self.stop_by_scaling(&svc, &task).await,
+            Phase::Running => match self.local_container(&task).await {
+                Some(cid) => self.stop_here(&svc, &task, cid, grace).await,
+                None => self.stop_by_scaling(&svc, &task).await,
+            },
+            Phase::Pending => self.stop_by_scaling(&svc, &task).await,
         }
     }
 
@@ -549,8 +551,9 @@ impl ContainerRuntime for SwarmRuntime {
         query: &LogQuery,
     ) -> Result<ContainerLogs, RuntimeError> {
         match self.log_source(id).await? {
-            Some(cid) => self.inner.local.logs(&cid, query).await,
-            None => Ok(ContainerLogs::default()),
+            Source::Local(cid) => self.inner.local.logs(&cid, query).await,
+            Source::Task(task) => crate::logs::read_task(self.api(), &task, query).await,
+            Source::Nothing => Ok(ContainerLogs::default()),
         }
     }
 
@@ -566,8 +569,9 @@ impl ContainerRuntime for SwarmRuntime {
             type Lines =
                 std::pin::Pin<Box<dyn Stream<Item = Result<LogLine, RuntimeError>> + Send>>;
             let lines: Lines = match rt.log_source(&id).await {
-                Ok(Some(cid)) => Box::pin(rt.inner.local.follow_logs(&cid, &query)),
-                Ok(None) => Box::pin(futures_util::stream::empty()),
+                Ok(Source::Local(cid)) => Box::pin(rt.inner.local.follow_logs(&cid, &query)),
+                Ok(Source::Task(task)) => crate::logs::follow_task(rt.clone(), task, query),
+                Ok(Source::Nothing) => Box::pin(futures_util::stream::empty()),
                 Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
             };
             lines
@@ -577,22 +581,5 @@ impl ContainerRuntime for SwarmRuntime {
 
     fn events(&self) -> impl Stream<Item = FeedItem> + Send + 'static {
         feed::feed(self.clone())
-    }
-}
-
-impl SwarmRuntime {
-    /// The container whose output `logs` reads: the newest task's, when it
-    /// is on this node. `None` when no task is left or it is on another
-    /// node (not read: see docs/swarm.md).
-    async fn log_source(&self, id: &ContainerId) -> Result<Option<ContainerId>, RuntimeError> {
-        let svc = self.owned(id).await?;
-        let tasks = self.tasks_of(&svc.id).await?;
-        let Some(task) = model::newest(&tasks) else {
-            return Ok(None);
-        };
-        Ok(self
-            .local_container(task)
-            .await
-            .and_then(|c| ContainerId::new(c.to_owned())))
     }
 }

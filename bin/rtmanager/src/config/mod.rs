@@ -210,7 +210,7 @@ impl Config {
             poll_interval: s.poll_interval,
             constraints: s.constraints.clone(),
             accept_weaker_isolation: s.accept_weaker_isolation,
-            stop_here: true,
+            local_engine: true,
         })
     }
 

@@ -50,7 +50,7 @@ async fn stop_and_start_keep_the_service_id_and_run_a_new_task() {
 
 #[tokio::test]
 async fn a_stop_through_the_orchestrator_keeps_the_exit_code_after_the_task_is_gone() {
-    let env = Env::with(|c| c.stop_here = false);
+    let env = Env::with(|c| c.local_engine = false);
     let (_spec, id) = env.running("1.0.0").await;
     env.rt
         .stop(&id, Duration::from_secs(20))

@@ -23,6 +23,7 @@ use rtm_testkit::docker::{docker_host, engine_image, ensure_engine_images, Owner
 mod contract;
 mod lifecycle;
 mod lockdown;
+mod remote;
 
 /// Upper bound of every wait; generous because the machine is shared.
 const DEADLINE: Duration = Duration::from_secs(90);
