@@ -50,6 +50,10 @@ pub(crate) const LABEL_LAST_EXIT: &str = "rtm.last_exit";
 const TASK_POLL: Duration = Duration::from_millis(100);
 /// How many times an update is retried when another update landed first.
 const UPDATE_TRIES: usize = 5;
+/// Creates retried when the engines' network vanished, and the pause
+/// before each retry (Swarm lists a removed network for a few seconds).
+const NETWORK_TRIES: usize = 10;
+const NETWORK_PAUSE: Duration = Duration::from_secs(1);
 /// Observations kept for a slow feed before it falls back on its polling.
 const JOURNAL: usize = 1024;
 
@@ -336,6 +340,12 @@ impl SwarmRuntime {
     }
 }
 
+/// Docker's refusal of a spec whose network does not exist (a 500, or a
+/// 404 on newer engines: "network <name> not found").
+fn is_missing_network(e: &docker_api::Error) -> bool {
+    matches!(classify(e), Failure::Status(_, m) if m.starts_with("network ") && m.ends_with("not found"))
+}
+
 const NOT_A_MANAGER: &str =
     "this Docker engine is not a swarm manager: RTM_RUNTIME=swarm needs a manager's Engine API";
 
@@ -393,11 +403,25 @@ impl ContainerRuntime for SwarmRuntime {
         }
         let body = spec::service_spec(&self.inner.config, spec, &service_name(&spec.name));
         let auth = self.auth_for(Some(&spec.image.to_string()));
-        let id = self
-            .api()
-            .create_service(&body, auth)
-            .await
-            .map_err(|e| to_runtime(e, &format!("create {}", spec.name)))?;
+        let mut tries = 0;
+        let id = loop {
+            tries += 1;
+            match self.api().create_service(&body, auth.clone()).await {
+                Ok(id) => break id,
+                // The network was removed since it was last seen. Swarm
+                // removes a network lazily (it is still listed for about
+                // three seconds after `docker network rm` returns, seen on
+                // 20.10), so the check
+                // (which creates it once it is really gone) is repeated,
+                // a bounded number of times.
+                Err(e) if is_missing_network(&e) && tries < NETWORK_TRIES => {
+                    self.inner.network_ready.store(false, Ordering::Release);
+                    tokio::time::sleep(NETWORK_PAUSE).await;
+                    self.ensure_network().await?;
+                }
+                Err(e) => return Err(to_runtime(e, &format!("create {}", spec.name))),
+            }
+        };
         ContainerId::new(id)
             .ok_or_else(|| RuntimeError::Other("create returned an empty id".to_owned()))
     }

@@ -321,3 +321,44 @@ async fn a_patch_parks_the_old_service_and_a_rollback_restores_it() {
         Some(info.ip.expect("ip").to_string())
     );
 }
+
+/// Removes a network this test had the adapter create, once Swarm has
+/// let go of it (bounded: 60 tries, 30 s).
+struct OwnNetwork(String);
+
+impl Drop for OwnNetwork {
+    fn drop(&mut self) {
+        for _ in 0..60 {
+            if docker(&["network", "rm", &self.0]).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!("could not remove network {}", self.0);
+    }
+}
+
+#[tokio::test]
+async fn the_adapter_creates_its_overlay_network_and_again_after_it_was_removed() {
+    let name = rtm_testkit::unique("rtmswarm-own").replace('_', "-");
+    let net = OwnNetwork(name.clone());
+    let env = Env::with(|c| c.docker.network = name.clone());
+    let (_, first) = env.running("1.0.0").await;
+    let created = crate::inspect_json("network", &name);
+    assert_eq!(created["Driver"], "overlay");
+    assert_eq!(created["Attachable"], true);
+    assert_eq!(created["Labels"]["rtm.managed"], "true");
+
+    env.rt.remove(&first).await.expect("remove");
+    let deadline = Instant::now() + DEADLINE;
+    while docker(&["network", "rm", &name]).is_err() {
+        assert!(Instant::now() < deadline, "the network stayed in use");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The adapter still believes the network exists: the create fails
+    // once, and succeeds after the network is made again.
+    let (_, second) = env.running("1.0.0").await;
+    assert!(env.rt.inspect(&second).await.unwrap().ip.is_some());
+    drop(env);
+    drop(net);
+}
