@@ -459,11 +459,17 @@ impl ContainerRuntime for SwarmRuntime {
             })
             .await?;
         }
-        let before = live.is_none().then(|| prev.map(|t| t.id)).flatten();
+        // The task to wait for: one that did not exist before the update
+        // (Swarm keeps the ended ones of earlier starts), or the live one.
+        let before: std::collections::HashSet<String> = if live.is_none() {
+            tasks.iter().map(|t| t.id.clone()).collect()
+        } else {
+            Default::default()
+        };
         let limit = self.inner.config.start_timeout;
         let started = self
             .wait_tasks(&svc.id, limit, &what, |tasks| {
-                let t = model::newest(tasks.iter().filter(|t| Some(&t.id) != before.as_ref()))?;
+                let t = model::newest(tasks.iter().filter(|t| !before.contains(&t.id)))?;
                 match t.phase() {
                     Phase::Running => Some(Ok(t.clone())),
                     Phase::Pending => None,

@@ -46,6 +46,16 @@ async fn stop_and_start_keep_the_service_id_and_run_a_new_task() {
     );
     let new: Vec<_> = now.iter().filter(|c| !first.contains(c)).collect();
     assert_eq!(new.len(), 1, "a new task, with a new container: {now:?}");
+
+    // Again, with two ended tasks in Swarm's history now: the start waits
+    // for the task it caused, not for an older one.
+    env.rt
+        .stop(&id, Duration::from_secs(20))
+        .await
+        .expect("stop");
+    env.rt.start(&id).await.expect("a third start");
+    assert!(env.rt.inspect(&id).await.unwrap().summary.running);
+    assert_eq!(task_containers(&id).len(), 3);
 }
 
 #[tokio::test]
