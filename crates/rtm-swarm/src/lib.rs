@@ -13,12 +13,14 @@
 //! swarm gives less than one Docker engine are in `docs/swarm.md`.
 
 mod api;
+mod attach;
 mod config;
 mod error;
 mod feed;
 mod logs;
 mod model;
 mod names;
+mod network;
 mod runtime;
 mod spec;
 mod stop;

@@ -33,11 +33,12 @@ use tokio::time::Instant;
 
 use crate::api::SwarmApi;
 use crate::config::{SwarmConfig, SwarmConfigError};
-use crate::error::{classify, is_not_found, is_out_of_sequence, to_runtime, Failure};
+use crate::error::{is_out_of_sequence, to_runtime};
 use crate::feed::{self, Observed};
 use crate::logs::Source;
 use crate::model::{self, LocalFacts, Phase, Service, Task, LABEL_NAME};
 use crate::names::{check_state_path, prepare_state_dir, service_name};
+use crate::network::{is_missing_network, NETWORK_PAUSE, NETWORK_TRIES};
 use crate::spec;
 
 /// Service-level labels a stop through the orchestrator leaves behind:
@@ -50,10 +51,6 @@ pub(crate) const LABEL_LAST_EXIT: &str = "rtm.last_exit";
 const TASK_POLL: Duration = Duration::from_millis(100);
 /// How many times an update is retried when another update landed first.
 const UPDATE_TRIES: usize = 5;
-/// Creates retried when the engines' network vanished, and the pause
-/// before each retry (Swarm lists a removed network for a few seconds).
-const NETWORK_TRIES: usize = 10;
-const NETWORK_PAUSE: Duration = Duration::from_secs(1);
 /// Observations kept for a slow feed before it falls back on its polling.
 const JOURNAL: usize = 1024;
 
@@ -72,8 +69,8 @@ pub(crate) struct Inner {
     local: DockerRuntime,
     credentials: Option<CredentialsFile>,
     node_id: tokio::sync::OnceCell<String>,
-    network_ready: AtomicBool,
-    network_lock: tokio::sync::Mutex<()>,
+    pub(crate) network_ready: AtomicBool,
+    pub(crate) network_lock: tokio::sync::Mutex<()>,
     /// What this process's own calls saw happen, for its feeds (a task
     /// that ran and ended between two polls is not missed).
     pub(crate) journal: broadcast::Sender<Observed>,
@@ -117,7 +114,7 @@ impl SwarmRuntime {
         &self.inner.api
     }
 
-    fn network(&self) -> &str {
+    pub(crate) fn network(&self) -> &str {
         &self.inner.config.docker.network
     }
 
@@ -258,46 +255,6 @@ impl SwarmRuntime {
         }
     }
 
-    /// Creates the engines' attachable overlay network unless it exists;
-    /// refuses a network of that name that is not one. Swarm keeps
-    /// network names unique, so concurrent creators get a 409, not a
-    /// duplicate.
-    async fn ensure_network(&self) -> Result<(), RuntimeError> {
-        if self.inner.network_ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let _serial = self.inner.network_lock.lock().await;
-        let name = self.network();
-        let what = format!("network {name}");
-        let net = match self.api().network(name).await {
-            Ok(net) => Some(net),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(to_runtime(e, &what)),
-        };
-        if let Some(net) = net {
-            let overlay = net.get("Driver").and_then(Value::as_str) == Some("overlay");
-            let attachable = net.get("Attachable").and_then(Value::as_bool) == Some(true);
-            if !(overlay && attachable) {
-                return Err(RuntimeError::Other(format!(
-                    "{what} exists but is not an attachable overlay network: \
-                     engines on several nodes could not reach each other or be probed"
-                )));
-            }
-        } else {
-            let body = json!({
-                "Name": name, "Driver": "overlay", "Attachable": true, "CheckDuplicate": true,
-                "Labels": { rtm_docker::labels::MANAGED: "true" },
-            });
-            match self.api().create_network(&body).await {
-                Ok(()) => tracing::info!(network = %name, "created the engines' overlay network"),
-                Err(e) if matches!(classify(&e), Failure::Status(409, _)) => {}
-                Err(e) => return Err(to_runtime(e, &what)),
-            }
-        }
-        self.inner.network_ready.store(true, Ordering::Release);
-        Ok(())
-    }
-
     /// Another owned service that carries the port name `name`.
     async fn name_taken(&self, name: &str, except: Option<&str>) -> Result<bool, RuntimeError> {
         let label = vec![
@@ -340,17 +297,13 @@ impl SwarmRuntime {
     }
 }
 
-/// Docker's refusal of a spec whose network does not exist (a 500, or a
-/// 404 on newer engines: "network <name> not found").
-fn is_missing_network(e: &docker_api::Error) -> bool {
-    matches!(classify(e), Failure::Status(_, m) if m.starts_with("network ") && m.ends_with("not found"))
-}
-
 const NOT_A_MANAGER: &str =
     "this Docker engine is not a swarm manager: RTM_RUNTIME=swarm needs a manager's Engine API";
 
 impl ContainerRuntime for SwarmRuntime {
-    /// `Ok` when the engine answered and is a swarm manager.
+    /// `Ok` when the engine answered, is a swarm manager, and this
+    /// process is attached to the engines' network (`attach.rs`): without
+    /// it, probes would reach whatever the host routes there.
     async fn ping(&self) -> Result<(), RuntimeError> {
         let info = self
             .api()
@@ -365,11 +318,10 @@ impl ContainerRuntime for SwarmRuntime {
             .pointer("/Swarm/ControlAvailable")
             .and_then(Value::as_bool)
             == Some(true);
-        if active && manager {
-            Ok(())
-        } else {
-            Err(RuntimeError::Other(NOT_A_MANAGER.to_owned()))
+        if !(active && manager) {
+            return Err(RuntimeError::Other(NOT_A_MANAGER.to_owned()));
         }
+        self.check_attached().await
     }
 
     /// Pulls on this manager's node (checking the reference and the
