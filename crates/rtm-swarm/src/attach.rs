@@ -123,4 +123,24 @@ mod tests {
         );
         assert_eq!(routed_here(TABLE, "fd00::/64"), None);
     }
+
+    /// The table of a container attached to an overlay network of subnet
+    /// 10.0.72.0/24 on this machine (`/proc/<pid>/net/route`, read from
+    /// the host), and the host's own table, which lacks that route.
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn an_attached_container_routes_the_overlay_subnet_and_the_host_does_not() {
+        let attached =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth1\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t0048000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth1\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        let host =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            docker_gwbridge\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(routed_here(attached, "10.0.72.0/24"), Some(true));
+        assert_eq!(routed_here(host, "10.0.72.0/24"), Some(false));
+    }
 }
