@@ -60,6 +60,7 @@ fn shared_overlay() -> Arc<TestNetwork> {
         "active",
         "these tests need a swarm: docker swarm init --advertise-addr 127.0.0.1"
     );
+    sweep_leftovers();
     let name = rtm_testkit::unique("rtmswarm-net").replace('_', "-");
     docker(&[
         "network",
@@ -73,6 +74,60 @@ fn shared_overlay() -> Arc<TestNetwork> {
     let net = Arc::new(TestNetwork { name });
     *current = Arc::downgrade(&net);
     net
+}
+
+/// Whether the test process `pid` still runs.
+fn pid_alive(pid: &str) -> bool {
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// Removes the services and overlay networks of test processes that no
+/// longer exist (a killed run never drops its guards). Best effort.
+fn sweep_leftovers() {
+    // Owners look like `rtmtest_<pid>_<n>_<nanos>`.
+    // `service ls` cannot print labels: inspect the listed ids.
+    let ids = docker(&["service", "ls", "-q", "--filter", "label=rtm.owner"]).unwrap_or_default();
+    let mut args = vec![
+        "service",
+        "inspect",
+        "--format",
+        "{{.ID}} {{index .Spec.Labels \"rtm.owner\"}}",
+    ];
+    args.extend(ids.split_whitespace());
+    let listed = if ids.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        docker(&args)
+    };
+    for line in listed.unwrap_or_default().lines() {
+        let Some((id, owner)) = line.split_once(' ') else {
+            continue;
+        };
+        let mut parts = owner.split('_');
+        if parts.next() == Some("rtmtest") && parts.next().is_some_and(|pid| !pid_alive(pid)) {
+            let _ = docker(&["service", "rm", id]);
+        }
+    }
+    // Networks look like `rtmswarm-net-<pid>-<n>-<nanos>` (also `-own-`).
+    let nets = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "driver=overlay",
+        "--format",
+        "{{.Name}}",
+    ]);
+    for name in nets.unwrap_or_default().lines() {
+        let pid = name
+            .strip_prefix("rtmswarm-net-")
+            .or_else(|| name.strip_prefix("rtmswarm-own-"))
+            .and_then(|rest| rest.split('-').next());
+        if pid.is_some_and(|pid| !pid_alive(pid)) {
+            let _ = docker(&["network", "rm", name]);
+        }
+    }
 }
 
 /// Removes the owner's services (their tasks and containers go with
