@@ -22,6 +22,7 @@ use rtm_domain::OperationEntry;
 use rtm_postgres::{PgConfig, PgLeader, PgLocks, PgStore};
 use rtm_probe::{HttpProbe, ProbeConfig};
 use rtm_redis::{CommandHandler, HealthStreamConfig, LobbyConsumer, RedisHealthPublisher};
+use rtm_swarm::SwarmRuntime;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -30,6 +31,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, LogFormat};
 use crate::http::{self, probe_fn, AppState, DependencyStatus, Readiness, Tokens};
 use crate::metrics::{Metrics, WorkerResult};
+use crate::runtime::EngineRuntime;
 use crate::workers::{self, PassObserver, ShutdownTrigger};
 
 mod background;
@@ -42,7 +44,7 @@ pub struct Prod;
 impl Ports for Prod {
     type Store = PgStore;
     type Locks = PgLocks;
-    type Runtime = DockerRuntime;
+    type Runtime = EngineRuntime;
     type Probe = HttpProbe;
     type Clock = SystemClock;
     type Telemetry = Metrics;
@@ -197,7 +199,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let leader = PgLeader::new(pg)
         .context("PostgreSQL leader election")?
         .with_instance(&config.instance_id);
-    let runtime = DockerRuntime::new(config.docker.clone()).context("Docker client")?;
+    let runtime = match config.swarm_config() {
+        None => EngineRuntime::Docker(
+            DockerRuntime::new(config.docker.clone()).context("Docker client")?,
+        ),
+        Some(swarm) => {
+            EngineRuntime::Swarm(SwarmRuntime::new(swarm).context("Docker Swarm client")?)
+        }
+    };
+    info!(runtime = runtime.name(), "container runtime");
     let probe = HttpProbe::new(ProbeConfig {
         path: config.health.probe_path.clone(),
         timeout: config.health.probe_timeout,

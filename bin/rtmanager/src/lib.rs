@@ -10,4 +10,5 @@ pub mod ctl;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod runtime;
 pub mod workers;

@@ -58,7 +58,7 @@ impl fmt::Debug for Credential {
 
 impl Credential {
     /// docker-api's form, sent as `X-Registry-Auth`.
-    pub(crate) fn registry_auth(&self, host: &str) -> RegistryAuth {
+    pub fn registry_auth(&self, host: &str) -> RegistryAuth {
         match self {
             Self::Basic { username, password } => RegistryAuth::builder()
                 .username(username)
@@ -244,7 +244,7 @@ fn stamp(file: &Path) -> std::io::Result<Stamp> {
 
 /// The credentials file, re-read when it changes.
 #[derive(Debug)]
-pub(crate) struct CredentialsFile {
+pub struct CredentialsFile {
     file: PathBuf,
     /// A std Mutex: held only for a stat and, on a change, a read of a
     /// small file; never across an `.await`.
@@ -253,7 +253,7 @@ pub(crate) struct CredentialsFile {
 
 impl CredentialsFile {
     /// Loads `file` once; a bad file is an error (start-up refuses it).
-    pub(crate) fn open(file: &Path) -> Result<Self, RegistryAuthError> {
+    pub fn open(file: &Path) -> Result<Self, RegistryAuthError> {
         let st = stamp(file).ok();
         let auths = RegistryAuths::load(file)?;
         Ok(Self {
@@ -264,7 +264,7 @@ impl CredentialsFile {
 
     /// The current credential for `host`, re-reading the file first when
     /// it changed on disk.
-    pub(crate) fn get(&self, host: &str) -> Option<Credential> {
+    pub fn get(&self, host: &str) -> Option<Credential> {
         let mut state = match self.state.lock() {
             Ok(g) => g,
             // A panic while holding the lock left valid data behind (the

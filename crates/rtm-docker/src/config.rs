@@ -356,7 +356,8 @@ pub struct DockerHost(Endpoint);
 
 /// How to reach the Docker engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Endpoint {
+pub enum Endpoint {
+    /// A Unix socket's path.
     Unix(PathBuf),
     /// `host:port`.
     Tcp(String),
@@ -397,7 +398,8 @@ impl DockerHost {
         }
     }
 
-    pub(crate) fn endpoint(&self) -> &Endpoint {
+    /// How to reach the engine (for a second handle on the same transport).
+    pub fn endpoint(&self) -> &Endpoint {
         &self.0
     }
 }
@@ -417,7 +419,7 @@ impl Endpoint {
     /// `unix_versioned`): a versioned client prefixes every path with
     /// `/v1.xx`, which an engine older than that version refuses, while
     /// unversioned paths are answered by any Engine API version.
-    pub(crate) fn connect(&self) -> Result<Docker, DockerConfigError> {
+    pub fn connect(&self) -> Result<Docker, DockerConfigError> {
         match self {
             Self::Unix(path) => Ok(Docker::unix(path)),
             Self::Tcp(authority) => Docker::tcp(authority)

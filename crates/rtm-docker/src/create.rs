@@ -59,12 +59,13 @@ pub(crate) fn lockdown(body: &mut Value, l: &Lockdown) {
 
 /// Posts create bodies over docker-api's transport.
 #[derive(Debug)]
-pub(crate) struct CreateClient {
+pub struct CreateClient {
     client: RequestClient<DockerError>,
 }
 
 impl CreateClient {
-    pub(crate) fn new(endpoint: &Endpoint) -> Result<Self, DockerConfigError> {
+    /// A client on `endpoint`'s transport, with docker-api's error rule.
+    pub fn new(endpoint: &Endpoint) -> Result<Self, DockerConfigError> {
         let transport = match endpoint {
             Endpoint::Unix(path) => Transport::Unix {
                 client: hyper::Client::builder().build(hyperlocal::UnixConnector),
@@ -79,6 +80,13 @@ impl CreateClient {
         Ok(Self {
             client: RequestClient::new(transport, Box::new(validate)),
         })
+    }
+
+    /// The request client itself, for other raw Engine API calls whose
+    /// bodies docker-api's builders cannot express (the Swarm adapter's
+    /// service specs). Its errors are docker-api's, shaped like its own.
+    pub fn client(&self) -> &RequestClient<DockerError> {
+        &self.client
     }
 
     /// `POST /containers/create?name=<name>` with `body`; the new id.

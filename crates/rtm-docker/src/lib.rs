@@ -28,12 +28,13 @@ mod logs;
 mod pull;
 mod runtime;
 
-pub use auth::{Credential, RegistryAuthError, RegistryAuths};
+pub use auth::{Credential, CredentialsFile, RegistryAuthError, RegistryAuths};
 pub use config::{
     check_memory, check_pids_limit, check_tmpfs, parse_capabilities, parse_network, parse_owner,
-    parse_state_mount, DockerConfig, DockerConfigError, DockerHost, EngineUser, MIN_LOG_MAX_SIZE,
-    MIN_MEMORY_BYTES, MIN_PIDS_LIMIT, MIN_TMPFS_BYTES,
+    parse_state_mount, DockerConfig, DockerConfigError, DockerHost, Endpoint, EngineUser,
+    MIN_LOG_MAX_SIZE, MIN_MEMORY_BYTES, MIN_PIDS_LIMIT, MIN_TMPFS_BYTES,
 };
+pub use create::CreateClient;
 pub use error::{error_counts, ERROR_KINDS};
 pub use runtime::DockerRuntime;
 

@@ -186,6 +186,22 @@ pub(super) fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// The values of `RTM_RUNTIME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Docker,
+    Swarm,
+}
+
+/// `RTM_RUNTIME`: `docker` or `swarm`, exactly.
+pub fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
+    match s {
+        "docker" => Ok(RuntimeKind::Docker),
+        "swarm" => Ok(RuntimeKind::Swarm),
+        _ => Err(format!("{s:?} is not a runtime (use docker or swarm)")),
+    }
+}
+
 /// A socket address to listen on.
 pub(super) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()

@@ -17,12 +17,14 @@ use rtm_redis::LobbyConfig;
 use super::error::{ConfigError, ConfigErrors};
 use super::format::{
     parse_absolute_path, parse_addr, parse_bool, parse_cpus, parse_key, parse_log_format,
-    parse_name, parse_number, parse_size, parse_size_at_least, parse_token,
+    parse_name, parse_number, parse_runtime, parse_size, parse_size_at_least, parse_token,
+    RuntimeKind,
 };
 use super::reader::{Lookup, Reader};
 use super::secret::{Secret, SecretUrl};
 use super::{
-    Config, HealthSettings, HttpConfig, OperationsConfig, WorkersConfig, DEFAULT_DATABASE_URL,
+    Config, HealthSettings, HttpConfig, OperationsConfig, RuntimeChoice, SwarmSettings,
+    WorkersConfig, DEFAULT_DATABASE_URL,
 };
 
 impl Config {
@@ -103,6 +105,7 @@ fn read(r: &mut Reader<'_>, host_name: Option<String>) -> Option<Config> {
         }
     });
     let docker = read_docker(r);
+    let runtime = read_runtime(r);
     let lobby = read_lobby(r);
     let health = read_health(r);
     let workers = read_workers(r);
@@ -132,6 +135,7 @@ fn read(r: &mut Reader<'_>, host_name: Option<String>) -> Option<Config> {
         migrate_on_start: migrate_on_start?,
         redis_url: redis_url?,
         docker,
+        runtime: runtime?,
         state_root,
         lobby,
         health: health?,
@@ -141,6 +145,36 @@ fn read(r: &mut Reader<'_>, host_name: Option<String>) -> Option<Config> {
         log_format: log_format?,
         shutdown_timeout: shutdown_timeout?,
     })
+}
+
+/// `RTM_RUNTIME` and the `RTM_SWARM_*` settings (all read, so each is
+/// checked and recorded whichever runtime is chosen).
+fn read_runtime(r: &mut Reader<'_>) -> Option<RuntimeChoice> {
+    let kind = r.get("RTM_RUNTIME", Some("docker"), parse_runtime);
+    let constraints = r.get("RTM_SWARM_CONSTRAINTS", Some(""), |s| {
+        rtm_swarm::parse_constraints(s).map_err(|e| e.to_string())
+    });
+    let poll_interval = r.duration("RTM_SWARM_POLL_INTERVAL", "1s", true);
+    let start_timeout = r.duration("RTM_SWARM_START_TIMEOUT", "60s", true);
+    let accept = r.get(
+        "RTM_SWARM_ACCEPT_WEAKER_ISOLATION",
+        Some("false"),
+        parse_bool,
+    );
+    if kind? == RuntimeKind::Docker {
+        return Some(RuntimeChoice::Docker);
+    }
+    if accept == Some(false) {
+        // The adapter's own refusal, reported with the other problems.
+        let refusal = rtm_swarm::SwarmConfigError::WeakerIsolation;
+        r.fail("RTM_SWARM_ACCEPT_WEAKER_ISOLATION", refusal.to_string());
+    }
+    Some(RuntimeChoice::Swarm(SwarmSettings {
+        constraints: constraints?,
+        poll_interval: poll_interval?,
+        start_timeout: start_timeout?,
+        accept_weaker_isolation: accept?,
+    }))
 }
 
 fn read_postgres(r: &mut Reader<'_>) -> Option<PgConfig> {

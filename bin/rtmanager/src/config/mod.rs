@@ -49,7 +49,9 @@ use rtm_redis::LobbyConfig;
 
 pub use check::{check_host, host_name};
 pub use error::{ConfigError, ConfigErrors};
-pub use format::{parse_bool, parse_cpus, parse_duration, parse_size, MIN_TOKEN_LEN};
+pub use format::{
+    parse_bool, parse_cpus, parse_duration, parse_runtime, parse_size, RuntimeKind, MIN_TOKEN_LEN,
+};
 pub use reader::{known_variables, unknown_variables, Lookup, CLIENT_VARIABLES};
 pub use secret::{Secret, SecretUrl};
 
@@ -57,6 +59,31 @@ pub use secret::{Secret, SecretUrl};
 /// creates).
 pub const DEFAULT_DATABASE_URL: &str =
     "postgres://rtmanagerservice:rtmanagerservice@127.0.0.1:5432/rtmanager";
+
+/// Which container runtime runs the engines (`RTM_RUNTIME`), with what
+/// only that runtime needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// One Docker engine (`docker`, the default): rtm-docker.
+    Docker,
+    /// A Docker Swarm, through a manager's Engine API (`swarm`): rtm-swarm.
+    Swarm(SwarmSettings),
+}
+
+/// The `RTM_SWARM_*` settings (read whatever `RTM_RUNTIME` says, so a typo
+/// is caught either way; used only with `swarm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmSettings {
+    /// `RTM_SWARM_CONSTRAINTS`: placement constraints of engine tasks.
+    pub constraints: Vec<String>,
+    /// `RTM_SWARM_POLL_INTERVAL`: how often the event feed lists tasks.
+    pub poll_interval: Duration,
+    /// `RTM_SWARM_START_TIMEOUT`: longest a start waits for its task.
+    pub start_timeout: Duration,
+    /// `RTM_SWARM_ACCEPT_WEAKER_ISOLATION`: required `true` with `swarm`
+    /// (see docs/swarm.md).
+    pub accept_weaker_isolation: bool,
+}
 
 /// Log line format (`RTM_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +178,8 @@ pub struct Config {
     /// `RTM_DOCKER_*`, `RTM_OWNER`, `RTM_ENGINE_*`, `RTM_REGISTRY_AUTH_FILE`,
     /// `RTM_PULL_TIMEOUT`: the Docker adapter's own settings.
     pub docker: DockerConfig,
+    /// `RTM_RUNTIME` and, for `swarm`, the `RTM_SWARM_*` settings.
+    pub runtime: RuntimeChoice,
     /// `RTM_STATE_ROOT`: absolute host directory of per-game state.
     pub state_root: String,
     /// `RTM_LOBBY_*` (SPEC §6): the Lobby consumer's own settings.
@@ -167,6 +196,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// The Swarm adapter's settings, when `RTM_RUNTIME=swarm`: the Docker
+    /// settings, the swarm's own, and `RTM_STOP_TIMEOUT` as the grace of
+    /// stops delivered by another node's agent.
+    pub fn swarm_config(&self) -> Option<rtm_swarm::SwarmConfig> {
+        let RuntimeChoice::Swarm(s) = &self.runtime else {
+            return None;
+        };
+        Some(rtm_swarm::SwarmConfig {
+            docker: self.docker.clone(),
+            stop_grace: self.operations.stop_timeout,
+            start_timeout: s.start_timeout,
+            poll_interval: s.poll_interval,
+            constraints: s.constraints.clone(),
+            accept_weaker_isolation: s.accept_weaker_isolation,
+            local_engine: true,
+        })
+    }
+
     /// The operations service's settings.
     pub fn service_config(&self) -> ServiceConfig {
         ServiceConfig {

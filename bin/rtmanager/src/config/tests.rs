@@ -667,3 +667,50 @@ fn instance_id_falls_back_to_rtmanager() {
     let c = Config::from_map(&minimal(), Some("bad host".into())).expect("valid");
     assert_eq!(c.instance_id, "rtmanager");
 }
+
+#[test]
+fn the_runtime_is_docker_unless_swarm_is_chosen_and_its_gaps_accepted() {
+    let c = load(&[]).expect("valid");
+    assert_eq!(c.runtime, RuntimeChoice::Docker);
+    assert!(c.swarm_config().is_none());
+
+    let bad = errors(&[("RTM_RUNTIME", "kubernetes")]);
+    assert_eq!(
+        bad,
+        ["RTM_RUNTIME: \"kubernetes\" is not a runtime (use docker or swarm)"]
+    );
+    let refused = errors(&[("RTM_RUNTIME", "swarm")]);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("RTM_SWARM_ACCEPT_WEAKER_ISOLATION: ")
+            && refused[0].contains("no-new-privileges"),
+        "{refused:?}"
+    );
+
+    let c = load(&[
+        ("RTM_RUNTIME", "swarm"),
+        ("RTM_SWARM_ACCEPT_WEAKER_ISOLATION", "true"),
+        (
+            "RTM_SWARM_CONSTRAINTS",
+            "node.role==worker; node.labels.rtm-engines==true",
+        ),
+        ("RTM_SWARM_POLL_INTERVAL", "250ms"),
+        ("RTM_STOP_TIMEOUT", "12s"),
+    ])
+    .expect("valid");
+    let s = c.swarm_config().expect("swarm");
+    assert_eq!(
+        s.constraints,
+        ["node.role==worker", "node.labels.rtm-engines==true"]
+    );
+    assert_eq!(s.poll_interval, Duration::from_millis(250));
+    assert_eq!(s.start_timeout, Duration::from_secs(60));
+    assert_eq!(s.stop_grace, Duration::from_secs(12));
+    assert_eq!(s.docker, c.docker);
+    s.validate()
+        .expect("the adapter accepts what the binary built");
+
+    // Read (and so checked) whichever runtime is chosen.
+    let typo = errors(&[("RTM_SWARM_CONSTRAINTS", "node.role")]);
+    assert!(typo[0].starts_with("RTM_SWARM_CONSTRAINTS: "), "{typo:?}");
+}
