@@ -8,7 +8,8 @@
 //! wait is bounded. Finally the superuser `rtm_admin`/`rtm_admin` (the
 //! tests' `RTM_TEST_ADMIN_URL`) is created through the `postgres` OS user
 //! when it cannot log in yet, and schemathesis (PyPI, pinned) is installed
-//! into a virtualenv under `target/` for `cargo xtask schemathesis`.
+//! into a virtualenv under `target/` for `cargo xtask schemathesis`, and
+//! the Docker engine is made a single-node swarm (for `crates/rtm-swarm`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -28,7 +29,39 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("services: unexpected argument {a:?}");
     }
     servers()?;
+    swarm()?;
     schemathesis()
+}
+
+/// Makes this machine's Docker engine a single-node swarm, for the Swarm
+/// adapter's tests (`crates/rtm-swarm`): `docker swarm init` on loopback
+/// when the engine is not in a swarm yet. Idempotent; the single-host
+/// tests run on the same engine unchanged (a swarm adds the `ingress` and
+/// `docker_gwbridge` networks, nothing the tests' own networks collide
+/// with). An engine that is a swarm *worker* is left alone: its tests
+/// will say they need a manager.
+pub fn swarm() -> Result<()> {
+    let state = Command::new("docker")
+        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+        .output()
+        .context("docker info")?;
+    let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+    if state == "inactive" {
+        sh(
+            "docker",
+            &["swarm", "init", "--advertise-addr", "127.0.0.1"],
+            &[],
+        )?;
+    }
+    println!(
+        "services: Docker swarm {}",
+        if state == "inactive" {
+            "initialised (single node)"
+        } else {
+            state.as_str()
+        }
+    );
+    Ok(())
 }
 
 /// What `cargo xtask up` needs: the servers, the admin role and the
