@@ -363,10 +363,20 @@ impl Follower {
 
     async fn handle<P: Ports>(&mut self, monitor: &HealthMonitor<P>, event: ContainerEvent) {
         let game = event.game_id.clone();
-        if let Err(e) = monitor.handle_event(event).await {
-            self.stats.failed += 1;
-            tracing::warn!(game_id = game.as_ref().map_or("", GameId::as_str), error = %e,
-                "docker event not recorded; inspect will catch up");
+        match monitor.handle_event(event).await {
+            Ok(_) => {}
+            // An operation of RTM's own holds the game (a stop, a patch):
+            // usually it caused the event, and its outcome is what the
+            // record will say; the inspect pass re-checks either way.
+            Err(e @ HealthError::Busy(_)) => {
+                self.stats.failed += 1;
+                tracing::debug!(error = %e, "docker event not judged during an operation; inspect will check");
+            }
+            Err(e) => {
+                self.stats.failed += 1;
+                tracing::warn!(game_id = game.as_ref().map_or("", GameId::as_str), error = %e,
+                    "docker event not recorded; inspect will catch up");
+            }
         }
     }
 
