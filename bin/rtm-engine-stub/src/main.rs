@@ -7,7 +7,9 @@
 //!   `{"game_id":"<GAME_ID>","version":"<ENGINE_VERSION>"}`, or `503` with
 //!   the same body plus `"status":"unhealthy"` while the control file
 //!   `unhealthy` exists; other paths answer `404`, other methods `405`.
-//!   HTTP/1.1, one request per connection (`Connection: close`).
+//!   HTTP/1.1 with keep-alive (a connection serves requests in turn until
+//!   the client closes it, sends `Connection: close`, or leaves it idle
+//!   for 60 s), as the HTTP servers of real engines do.
 //! - on start appends `<version> <unix_ms>` to
 //!   `$ENGINE_STATE_DIR/starts.log` (default dir `/var/lib/engine`); when
 //!   that fails it exits with code 1, so a state directory the engine user
@@ -59,6 +61,10 @@ const POLL: Duration = Duration::from_millis(500);
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// A slow or silent client never pins a thread for long.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a kept-alive connection may stay idle before the stub closes
+/// it: longer than the probe's own idle limit (30 s), so the client is the
+/// one that closes and never sends on a connection closing under it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where `oom` stops growing when no memory limit kills it first.
 const OOM_CAP_BYTES: usize = 4 << 30;
 const OOM_CHUNK_BYTES: usize = 1 << 20;
@@ -272,88 +278,141 @@ fn serve(listener: &TcpListener, engine: &Arc<Engine>) {
     }
 }
 
+/// Serves the requests of one connection in turn (HTTP/1.1 keep-alive),
+/// until the client closes it, asks to close it, or leaves it idle for
+/// [`IDLE_TIMEOUT`].
 fn handle(mut stream: TcpStream, engine: &Engine) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let head = match read_head(&mut stream)? {
-        Some(head) => head,
-        None => {
-            return respond(
-                &mut stream,
-                400,
-                "Bad Request",
-                "text/plain",
-                "bad request\n",
-            )
-        }
-    };
-    let request_line = head.lines().next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
-        return respond(
-            &mut stream,
-            400,
-            "Bad Request",
-            "text/plain",
-            "bad request\n",
-        );
-    };
-    if !version.starts_with("HTTP/1.") {
-        return respond(
-            &mut stream,
-            505,
-            "HTTP Version Not Supported",
-            "text/plain",
-            "HTTP/1.x only\n",
-        );
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    match (method, path) {
-        ("GET", "/healthz") => {
-            let unhealthy = engine.control("unhealthy").exists();
-            let body = engine.health_body(unhealthy);
-            if unhealthy {
-                respond(
-                    &mut stream,
-                    503,
-                    "Service Unavailable",
-                    "application/json",
-                    &body,
-                )
-            } else {
-                respond(&mut stream, 200, "OK", "application/json", &body)
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        let head = match read_head(&mut stream, &mut buf) {
+            Ok(Head::Request(head)) => head,
+            // Closed between requests, or idle too long: a normal end.
+            Ok(Head::Closed) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(())
             }
+            Err(e) => return Err(e),
+            Ok(Head::Bad) => {
+                return respond(
+                    &mut stream,
+                    plain(400, "Bad Request", "bad request\n"),
+                    false,
+                );
+            }
+        };
+        let (reply, keep_alive) = answer(&head, engine);
+        respond(&mut stream, reply, keep_alive)?;
+        if !keep_alive {
+            return Ok(());
         }
-        (_, "/healthz") => respond(
-            &mut stream,
-            405,
-            "Method Not Allowed",
-            "text/plain",
-            "method not allowed\n",
-        ),
-        _ => respond(&mut stream, 404, "Not Found", "text/plain", "not found\n"),
     }
 }
 
-/// Reads up to the blank line that ends the request head. `None` when the
-/// client closed early or the head is too long. A request body, if any, is
-/// ignored: the only route is a GET.
-fn read_head(stream: &mut TcpStream) -> io::Result<Option<String>> {
-    let mut buf = Vec::with_capacity(512);
+/// A response: status, reason, content type and body.
+struct Reply {
+    status: u16,
+    reason: &'static str,
+    content_type: &'static str,
+    body: String,
+}
+
+/// The reply to one request head, and whether the connection stays open
+/// (HTTP/1.1 unless the client sent `Connection: close`; HTTP/1.0 only
+/// with `Connection: keep-alive`).
+fn answer(head: &str, engine: &Engine) -> (Reply, bool) {
+    let mut lines = head.lines();
+    let request_line = lines.next().unwrap_or_default();
+    let connection = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("connection"))
+        .map(|(_, value)| value.trim().to_ascii_lowercase());
+    let mut parts = request_line.split(' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+        return (plain(400, "Bad Request", "bad request\n"), false);
+    };
+    if !version.starts_with("HTTP/1.") {
+        return (
+            plain(505, "HTTP Version Not Supported", "HTTP/1.x only\n"),
+            false,
+        );
+    }
+    let keep_alive = match connection.as_deref() {
+        Some("close") => false,
+        Some("keep-alive") => true,
+        _ => version == "HTTP/1.1",
+    };
+    let path = target.split('?').next().unwrap_or_default();
+    let reply = match (method, path) {
+        ("GET", "/healthz") => {
+            let unhealthy = engine.control("unhealthy").exists();
+            let body = engine.health_body(unhealthy);
+            let (status, reason) = if unhealthy {
+                (503, "Service Unavailable")
+            } else {
+                (200, "OK")
+            };
+            Reply {
+                status,
+                reason,
+                content_type: "application/json",
+                body,
+            }
+        }
+        (_, "/healthz") => plain(405, "Method Not Allowed", "method not allowed\n"),
+        _ => plain(404, "Not Found", "not found\n"),
+    };
+    (reply, keep_alive)
+}
+
+fn plain(status: u16, reason: &'static str, body: &str) -> Reply {
+    Reply {
+        status,
+        reason,
+        content_type: "text/plain",
+        body: body.to_owned(),
+    }
+}
+
+/// What the next request head on a connection turned out to be.
+enum Head {
+    Request(String),
+    /// The client closed the connection before sending anything more.
+    Closed,
+    /// Cut short or too long.
+    Bad,
+}
+
+/// Reads up to the blank line that ends the next request head; bytes
+/// after it stay in `buf` for the next request. A request body, if any,
+/// is ignored: the only route is a GET.
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
     let mut chunk = [0u8; 512];
     loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            return Ok(Some(String::from_utf8_lossy(&buf[..end]).into_owned()));
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Ok(Head::Request(head));
         }
         if buf.len() > MAX_REQUEST_HEAD {
-            return Ok(None);
+            return Ok(Head::Bad);
         }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(if buf.is_empty() {
+                Head::Closed
+            } else {
+                Head::Bad
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -361,22 +420,25 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn respond(
-    stream: &mut TcpStream,
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &str,
-) -> io::Result<()> {
+fn respond(stream: &mut TcpStream, reply: Reply, keep_alive: bool) -> io::Result<()> {
+    let Reply {
+        status,
+        reason,
+        content_type,
+        body,
+    } = reply;
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes())?;
     stream.flush()?;
-    // Half-close so the client sees the end of the response before the
-    // socket goes away, even if it sent bytes we did not read.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if !keep_alive {
+        // Half-close so the client sees the end of the response before
+        // the socket goes away, even if it sent bytes we did not read.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
     Ok(())
 }
 
