@@ -14,14 +14,19 @@
 //!   network (SPEC §7). Without an IP the endpoint is used.
 //! - Connections are kept alive and reused between probes (at most one
 //!   idle connection per engine), so probing 1,000 engines every few
-//!   seconds does not open 1,000 connections every few seconds.
+//!   seconds does not open 1,000 connections every few seconds. Still,
+//!   at least every [`FRESH_EVERY`] a probe of an engine asks it to close
+//!   the connection after answering (`Connection: close`), so the next
+//!   probe connects anew: a kept connection shows that the engine answers
+//!   requests, a new one that it still accepts connections.
 //!
 //! Needs a tokio runtime (hyper's connector and the timeout use it).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use hyper::body::HttpBody;
 use hyper::client::HttpConnector;
@@ -32,6 +37,10 @@ use rtm_domain::ProbeError;
 /// How much of a health answer's body is read (the rest is not needed;
 /// reading the body lets the connection be reused).
 const MAX_BODY: usize = 64 * 1024;
+
+/// At least this often a probe of one engine ends its connection, so the
+/// next one exercises the engine's listener (see the crate docs).
+pub const FRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// Settings of the probe (from `RTM_PROBE_PATH`, `RTM_PROBE_TIMEOUT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +67,8 @@ pub struct HttpProbe {
     client: Client<HttpConnector, Body>,
     path: Arc<str>,
     timeout: Duration,
+    /// When each URL was last probed with `Connection: close`.
+    closed_at: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl HttpProbe {
@@ -78,6 +89,7 @@ impl HttpProbe {
             client,
             path: path.into(),
             timeout: config.timeout,
+            closed_at: Arc::default(),
         }
     }
 
@@ -95,8 +107,11 @@ impl HttpProbe {
         let uri: Uri = url
             .parse()
             .map_err(|e| ProbeError(format!("invalid probe URL {url:?}: {e}")))?;
-        let request = Request::get(uri)
-            .header(hyper::header::USER_AGENT, "rtmanager-probe")
+        let mut request = Request::get(uri).header(hyper::header::USER_AGENT, "rtmanager-probe");
+        if self.close_now(url) {
+            request = request.header(hyper::header::CONNECTION, "close");
+        }
+        let request = request
             .body(Body::empty())
             .map_err(|e| ProbeError(format!("cannot build a request for {url}: {e}")))?;
         let response = self.client.request(request).await.map_err(|e| {
@@ -131,6 +146,31 @@ impl HttpProbe {
     }
 }
 
+impl HttpProbe {
+    /// Whether this probe of `url` should end its connection: the first
+    /// one, and then one at least every [`FRESH_EVERY`].
+    fn close_now(&self, url: &str) -> bool {
+        let now = Instant::now();
+        let mut closed = self
+            .closed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if closed
+            .get(url)
+            .is_some_and(|at| now.duration_since(*at) < FRESH_EVERY)
+        {
+            return false;
+        }
+        // Forget engines not probed for a while (removed games, old IPs),
+        // so the map stays the size of the fleet.
+        if closed.len() > 64 && closed.len().is_power_of_two() {
+            closed.retain(|_, at| now.duration_since(*at) < 10 * FRESH_EVERY);
+        }
+        closed.insert(url.to_owned(), now);
+        true
+    }
+}
+
 impl EngineProbe for HttpProbe {
     fn probe(&self, target: &ProbeTarget) -> impl Future<Output = Result<(), ProbeError>> + Send {
         let url = self.url(target);
@@ -158,6 +198,26 @@ mod tests {
             ip,
             port: 8080,
         }
+    }
+
+    #[test]
+    fn a_connection_is_ended_on_the_first_probe_and_then_once_a_minute() {
+        let probe = HttpProbe::new(ProbeConfig::default());
+        assert!(probe.close_now("http://10.0.0.1:8080/healthz"));
+        assert!(!probe.close_now("http://10.0.0.1:8080/healthz"));
+        assert!(
+            probe.close_now("http://10.0.0.2:8080/healthz"),
+            "per engine"
+        );
+        let long_ago = Instant::now()
+            .checked_sub(FRESH_EVERY)
+            .expect("the clock has run a minute");
+        probe
+            .closed_at
+            .lock()
+            .unwrap()
+            .insert("http://10.0.0.1:8080/healthz".into(), long_ago);
+        assert!(probe.close_now("http://10.0.0.1:8080/healthz"));
     }
 
     #[tokio::test]

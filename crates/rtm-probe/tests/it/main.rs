@@ -17,6 +17,9 @@ use rtm_probe::{HttpProbe, ProbeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Lines a test server records.
+type Log = Arc<Mutex<Vec<String>>>;
+
 /// What a test server does with each request.
 #[derive(Debug, Clone, Copy)]
 enum Reply {
@@ -29,6 +32,10 @@ enum Reply {
 struct Server {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Every request head, whole.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -36,14 +43,23 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = (Arc::clone(&requests), Arc::clone(&heads));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
         tokio::spawn(async move {
             // Ends when the test's runtime shuts down.
             while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(handle(conn, reply, Arc::clone(&seen)));
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(handle(conn, reply, seen.clone()));
             }
         });
-        Server { addr, requests }
+        Server {
+            addr,
+            requests,
+            accepted,
+            heads,
+        }
     }
 
     fn requests(&self) -> Vec<String> {
@@ -51,8 +67,13 @@ impl Server {
     }
 }
 
-/// Serves requests on one (keep-alive) connection until the client closes it.
-async fn handle(mut conn: TcpStream, reply: Reply, seen: Arc<Mutex<Vec<String>>>) {
+/// Serves requests on one (keep-alive) connection until the client closes
+/// it or asks to (`Connection: close`).
+async fn handle(
+    mut conn: TcpStream,
+    reply: Reply,
+    (seen, heads): (Log, Log),
+) {
     let mut buf = Vec::new();
     loop {
         // Read one request head (bounded).
@@ -74,6 +95,7 @@ async fn handle(mut conn: TcpStream, reply: Reply, seen: Arc<Mutex<Vec<String>>>
         seen.lock()
             .unwrap()
             .push(head.lines().next().unwrap_or("").to_owned());
+        heads.lock().unwrap().push(head.clone());
         let code = match reply {
             Reply::Status(code) => code,
             Reply::Slow => {
@@ -87,6 +109,10 @@ async fn handle(mut conn: TcpStream, reply: Reply, seen: Arc<Mutex<Vec<String>>>
             body.len()
         );
         if conn.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        // As HTTP/1.1 servers do: a request asking to close is the last.
+        if head.to_ascii_lowercase().contains("\r\nconnection: close") {
             return;
         }
     }
@@ -188,4 +214,27 @@ async fn the_ip_is_preferred_over_the_endpoint_and_the_endpoint_is_the_fallback(
     assert_eq!(p.probe(&no_ip).await, Ok(()));
     assert_eq!(via_endpoint.requests(), ["GET /healthz HTTP/1.1"]);
     assert_eq!(via_ip.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn probes_reuse_a_kept_connection_after_a_first_one_that_ends_its_own() {
+    let server = Server::start(Reply::Status(200)).await;
+    let p = probe(Duration::from_secs(2));
+    for _ in 0..4 {
+        p.probe(&by_ip(server.addr)).await.unwrap();
+    }
+    assert_eq!(server.requests().len(), 4);
+    let heads = server.heads.lock().unwrap().clone();
+    let closing: Vec<bool> = heads
+        .iter()
+        .map(|h| h.to_ascii_lowercase().contains("\r\nconnection: close"))
+        .collect();
+    assert_eq!(closing, [true, false, false, false], "{heads:?}");
+    // The first probe asked for `Connection: close` (a fresh connection
+    // checks the listener); the next three shared one kept connection.
+    assert_eq!(
+        server.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one connection for the first probe, one kept for the rest"
+    );
 }
