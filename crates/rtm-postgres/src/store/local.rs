@@ -33,11 +33,21 @@ thread_local! {
 struct Local {
     enabled: bool,
     /// By store id: two stores (schemas) on one thread never share one.
-    clients: HashMap<u64, Arc<ClientWrapper>>,
-    /// By store id: no new connection is tried before this instant after
-    /// one failed to open, so a database that is down costs each read
-    /// one wait (the pool's), not two.
-    resting: HashMap<u64, Instant>,
+    slots: HashMap<u64, Slot>,
+}
+
+/// One store's connection on this thread. The async mutex makes opening
+/// it single-flight: the reads that find no connection wait for the one
+/// being opened instead of each opening their own.
+type Slot = Arc<tokio::sync::Mutex<Conn>>;
+
+#[derive(Default)]
+struct Conn {
+    client: Option<Arc<ClientWrapper>>,
+    /// No new connection is tried before this instant after one failed to
+    /// open, so a database that is down costs each read one wait (the
+    /// pool's), not two.
+    resting_until: Option<Instant>,
 }
 
 /// How long a thread waits before it tries to open a local connection
@@ -55,23 +65,27 @@ pub fn pipeline_reads_on_this_thread() {
 /// This thread's connection for store `id`, opening it when the thread
 /// opted in and has none (or a closed one). `None`: use the pool.
 pub(super) async fn client(id: u64, config: &tokio_postgres::Config) -> Option<Arc<ClientWrapper>> {
-    let existing = LOCAL.with(|l| {
-        let l = l.borrow();
-        let resting = l
-            .resting
-            .get(&id)
-            .is_some_and(|until| Instant::now() < *until);
-        (l.enabled && !resting).then(|| l.clients.get(&id).cloned())
+    let slot = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        l.enabled.then(|| l.slots.entry(id).or_default().clone())
     })?;
-    if let Some(client) = existing.filter(|c| !c.is_closed()) {
-        return Some(client);
+    let mut conn = slot.lock().await;
+    if let Some(client) = conn.client.as_ref().filter(|c| !c.is_closed()) {
+        return Some(client.clone());
+    }
+    if conn
+        .resting_until
+        .is_some_and(|until| Instant::now() < until)
+    {
+        return None;
     }
     // `connect_timeout` is set on the config: a dead server fails fast.
     let (client, connection) = match config.connect(NoTls).await {
         Ok(pair) => pair,
         Err(e) => {
             tracing::debug!(error = %e, "thread-local read connection not opened; using the pool");
-            LOCAL.with(|l| l.borrow_mut().resting.insert(id, Instant::now() + REST));
+            conn.client = None;
+            conn.resting_until = Some(Instant::now() + REST);
             return None;
         }
     };
@@ -82,12 +96,18 @@ pub(super) async fn client(id: u64, config: &tokio_postgres::Config) -> Option<A
         }
     });
     let client = Arc::new(ClientWrapper::new(client, driver));
-    LOCAL.with(|l| l.borrow_mut().clients.insert(id, client.clone()));
+    conn.client = Some(client.clone());
+    conn.resting_until = None;
     Some(client)
 }
 
 /// Drops this thread's connection for store `id` (it failed); the next
-/// read opens a new one.
+/// read opens a new one. A read still waiting to open it is not held up.
 pub(super) fn forget(id: u64) {
-    LOCAL.with(|l| l.borrow_mut().clients.remove(&id));
+    let slot = LOCAL.with(|l| l.borrow().slots.get(&id).cloned());
+    if let Some(slot) = slot {
+        if let Ok(mut conn) = slot.try_lock() {
+            conn.client = None;
+        }
+    }
 }
