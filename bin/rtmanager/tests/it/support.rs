@@ -186,6 +186,22 @@ impl TestApp {
         self.gm = format!("http://{}", app.gm_addr);
         self.admin = format!("http://{}", app.admin_addr);
         self.app = Some(app);
+        if on_swarm() {
+            // The adapter's readiness fails unless this process is attached
+            // to the overlay network (docs/swarm.md, "Where rtmanager
+            // runs"): every swarm test starts from a passing check.
+            let url = format!("{}/readyz", self.gm);
+            wait_until("/readyz 200 on the swarm", Duration::from_secs(30), || {
+                let url = url.clone();
+                async move {
+                    let (status, body) = call("GET", &url, None, None, &[]).await;
+                    (status == 200)
+                        .then_some(())
+                        .ok_or(format!("{status} {body}"))
+                }
+            })
+            .await;
+        }
     }
 
     /// Graceful shutdown, as on SIGTERM.
