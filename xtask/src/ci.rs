@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the whole check, as CI runs it through `.ci/run`:
 //! services → provision → migrate → engine images → fmt → clippy → docs
-//! (rustdoc warnings are errors) → tests → schemathesis against a running
-//! rtmanager.
+//! (rustdoc warnings are errors) → tests → the end-to-end lifecycle and
+//! health suites again on the Swarm adapter → schemathesis against a
+//! running rtmanager.
 //!
 //! Each step is printed before it runs; the first failure stops the run
 //! with a non-zero exit. Builds and tests use `--jobs 2` (CI machines
@@ -48,6 +49,13 @@ pub fn run(args: &[String]) -> Result<()> {
     step("cargo test --workspace --jobs 2", || {
         cargo(&root, &["test", "--workspace", "--jobs", "2"])
     })?;
+    // The lifecycle, health and reconcile suites again, on the Swarm
+    // adapter (docs/swarm.md, "End-to-end suites on the swarm"); the
+    // services step made the engine a single-node swarm.
+    step(
+        "RTM_TEST_RUNTIME=swarm cargo test -p rtmanager --test it --jobs 2 -- lifecycle:: health::",
+        || swarm_e2e(&root),
+    )?;
     // Bounded (about 2 min per listener, `RTM_TEST_ST_MAX_TIME`).
     step(
         "cargo xtask schemathesis (both listeners, real services)",
@@ -104,6 +112,32 @@ fn domain_is_pure(root: &std::path::Path) -> Result<()> {
         .collect();
     if !found.is_empty() {
         bail!("rtm-domain depends on I/O crates: {}", found.join(", "));
+    }
+    Ok(())
+}
+
+/// The end-to-end lifecycle and health suites with `RTM_TEST_RUNTIME=swarm`.
+fn swarm_e2e(root: &std::path::Path) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "test",
+            "-p",
+            "rtmanager",
+            "--test",
+            "it",
+            "--jobs",
+            "2",
+            "--",
+            "lifecycle::",
+            "health::",
+        ])
+        .env("RTM_TEST_RUNTIME", "swarm")
+        .current_dir(root)
+        .status()
+        .context("cargo test (swarm)")?;
+    if !status.success() {
+        bail!("the end-to-end suites on the swarm failed: {status}");
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod docker;
 pub mod pg;
 pub mod redis;
 pub mod registry;
+pub mod swarm;
 
 /// A short unique token for names (schemas, prefixes, owners): process id,
 /// a process-wide counter and the clock, so parallel test binaries and

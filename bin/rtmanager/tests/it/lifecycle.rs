@@ -161,7 +161,17 @@ pub struct Snapshot {
 }
 
 /// `docker inspect` of the game's containers (this test's owner only).
+/// On a swarm a port container is a service: its id, its `rtm.name`
+/// label, its image, and the inspect of its newest task container on this
+/// node (`Null` and not running when it has none).
 pub fn containers(app: &TestApp, game: &str) -> Vec<Ctr> {
+    if on_swarm() {
+        return app
+            .containers(game)
+            .iter()
+            .filter_map(|id| swarm_ctr(id))
+            .collect();
+    }
     app.containers(game)
         .iter()
         .filter_map(|id| {
@@ -182,6 +192,39 @@ pub fn containers(app: &TestApp, game: &str) -> Vec<Ctr> {
             })
         })
         .collect()
+}
+
+/// One service as a [`Ctr`] (`None` when it vanished meanwhile).
+fn swarm_ctr(id: &str) -> Option<Ctr> {
+    use rtm_testkit::docker::docker;
+    let out = docker(&["service", "inspect", id]).ok()?;
+    let v: Value = serde_json::from_str(&out).expect("service inspect json");
+    let spec = &v[0]["Spec"];
+    let filter = format!("label=com.docker.swarm.service.id={id}");
+    // `docker ps` lists the newest first.
+    let task = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter])
+        .expect("docker ps")
+        .split_whitespace()
+        .next()
+        .map(str::to_owned);
+    let inspect = task
+        .and_then(|t| docker(&["inspect", &t]).ok())
+        .map(|out| serde_json::from_str::<Value>(&out).expect("inspect json")[0].clone())
+        .unwrap_or(Value::Null);
+    let image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        .as_str()
+        .unwrap_or_default();
+    Some(Ctr {
+        id: id.to_owned(),
+        name: spec["Labels"]["rtm.name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        running: inspect["State"]["Running"].as_bool().unwrap_or(false),
+        // Swarm may pin the image by digest (`<ref>@sha256:…`).
+        image: image.split('@').next().unwrap_or_default().to_owned(),
+        inspect,
+    })
 }
 
 /// Number of engine starts recorded in the game's state directory.

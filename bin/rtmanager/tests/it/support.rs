@@ -9,12 +9,53 @@ use std::time::{Duration, Instant};
 
 use rtm_testkit::docker::{ensure_engine_images, shared_network, OwnerGuard, TestNetwork};
 use rtm_testkit::pg::TestDb;
+use rtm_testkit::swarm::{shared_overlay, OverlayNetwork, ServiceGuard};
 use rtmanager::app::{self, RunningApp};
 use rtmanager::config::Config;
 use serde_json::Value;
 
 pub const GM_TOKEN: &str = "test-gm-token-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Whether the suites run against the Swarm adapter: `RTM_TEST_RUNTIME=swarm`
+/// (`docker`, empty or unset: one Docker engine; anything else panics, so
+/// a typo never runs the wrong pass silently). See docs/swarm.md,
+/// "End-to-end suites on the swarm".
+pub fn on_swarm() -> bool {
+    match std::env::var("RTM_TEST_RUNTIME").as_deref() {
+        Ok("swarm") => true,
+        Ok("docker" | "") | Err(_) => false,
+        Ok(other) => panic!("RTM_TEST_RUNTIME={other:?}: use docker or swarm"),
+    }
+}
+
+/// `true` (after saying so on stderr) when the suites run on a swarm and
+/// the calling test's subject does not exist there; the caller returns at
+/// once. `why` names the docs/swarm.md section that says so.
+pub fn skip_on_swarm(test: &str, why: &str) -> bool {
+    if on_swarm() {
+        eprintln!("SKIPPED on swarm: {test}: {why}");
+        return true;
+    }
+    false
+}
+
+/// The engines' network of a test: a bridge network on one engine, an
+/// attachable overlay network this process is attached to on a swarm.
+#[derive(Debug, Clone)]
+pub enum EnginesNetwork {
+    Bridge(Arc<TestNetwork>),
+    Overlay(Arc<OverlayNetwork>),
+}
+
+impl EnginesNetwork {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Bridge(n) => n.name(),
+            Self::Overlay(n) => n.name(),
+        }
+    }
+}
 
 /// `rtm.local/engine-stub:<tag>` (built when missing).
 pub fn image(tag: &str) -> String {
@@ -32,9 +73,13 @@ pub struct TestApp {
     pub lobby_stream: String,
     pub health_stream: String,
     pub db: TestDb,
+    // Declared before `owner` and `network`: on a swarm the services go
+    // first (their task containers with them), then the owner's
+    // containers, then the network.
+    services: Option<ServiceGuard>,
     // Declared before `network`: containers go before their network.
     pub owner: OwnerGuard,
-    pub network: Arc<TestNetwork>,
+    pub network: EnginesNetwork,
     keys: rtm_testkit::redis::KeyGuard,
 }
 
@@ -63,8 +108,17 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) ->
         .await
         .expect("engine images");
     let db = TestDb::new().await;
+    let swarm = on_swarm();
+    let network = if swarm {
+        EnginesNetwork::Overlay(
+            tokio::task::spawn_blocking(shared_overlay)
+                .await
+                .expect("overlay"),
+        )
+    } else {
+        EnginesNetwork::Bridge(shared_network())
+    };
     let owner = OwnerGuard::new();
-    let network = shared_network();
     let mut keys = rtm_testkit::redis::KeyGuard::new(&rtm_testkit::redis::redis_url());
     let lobby_stream = keys.unique_key("e2e_lobby");
     keys.key(format!("{lobby_stream}:dead"));
@@ -97,6 +151,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) ->
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if swarm {
+        // docs/swarm.md: Docker 20.10's service API cannot express two
+        // lockdown fields; this machine runs without swap. The feed polls
+        // every second (the default), well inside the suites' waits.
+        vars.insert("RTM_RUNTIME".into(), "swarm".into());
+        vars.insert("RTM_SWARM_ACCEPT_WEAKER_ISOLATION".into(), "true".into());
+    }
     tweak(&mut vars);
     let mut test = TestApp {
         app: None,
@@ -106,6 +167,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) ->
         lobby_stream,
         health_stream,
         db,
+        services: swarm.then(|| ServiceGuard::new(owner.owner())),
         owner,
         network,
         keys,
@@ -124,6 +186,22 @@ impl TestApp {
         self.gm = format!("http://{}", app.gm_addr);
         self.admin = format!("http://{}", app.admin_addr);
         self.app = Some(app);
+        if on_swarm() {
+            // The adapter's readiness fails unless this process is attached
+            // to the overlay network (docs/swarm.md, "Where rtmanager
+            // runs"): every swarm test starts from a passing check.
+            let url = format!("{}/readyz", self.gm);
+            wait_until("/readyz 200 on the swarm", Duration::from_secs(30), || {
+                let url = url.clone();
+                async move {
+                    let (status, body) = call("GET", &url, None, None, &[]).await;
+                    (status == 200)
+                        .then_some(())
+                        .ok_or(format!("{status} {body}"))
+                }
+            })
+            .await;
+        }
     }
 
     /// Graceful shutdown, as on SIGTERM.
@@ -199,8 +277,26 @@ impl TestApp {
             .expect("operation rows")
     }
 
-    /// Ids of this test's containers for `game` (`docker ps -a`).
+    /// Ids of this test's containers for `game` (`docker ps -a`): on a
+    /// swarm, the port's containers are services, so their service ids
+    /// (what rtmanager records as `container_id`).
     pub fn containers(&self, game: &str) -> Vec<String> {
+        if on_swarm() {
+            return rtm_testkit::docker::docker(&[
+                "service",
+                "ls",
+                "--filter",
+                &format!("label=rtm.owner={}", self.owner.owner()),
+                "--filter",
+                &format!("label=rtm.game_id={game}"),
+                "--format",
+                "{{.ID}}",
+            ])
+            .expect("docker service ls")
+            .split_whitespace()
+            .map(service_id)
+            .collect();
+        }
         rtm_testkit::docker::docker(&[
             "ps",
             "-aq",
@@ -216,10 +312,185 @@ impl TestApp {
         .collect()
     }
 
+    /// The Docker container behind a runtime container id (a recorded
+    /// `container_id`), for `docker kill/inspect/stop/rm`: the id itself on
+    /// one engine; on a swarm, where the id is a service's, the service's
+    /// newest task container on this node (waits ≤ 10 s for one).
+    pub async fn docker_container(&self, id: &str) -> String {
+        if !on_swarm() {
+            return id.to_owned();
+        }
+        let filter = format!("label=com.docker.swarm.service.id={id}");
+        wait_until(
+            &format!("a task container of service {id}"),
+            Duration::from_secs(10),
+            || {
+                let filter = filter.clone();
+                async move {
+                    let out = rtm_testkit::docker::docker(&[
+                        "ps",
+                        "-aq",
+                        "--no-trunc",
+                        "--filter",
+                        &filter,
+                    ])
+                    .map_err(|e| format!("{e:#}"))?;
+                    // `docker ps` lists the newest first.
+                    out.split_whitespace()
+                        .next()
+                        .map(str::to_owned)
+                        .ok_or_else(|| "none".to_owned())
+                }
+            },
+        )
+        .await
+    }
+
+    /// Runs an engine behind rtmanager's back, as another tool would:
+    /// `docker run -d --name <name> <args>` on one engine; on a swarm, the
+    /// same as a service (`docker service create`, one replica, restart
+    /// condition none, each `--label` on the service and on its container,
+    /// `rtm.name` = `name`). `args` may hold `--label k=v`, `-e K=V`,
+    /// `--user u`, `--tmpfs path`, `--network n`, then the image. Returns
+    /// the id (a service id on a swarm).
+    pub fn run_behind_back(&self, name: &str, args: &[&str]) -> String {
+        use rtm_testkit::docker::docker;
+        if !on_swarm() {
+            let mut all = vec!["run", "-d", "--name", name];
+            all.extend_from_slice(args);
+            return docker(&all).expect("docker run").trim().to_owned();
+        }
+        let rtm_name = format!("rtm.name={name}");
+        // A service's name is a DNS label: no `_` or `.`.
+        let service_name: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(63)
+            .collect();
+        let mut all: Vec<String> = [
+            "service",
+            "create",
+            "-d",
+            "-q",
+            // Local images: no registry to pin a digest from.
+            "--no-resolve-image",
+            "--restart-condition",
+            "none",
+            "--name",
+            service_name.as_str(),
+            "--label",
+            rtm_name.as_str(),
+            "--container-label",
+            rtm_name.as_str(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || (*it.next().expect("a value after the option")).to_owned();
+            match *arg {
+                "--label" => {
+                    let v = value();
+                    all.extend(["--label".into(), v.clone(), "--container-label".into(), v]);
+                }
+                "-e" => all.extend(["--env".into(), value()]),
+                "--tmpfs" => all.extend([
+                    "--mount".into(),
+                    format!("type=tmpfs,destination={}", value()),
+                ]),
+                "--user" | "--network" => all.extend([(*arg).to_owned(), value()]),
+                other if other.starts_with('-') => panic!("run_behind_back: {other} not mapped"),
+                image => all.push(image.to_owned()),
+            }
+        }
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        docker(&all)
+            .expect("docker service create")
+            .trim()
+            .to_owned()
+    }
+
+    /// Removes a runtime container behind rtmanager's back (`docker rm -f`;
+    /// on a swarm `docker service rm`: the port's container is the service).
+    pub fn remove_behind_back(&self, id: &str) {
+        let args = if on_swarm() {
+            ["service", "rm", id]
+        } else {
+            ["rm", "-f", id]
+        };
+        rtm_testkit::docker::docker(&args).expect("remove behind rtmanager's back");
+    }
+
+    /// Renames a runtime container behind rtmanager's back (`docker
+    /// rename`; on a swarm the name is the service's `rtm.name` label).
+    pub fn rename_behind_back(&self, id: &str, name: &str) {
+        if on_swarm() {
+            let label = format!("rtm.name={name}");
+            rtm_testkit::docker::docker(&["service", "update", "-d", "--label-add", &label, id])
+                .expect("docker service update");
+        } else {
+            rtm_testkit::docker::docker(&["rename", id, name]).expect("docker rename");
+        }
+    }
+
+    /// Ids of this test's containers under the name `name` (any state):
+    /// on a swarm, services labelled `rtm.name=<name>`.
+    pub fn containers_named(&self, name: &str) -> Vec<String> {
+        let owner = format!("label=rtm.owner={}", self.owner.owner());
+        let out = if on_swarm() {
+            rtm_testkit::docker::docker(&[
+                "service",
+                "ls",
+                "-q",
+                "--filter",
+                &owner,
+                "--filter",
+                &format!("label=rtm.name={name}"),
+            ])
+        } else {
+            rtm_testkit::docker::docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("name=^/{name}$"),
+                "--filter",
+                &owner,
+            ])
+        };
+        out.expect("docker ps")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Ids of all of this test's containers (services on a swarm), sorted.
+    pub fn all_containers(&self) -> Vec<String> {
+        let owner = format!("label=rtm.owner={}", self.owner.owner());
+        let out = if on_swarm() {
+            rtm_testkit::docker::docker(&["service", "ls", "-q", "--filter", &owner])
+        } else {
+            rtm_testkit::docker::docker(&["ps", "-aq", "--no-trunc", "--filter", &owner])
+        };
+        let mut ids: Vec<String> = out
+            .expect("docker ps")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The host state directory of `game`.
     pub fn state_dir(&self, game: &str) -> std::path::PathBuf {
         self.owner.state_root().join(game)
     }
+}
+
+/// The full id of a service (`service ls` prints a short one).
+fn service_id(short: &str) -> String {
+    rtm_testkit::docker::docker(&["service", "inspect", "--format", "{{.ID}}", short])
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_else(|_| short.to_owned())
 }
 
 /// GET on the GM surface.

@@ -75,6 +75,14 @@ fn pin(container: &str, net: &str, ip: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_engine_is_probed_at_its_new_address() {
+    if skip_on_swarm(
+        "a_restarted_engine_is_probed_at_its_new_address",
+        "docs/swarm.md, 'A port \"container\" is a service': every start is a new task at an \
+         address Swarm assigns on the overlay network; `docker network connect --ip` cannot pin \
+         a task's address, so the re-addressing this test stages does not exist there",
+    ) {
+        return;
+    }
     // Declared before the app: dropped after its containers are removed.
     let net = SubnetNetwork::create();
     let app = spawn_app_with(|vars| {

@@ -50,7 +50,8 @@ async fn changes_the_event_stream_missed_are_caught_by_the_next_inspect_pass() {
 
     control(&app, &crash, "crash", "5");
     control(&app, &oom, "oom", "");
-    docker(&["rm", "-f", &containers[2]]);
+    // On a swarm: `docker service rm` (the port's container is the service).
+    app.remove_behind_back(&containers[2]);
 
     // An OOM kill is `oom` when Docker flags it `OOMKilled`. Docker can
     // record the exit before it learns of the OOM (containerd's two events
@@ -65,7 +66,8 @@ async fn changes_the_event_stream_missed_are_caught_by_the_next_inspect_pass() {
         }
     })
     .await;
-    let flagged = docker(&["inspect", "-f", "{{.State.OOMKilled}}", &containers[1]]);
+    let oom_task = app.docker_container(&containers[1]).await;
+    let flagged = docker(&["inspect", "-f", "{{.State.OOMKilled}}", &oom_task]);
     let oom_status = if flagged.trim() == "true" {
         "oom"
     } else {

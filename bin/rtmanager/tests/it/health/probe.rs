@@ -96,11 +96,13 @@ async fn the_probe_reaches_the_engine_by_ip_from_the_host() {
 
     // And the engine really is reachable at its container IP from here.
     let container = view["container_id"].as_str().expect("container");
+    // On a swarm: the task container's address on the overlay network.
+    let container = app.docker_container(container).await;
     let ip = docker(&[
         "inspect",
         "-f",
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        container,
+        &container,
     ]);
     let (code, health) = call(
         "GET",

@@ -35,8 +35,10 @@ async fn an_exit_while_rtm_is_down_is_reported_once_after_restart() {
 
     app.stop().await;
     // RTM is not watching: its event subscription is gone with it.
-    docker(&["kill", &container]);
-    let state = docker(&["inspect", "-f", "{{.State.Status}}", &container]);
+    // On a swarm the service's task container (the same id on one host).
+    let task = app.docker_container(&container).await;
+    docker(&["kill", &task]);
+    let state = docker(&["inspect", "-f", "{{.State.Status}}", &task]);
     assert_eq!(state.trim(), "exited");
     app.start().await;
 

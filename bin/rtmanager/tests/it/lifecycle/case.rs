@@ -100,31 +100,28 @@ async fn the_reconciler_never_adopts_a_container_into_a_dns_collision() {
     // (as if a start of `upper` had crashed before recording, in an older
     // RTM, or another tool made it).
     let state = app.state_dir(&upper);
-    let stray = rtm_testkit::docker::docker(&[
-        "run",
-        "-d",
-        "--name",
+    let stray = app.run_behind_back(
         &format!("rtm-{upper}"),
-        "--network",
-        app.network.name(),
-        "--tmpfs",
-        "/var/lib/engine",
-        "--label",
-        "rtm.managed=true",
-        "--label",
-        &format!("rtm.owner={}", app.owner.owner()),
-        "--label",
-        &format!("rtm.game_id={upper}"),
-        "--label",
-        &format!("rtm.image_ref={}", image("1.0.0")),
-        "--label",
-        &format!("rtm.state_path={}", state.display()),
-        "-e",
-        &format!("GAME_ID={upper}"),
-        &image("1.0.0"),
-    ])
-    .expect("docker run stray");
-    let stray = stray.trim().to_owned();
+        &[
+            "--network",
+            app.network.name(),
+            "--tmpfs",
+            "/var/lib/engine",
+            "--label",
+            "rtm.managed=true",
+            "--label",
+            &format!("rtm.owner={}", app.owner.owner()),
+            "--label",
+            &format!("rtm.game_id={upper}"),
+            "--label",
+            &format!("rtm.image_ref={}", image("1.0.0")),
+            "--label",
+            &format!("rtm.state_path={}", state.display()),
+            "-e",
+            &format!("GAME_ID={upper}"),
+            &image("1.0.0"),
+        ],
+    );
 
     // Our passes, or this replica's first timer pass, dispose of it; no
     // pass ever adopts it.

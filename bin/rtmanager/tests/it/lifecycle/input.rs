@@ -26,18 +26,8 @@ async fn world(app: &TestApp, games: &[&str]) -> World {
         .await
         .expect("count")
         .get(0);
-    let mut containers: Vec<String> = rtm_testkit::docker::docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label=rtm.owner={}", app.owner.owner()),
-    ])
-    .expect("docker ps")
-    .lines()
-    .map(str::to_owned)
-    .collect();
-    containers.sort();
+    // On a swarm, services: a created service has no container yet.
+    let containers = app.all_containers();
     World {
         records,
         rows,

@@ -69,16 +69,8 @@ async fn a_broken_patch_rolls_back_to_the_old_container() {
     assert_eq!(row.error_code, "patch_rolled_back");
     assert_eq!(row.image_ref, image("broken"));
     // Nothing parked under the temporary name either (any owner label).
-    let parked = rtm_testkit::docker::docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("name=^/rtmold-{g}$"),
-        "--filter",
-        &format!("label=rtm.owner={}", app.owner.owner()),
-    ])
-    .expect("docker ps");
-    assert!(parked.trim().is_empty(), "parked container left: {parked}");
+    let parked = app.containers_named(&format!("rtmold-{g}"));
+    assert!(parked.is_empty(), "parked container left: {parked:?}");
 }
 
 #[tokio::test]
@@ -230,7 +222,9 @@ async fn a_patch_whose_new_container_is_removed_during_the_gate_rolls_back() {
             .find(|c| c.id != old.id && c.running && c.image == image("1.0.1"))
     })
     .await;
-    rtm_testkit::docker::docker(&["rm", "-f", &new.id]).expect("docker rm -f");
+    // The engine's container vanishes (on a swarm: its task's container).
+    let new_ctr = app.docker_container(&new.id).await;
+    rtm_testkit::docker::docker(&["rm", "-f", &new_ctr]).expect("docker rm -f");
     let (status, body) = tokio::time::timeout(Duration::from_secs(120), patch)
         .await
         .expect("the patch answers")

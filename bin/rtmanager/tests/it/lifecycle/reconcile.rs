@@ -32,34 +32,30 @@ async fn reconcile_adopts_removes_and_disposes() {
     assert!(record(&app, adopt).await.is_none());
     // ... the container of `gone` is removed behind RTM's back ...
     let gone_ctr = containers(&app, gone).pop().expect("container");
-    rtm_testkit::docker::docker(&["rm", "-f", &gone_ctr.id]).expect("docker rm");
+    app.remove_behind_back(&gone_ctr.id);
     // ... and an extra container appears for `stray`.
-    let extra = rtm_testkit::docker::docker(&[
-        "run",
-        "-d",
-        "--name",
+    let extra = app.run_behind_back(
         &format!("stray-{}", app.owner.owner()),
-        "--label",
-        "rtm.managed=true",
-        "--label",
-        &format!("rtm.owner={}", app.owner.owner()),
-        "--label",
-        &format!("rtm.game_id={stray}"),
-        "--label",
-        &format!("rtm.image_ref={}", image("1.0.0")),
-        "--user",
-        "65534:65534",
-        "-e",
-        &format!("GAME_ID={stray}"),
-        "-e",
-        "ENGINE_STATE_DIR=/tmp",
-        "-e",
-        "ENGINE_PORT=8080",
-        &image("1.0.0"),
-    ])
-    .expect("docker run")
-    .trim()
-    .to_owned();
+        &[
+            "--label",
+            "rtm.managed=true",
+            "--label",
+            &format!("rtm.owner={}", app.owner.owner()),
+            "--label",
+            &format!("rtm.game_id={stray}"),
+            "--label",
+            &format!("rtm.image_ref={}", image("1.0.0")),
+            "--user",
+            "65534:65534",
+            "-e",
+            &format!("GAME_ID={stray}"),
+            "-e",
+            "ENGINE_STATE_DIR=/tmp",
+            "-e",
+            "ENGINE_PORT=8080",
+            &image("1.0.0"),
+        ],
+    );
     assert_eq!(containers(&app, stray).len(), 2);
     let rows_before = (
         rows(&app, adopt).await.len(),
@@ -162,8 +158,9 @@ async fn reconcile_finishes_an_incomplete_patch_rollback() {
     // parked, the failed patch recorded with its code (what RTM writes
     // when Docker kept refusing), the record `stopped`.
     use rtm_testkit::docker::docker;
-    docker(&["stop", "-t", "5", &old.id]).expect("docker stop");
-    docker(&["rename", &old.id, &format!("rtmold-{g}")]).expect("docker rename");
+    let old_ctr = app.docker_container(&old.id).await;
+    docker(&["stop", "-t", "5", &old_ctr]).expect("docker stop");
+    app.rename_behind_back(&old.id, &format!("rtmold-{g}"));
     let client = app.db.admin_client().await.expect("admin client");
     client
         .execute(
