@@ -69,11 +69,7 @@ impl Server {
 
 /// Serves requests on one (keep-alive) connection until the client closes
 /// it or asks to (`Connection: close`).
-async fn handle(
-    mut conn: TcpStream,
-    reply: Reply,
-    (seen, heads): (Log, Log),
-) {
+async fn handle(mut conn: TcpStream, reply: Reply, (seen, heads): (Log, Log)) {
     let mut buf = Vec::new();
     loop {
         // Read one request head (bounded).
