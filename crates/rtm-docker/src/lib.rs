@@ -36,6 +36,7 @@ pub use config::{
 };
 pub use create::CreateClient;
 pub use error::{error_counts, ERROR_KINDS};
+pub use logs::{log_options, LogSplitter};
 pub use runtime::DockerRuntime;
 
 /// The label keys this adapter writes on every container it creates.

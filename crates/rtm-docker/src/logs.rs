@@ -33,7 +33,11 @@ type Item = Result<LogLine, RuntimeError>;
 /// Lines a follow buffers for a slow reader before it reads Docker slower.
 const FOLLOW_BUFFER: usize = 256;
 
-fn options(query: &LogQuery, follow: bool) -> LogsOpts {
+/// Docker's log options for `query` (both streams, with timestamps, the
+/// tail; `since` in whole seconds, which Docker rounds down: the caller
+/// cuts exactly with [`LogTail`](rtm_domain::ports::LogTail)). Shared with
+/// the Swarm adapter, whose task logs take the same options.
+pub fn log_options(query: &LogQuery, follow: bool) -> LogsOpts {
     let mut b = LogsOpts::builder()
         .stdout(true)
         .stderr(true)
@@ -48,16 +52,18 @@ fn options(query: &LogQuery, follow: bool) -> LogsOpts {
     b.build()
 }
 
-/// Splits Docker's frames into lines, per stream (a frame is usually one
-/// line, but nothing promises it).
+/// Splits Docker's multiplexed log frames into lines, per stream (a frame
+/// is usually one line, but nothing promises it), parsing each line's
+/// timestamp. Shared with the Swarm adapter (task logs are framed alike).
 #[derive(Debug, Default)]
-struct Splitter {
+pub struct LogSplitter {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
 }
 
-impl Splitter {
-    fn feed(&mut self, chunk: TtyChunk, out: &mut Vec<LogLine>) {
+impl LogSplitter {
+    /// Adds a frame; appends the lines it completes to `out`.
+    pub fn feed(&mut self, chunk: TtyChunk, out: &mut Vec<LogLine>) {
         let (stream, buf, bytes) = match chunk {
             TtyChunk::StdOut(b) => (LogStream::Stdout, &mut self.stdout, b),
             TtyChunk::StdErr(b) => (LogStream::Stderr, &mut self.stderr, b),
@@ -73,8 +79,8 @@ impl Splitter {
         }
     }
 
-    /// What is left without a final line break.
-    fn finish(self, out: &mut Vec<LogLine>) {
+    /// Appends what is left without a final line break.
+    pub fn finish(self, out: &mut Vec<LogLine>) {
         for (stream, raw) in [
             (LogStream::Stdout, self.stdout),
             (LogStream::Stderr, self.stderr),
@@ -119,9 +125,9 @@ pub(crate) async fn read(
     }
     let full = rt.owned_id(id).await?;
     let container = rt.docker().containers().get(full);
-    let opts = options(query, false);
+    let opts = log_options(query, false);
     let mut chunks = container.logs(&opts);
-    let mut splitter = Splitter::default();
+    let mut splitter = LogSplitter::default();
     let mut lines = Vec::new();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| to_runtime(e, &format!("logs of container {id}")))?;
@@ -165,9 +171,9 @@ async fn pump(rt: DockerRuntime, id: ContainerId, query: LogQuery, tx: mpsc::Sen
         }
     };
     let container = rt.docker().containers().get(full);
-    let opts = options(&query, true);
+    let opts = log_options(&query, true);
     let mut chunks = container.logs(&opts);
-    let mut splitter = Splitter::default();
+    let mut splitter = LogSplitter::default();
     let mut lines = Vec::new();
     loop {
         let next = tokio::select! {
@@ -205,7 +211,7 @@ mod tests {
 
     #[test]
     fn frames_become_stamped_lines_per_stream() {
-        let mut s = Splitter::default();
+        let mut s = LogSplitter::default();
         let mut out = Vec::new();
         s.feed(
             TtyChunk::StdOut(b"2026-12-01T10:00:00.5Z hello\n2026-12-01T10:00:01Z wor".to_vec()),

@@ -4,22 +4,20 @@
 //! - A task on this node: its container's logs through rtm-docker (whose
 //!   owner check holds: task containers carry `rtm.owner`).
 //! - A task elsewhere: the manager's `GET /tasks/{id}/logs`, which the
-//!   task's node serves through Swarm, asked with `timestamps` and split
-//!   into lines here with rtm-docker's rules (a short copy: its reader is
-//!   private to it): the stamp becomes [`LogLine::at`], the `since` cut is
-//!   exact, memory is bounded by [`LogTail`].
+//!   task's node serves through Swarm, asked with rtm-docker's options and
+//!   split into lines by rtm-docker's [`LogSplitter`] (task logs are framed
+//!   like container logs): the stamp becomes [`LogLine::at`], the `since`
+//!   cut is exact, memory is bounded by [`LogTail`].
 //! - No task left (never started, or deleted by Swarm after a stop by
 //!   scaling): no lines.
 
 use std::pin::Pin;
 
-use docker_api::conn::TtyChunk;
-use docker_api::opts::LogsOpts;
 use futures_util::{Stream, StreamExt};
-use rtm_domain::ports::{ContainerLogs, LogLine, LogQuery, LogStream, LogTail};
+use rtm_domain::ports::{ContainerLogs, LogLine, LogQuery, LogTail};
 use rtm_domain::{ContainerId, RuntimeError};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+
+use rtm_docker::{log_options, LogSplitter};
 
 use crate::api::SwarmApi;
 use crate::error::to_runtime;
@@ -71,79 +69,6 @@ impl SwarmRuntime {
     }
 }
 
-fn options(query: &LogQuery, follow: bool) -> LogsOpts {
-    let mut b = LogsOpts::builder()
-        .stdout(true)
-        .stderr(true)
-        .timestamps(true)
-        .follow(follow)
-        .n_lines(query.tail as usize);
-    if let Some(since) = query.since {
-        // Docker's `since` is whole seconds: rounded down, cut exactly here.
-        if let Some(t) = chrono::DateTime::from_timestamp(since.unix_timestamp(), 0) {
-            b = b.since(&t);
-        }
-    }
-    b.build()
-}
-
-/// Frames → lines, per stream.
-#[derive(Debug, Default)]
-struct Splitter {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-impl Splitter {
-    fn feed(&mut self, chunk: TtyChunk, out: &mut Vec<LogLine>) {
-        let (stream, buf, bytes) = match chunk {
-            TtyChunk::StdOut(b) => (LogStream::Stdout, &mut self.stdout, b),
-            TtyChunk::StdErr(b) => (LogStream::Stderr, &mut self.stderr, b),
-            TtyChunk::StdIn(_) => return,
-        };
-        buf.extend_from_slice(&bytes);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let rest = buf.split_off(nl + 1);
-            let mut raw = std::mem::replace(buf, rest);
-            raw.pop();
-            out.push(parse_line(stream, &raw));
-        }
-    }
-
-    fn finish(self, out: &mut Vec<LogLine>) {
-        for (stream, raw) in [
-            (LogStream::Stdout, self.stdout),
-            (LogStream::Stderr, self.stderr),
-        ] {
-            if !raw.is_empty() {
-                out.push(parse_line(stream, &raw));
-            }
-        }
-    }
-}
-
-/// `<RFC 3339 stamp> <text>`; a line without a stamp is kept whole. Swarm
-/// may put its own `key=value,…` details between the stamp and the text
-/// only when asked (`details`), which the adapter never does.
-fn parse_line(stream: LogStream, raw: &[u8]) -> LogLine {
-    let text = String::from_utf8_lossy(raw);
-    let text = text.strip_suffix('\r').unwrap_or(&text);
-    if let Some((stamp, rest)) = text.split_once(' ') {
-        if let Ok(at) = OffsetDateTime::parse(stamp, &Rfc3339) {
-            return LogLine {
-                stream,
-                at: Some(at),
-                text: rest.to_owned(),
-            };
-        }
-    }
-    LogLine {
-        stream,
-        at: None,
-        text: text.to_owned(),
-    }
-}
-
 /// The selected lines of task `task`.
 pub(crate) async fn read_task(
     api: &SwarmApi,
@@ -154,8 +79,8 @@ pub(crate) async fn read_task(
     if query.tail == 0 {
         return Ok(tail.finish());
     }
-    let mut chunks = api.task_logs(task, &options(query, false));
-    let mut splitter = Splitter::default();
+    let mut chunks = api.task_logs(task, &log_options(query, false));
+    let mut splitter = LogSplitter::default();
     let mut lines = Vec::new();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| to_runtime(e, &format!("logs of task {task}")))?;
@@ -178,8 +103,8 @@ pub(crate) async fn read_task(
 pub(crate) fn follow_task(rt: SwarmRuntime, task: String, query: LogQuery) -> Lines {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move {
-        let mut chunks = rt.api().task_logs(&task, &options(&query, true));
-        let mut splitter = Splitter::default();
+        let mut chunks = rt.api().task_logs(&task, &log_options(&query, true));
+        let mut splitter = LogSplitter::default();
         let mut lines = Vec::new();
         // Swarm keeps a task's log stream open after the task ended (seen
         // on 20.10), while the port's follow ends with the engine: the
@@ -231,34 +156,4 @@ pub(crate) fn follow_task(rt: SwarmRuntime, task: String, query: LogQuery) -> Li
         let item = rx.recv().await?;
         Some((item, rx))
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_become_stamped_lines_per_stream() {
-        let mut s = Splitter::default();
-        let mut out = Vec::new();
-        s.feed(
-            TtyChunk::StdOut(b"2026-12-01T22:00:00.5Z hello\n2026-12-01T22:00:01Z wo".to_vec()),
-            &mut out,
-        );
-        s.feed(TtyChunk::StdErr(b"no stamp\n".to_vec()), &mut out);
-        s.feed(TtyChunk::StdOut(b"rld\n".to_vec()), &mut out);
-        s.finish(&mut out);
-        let got: Vec<_> = out
-            .iter()
-            .map(|l| (l.stream, l.at.is_some(), l.text.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (LogStream::Stdout, true, "hello"),
-                (LogStream::Stderr, false, "no stamp"),
-                (LogStream::Stdout, true, "world"),
-            ]
-        );
-    }
 }
