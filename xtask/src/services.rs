@@ -81,8 +81,9 @@ pub fn servers() -> Result<()> {
 /// answering nor installed, and the test tools when missing: the
 /// Distribution registry (`docker-registry`) and `htpasswd`
 /// (`apache2-utils`, for the registry's bcrypt password file), which the
-/// registry tests start on loopback; promtool (alert-rule tests) and
-/// chromium (the console's browser test) likewise (Debian, as root).
+/// registry tests start on loopback; promtool (alert-rule tests),
+/// chromium (the console's browser test), and `ip`/`nsenter` (the swarm
+/// pass's overlay attachment) likewise (Debian, as root).
 fn install_missing() -> Result<()> {
     let mut missing = vec![];
     if !pg_answers() && pg_version().is_none() {
@@ -100,6 +101,15 @@ fn install_missing() -> Result<()> {
     // docs/prometheus/alerts.yml in the readiness tests.
     if which("promtool").is_none() {
         missing.push("prometheus");
+    }
+    // The swarm end-to-end pass attaches the test process to the
+    // engines' overlay network with `ip` and `nsenter` (rtm-testkit's
+    // `swarm.rs`).
+    if which("ip").is_none() {
+        missing.push("iproute2");
+    }
+    if which("nsenter").is_none() {
+        missing.push("util-linux");
     }
     if which("docker-registry").is_none() {
         missing.push("docker-registry");
