@@ -12,9 +12,10 @@ use docker_api::conn::Error as ConnError;
 use docker_api::Error as DockerError;
 use rtm_domain::RuntimeError;
 
-/// What a docker-api error means for us.
+/// What a docker-api error means for us. Shared with the Swarm adapter,
+/// which talks to Docker through the same client.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// Docker answered with this HTTP status and message.
     Status(u16, String),
     /// Docker could not be reached, or the connection broke.
@@ -44,7 +45,8 @@ macro_rules! classify_hyper {
     }};
 }
 
-pub(crate) fn classify(e: &DockerError) -> Failure {
+/// Folds docker-api's error shapes into one [`Failure`].
+pub fn classify(e: &DockerError) -> Failure {
     match e {
         DockerError::Fault { code, message } => Failure::Status(code.as_u16(), message.clone()),
         DockerError::Error(inner) => classify_conn(inner),
@@ -59,6 +61,11 @@ fn classify_conn(e: &ConnError) -> Failure {
         ConnError::Fault { code, message } => Failure::Status(code.as_u16(), message.clone()),
         ConnError::Hyper(h) => classify_hyper!(h),
         ConnError::IO(_) => Failure::Unreachable,
+        // docker-api's log streams wrap the request's error once more.
+        ConnError::Any(inner) => match inner.downcast_ref::<DockerError>() {
+            Some(e) => classify(e),
+            None => Failure::Other,
+        },
         _ => Failure::Other,
     }
 }
