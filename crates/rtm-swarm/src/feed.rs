@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::model::{self, Phase};
-use crate::runtime::{SwarmRuntime, LABEL_LAST_EXIT, LABEL_LAST_TASK};
+use crate::runtime::{SwarmRuntime, LABEL_LAST_END, LABEL_LAST_EXIT, LABEL_LAST_TASK};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -36,13 +36,18 @@ const TASKS_KEPT: usize = 8;
 /// Removed services remembered, so a late report does not destroy twice.
 const GONE_KEPT: usize = 4096;
 
-/// Something that happened to an owned service, as observed.
+/// Something that happened to an owned service, as observed, dated when
+/// it happened where that is known (`None`: when it is observed). The
+/// date matters: the feed may learn of a task's end only after a later
+/// start, and the monitor sets aside an exit dated before the record's
+/// `started_at` instead of taking it for the end of that start.
 #[derive(Debug, Clone)]
 pub(crate) enum Observed {
     Running {
         service: String,
         game: Option<GameId>,
         task: String,
+        at: Option<OffsetDateTime>,
     },
     Ended {
         service: String,
@@ -50,6 +55,7 @@ pub(crate) enum Observed {
         task: String,
         exit: Option<i64>,
         oom: bool,
+        at: Option<OffsetDateTime>,
     },
     Gone {
         service: String,
@@ -82,12 +88,12 @@ pub(crate) struct Tracker {
 impl Tracker {
     pub fn apply(&mut self, o: Observed, out: &mut Vec<ContainerEvent>) {
         let now = OffsetDateTime::now_utc();
-        let event = |service: &str, game: &Option<GameId>, kind| {
+        let event = |service: &str, game: &Option<GameId>, kind, at: Option<OffsetDateTime>| {
             ContainerId::new(service.to_owned()).map(|container_id| ContainerEvent {
                 container_id,
                 game_id: game.clone(),
                 kind,
-                at: now,
+                at: at.unwrap_or(now),
             })
         };
         match o {
@@ -95,6 +101,7 @@ impl Tracker {
                 service,
                 game,
                 task,
+                at,
             } => {
                 if self.gone.contains(&service) {
                     return;
@@ -103,7 +110,7 @@ impl Tracker {
                 t.game = game;
                 if !t.started.contains(&task) {
                     remember(&mut t.started, &task);
-                    out.extend(event(&service, &t.game, ContainerEventKind::Start));
+                    out.extend(event(&service, &t.game, ContainerEventKind::Start, at));
                 }
             }
             Observed::Ended {
@@ -112,6 +119,7 @@ impl Tracker {
                 task,
                 exit,
                 oom,
+                at,
             } => {
                 if self.gone.contains(&service) {
                     return;
@@ -123,14 +131,14 @@ impl Tracker {
                 }
                 if !t.started.contains(&task) {
                     remember(&mut t.started, &task);
-                    out.extend(event(&service, &t.game, ContainerEventKind::Start));
+                    out.extend(event(&service, &t.game, ContainerEventKind::Start, at));
                 }
                 remember(&mut t.ended, &task);
                 if oom {
-                    out.extend(event(&service, &t.game, ContainerEventKind::Oom));
+                    out.extend(event(&service, &t.game, ContainerEventKind::Oom, at));
                 }
                 let die = ContainerEventKind::Die { exit_code: exit };
-                out.extend(event(&service, &t.game, die));
+                out.extend(event(&service, &t.game, die, at));
             }
             Observed::Gone { service, game } => {
                 if !self.gone.insert(service.clone()) {
@@ -149,10 +157,10 @@ impl Tracker {
                 for task in &t.started {
                     if !t.ended.contains(task) {
                         let die = ContainerEventKind::Die { exit_code: None };
-                        out.extend(event(&service, &game, die));
+                        out.extend(event(&service, &game, die, None));
                     }
                 }
-                out.extend(event(&service, &game, ContainerEventKind::Destroy));
+                out.extend(event(&service, &game, ContainerEventKind::Destroy, None));
             }
         }
     }
@@ -203,15 +211,17 @@ async fn poll(rt: &SwarmRuntime, tracker: &Tracker) -> Result<Vec<Observed>, Run
                     service,
                     game: game.clone(),
                     task,
+                    at: t.status_at(),
                 }),
                 Phase::Ended if !tracker.ended(&svc.id, &t.id) => {
-                    let oom = rt.local_facts(t).await.is_some_and(|l| l.oom_killed);
+                    let local = rt.local_facts(t).await;
                     out.push(Observed::Ended {
                         service,
                         game: game.clone(),
                         task,
                         exit: t.exit_code(),
-                        oom,
+                        oom: local.as_ref().is_some_and(|l| l.oom_killed),
+                        at: model::ended_at(t, local.as_ref()),
                     });
                 }
                 // Its node is gone or it never ran: an end without a code,
@@ -223,6 +233,7 @@ async fn poll(rt: &SwarmRuntime, tracker: &Tracker) -> Result<Vec<Observed>, Run
                         task,
                         exit: None,
                         oom: false,
+                        at: model::ended_at(t, None),
                     })
                 }
                 _ => {}
@@ -232,8 +243,12 @@ async fn poll(rt: &SwarmRuntime, tracker: &Tracker) -> Result<Vec<Observed>, Run
         // its exit on the service.
         for task in tracker.started_not_ended(&svc.id) {
             if tasks.iter().all(|t| t.id != task) {
-                let exit = (svc.label(LABEL_LAST_TASK) == Some(task.as_str()))
+                let kept = svc.label(LABEL_LAST_TASK) == Some(task.as_str());
+                let exit = kept
                     .then(|| svc.label(LABEL_LAST_EXIT)?.parse().ok())
+                    .flatten();
+                let at = kept
+                    .then(|| model::time_of(svc.label(LABEL_LAST_END)))
                     .flatten();
                 out.push(Observed::Ended {
                     service: svc.id.clone(),
@@ -241,6 +256,7 @@ async fn poll(rt: &SwarmRuntime, tracker: &Tracker) -> Result<Vec<Observed>, Run
                     task,
                     exit,
                     oom: false,
+                    at,
                 });
             }
         }
@@ -385,6 +401,7 @@ mod tests {
             service: "s".into(),
             game: None,
             task: task.into(),
+            at: None,
         }
     }
 
@@ -395,6 +412,7 @@ mod tests {
             task: task.into(),
             exit,
             oom,
+            at: None,
         }
     }
 
@@ -437,6 +455,30 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn an_end_keeps_the_time_it_happened_not_the_time_it_was_seen() {
+        let mut t = Tracker::default();
+        let then = OffsetDateTime::now_utc() - Duration::from_secs(30);
+        let mut out = Vec::new();
+        t.apply(
+            Observed::Ended {
+                service: "s".into(),
+                game: None,
+                task: "t1".into(),
+                exit: Some(137),
+                oom: true,
+                at: Some(then),
+            },
+            &mut out,
+        );
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(out.iter().all(|e| e.at == then), "{out:?}");
+        let before = OffsetDateTime::now_utc();
+        let mut out = Vec::new();
+        t.apply(running("t2"), &mut out);
+        assert!(out[0].at >= before, "undated: when seen");
     }
 
     #[test]

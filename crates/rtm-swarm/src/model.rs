@@ -219,9 +219,23 @@ pub(crate) fn by_service(tasks: Vec<Task>) -> HashMap<String, Vec<Task>> {
 /// What only the task's own node knows, read from its local container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LocalFacts {
+    /// The container runs now (Swarm learns of its end a moment later).
+    pub running: bool,
     pub oom_killed: bool,
     pub started_at: Option<OffsetDateTime>,
     pub finished_at: Option<OffsetDateTime>,
+}
+
+/// When `task` ended, as well as it is known: its node's own record of
+/// the container's end, else the time Swarm recorded its final state;
+/// `None` for a task not (yet) ended.
+pub(crate) fn ended_at(task: &Task, local: Option<&LocalFacts>) -> Option<OffsetDateTime> {
+    if !matches!(task.phase(), Phase::Ended | Phase::Lost) {
+        return None;
+    }
+    local
+        .and_then(|l| l.finished_at)
+        .or_else(|| task.status_at())
 }
 
 pub(crate) fn summary(
@@ -370,8 +384,21 @@ mod tests {
     }
 
     #[test]
+    fn an_end_is_dated_by_its_node_else_by_swarm_and_a_live_task_not_at_all() {
+        let done = task("failed", "c1", 3);
+        assert_eq!(ended_at(&done, None), time_of(Some("2026-12-01T22:00:01Z")));
+        let local = LocalFacts {
+            finished_at: time_of(Some("2026-12-01T22:00:00.9Z")),
+            ..LocalFacts::default()
+        };
+        assert_eq!(ended_at(&done, Some(&local)), local.finished_at);
+        assert_eq!(ended_at(&task("running", "c1", 0), Some(&local)), None);
+    }
+
+    #[test]
     fn local_facts_give_oom_and_times() {
         let local = LocalFacts {
+            running: false,
             oom_killed: true,
             started_at: time_of(Some("2026-12-01T22:00:00Z")),
             finished_at: None,

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::api::SwarmApi;
 use crate::config::{SwarmConfig, SwarmConfigError};
-use crate::error::{is_out_of_sequence, to_runtime};
+use crate::error::{classify, is_out_of_sequence, to_runtime, Failure};
 use crate::feed::{self, Observed};
 use crate::logs::Source;
 use crate::model::{self, LocalFacts, Phase, Service, Task, LABEL_NAME};
@@ -46,6 +46,13 @@ use crate::spec;
 pub(crate) const LABEL_LAST_TASK: &str = "rtm.last_task";
 /// The exit code of that task, or `unknown`.
 pub(crate) const LABEL_LAST_EXIT: &str = "rtm.last_exit";
+/// When that task ended (RFC 3339): the feed dates its end with it, so a
+/// late report is never taken for the end of a later start.
+pub(crate) const LABEL_LAST_END: &str = "rtm.last_end";
+
+/// How long a removal waits for this node to remove the service's task
+/// containers.
+const REMOVE_WAIT: Duration = Duration::from_secs(15);
 
 /// How often a wait looks at the tasks again.
 const TASK_POLL: Duration = Duration::from_millis(100);
@@ -194,6 +201,17 @@ impl SwarmRuntime {
             .flatten()
     }
 
+    /// The newest task, when Swarm still lists it running while its
+    /// container, on this node, has already ended.
+    async fn ending_here(&self, tasks: &[Task]) -> Option<String> {
+        let t = model::newest(tasks)?;
+        if t.phase() != Phase::Running {
+            return None;
+        }
+        let local = self.local_facts(t).await?;
+        (!local.running).then(|| t.id.clone())
+    }
+
     /// What this node's engine says about the task's container, when it is
     /// here (else `None`: not known, never guessed).
     pub(crate) async fn local_facts(&self, task: &Task) -> Option<LocalFacts> {
@@ -206,6 +224,10 @@ impl SwarmRuntime {
             .ok()?;
         let time = |k: &str| model::time_of(c.pointer(&format!("/State/{k}"))?.as_str());
         Some(LocalFacts {
+            running: c
+                .pointer("/State/Running")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             oom_killed: c
                 .pointer("/State/OOMKilled")
                 .and_then(Value::as_bool)
@@ -384,7 +406,19 @@ impl ContainerRuntime for SwarmRuntime {
     async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
         let svc = self.owned(id).await?;
         let what = format!("start service {id}");
-        let tasks = self.tasks_of(&svc.id).await?;
+        let mut tasks = self.tasks_of(&svc.id).await?;
+        if let Some(ending) = self.ending_here(&tasks).await {
+            // Its container ended a moment ago and its node has not told
+            // the manager yet: taken for running, no task would start.
+            let limit = self.inner.config.start_timeout;
+            tasks = self
+                .wait_tasks(&svc.id, limit, &what, |now| {
+                    now.iter()
+                        .any(|t| t.id == ending && t.phase() != Phase::Running)
+                        .then(|| now.to_vec())
+                })
+                .await?;
+        }
         let prev = model::newest(&tasks).cloned();
         let live = prev
             .as_ref()
@@ -436,6 +470,7 @@ impl ContainerRuntime for SwarmRuntime {
         self.publish(Observed::Running {
             service: svc.id.clone(),
             game: svc.game_id(),
+            at: started.status_at(),
             task: started.id,
         });
         Ok(())
@@ -460,13 +495,37 @@ impl ContainerRuntime for SwarmRuntime {
         }
     }
 
-    /// Deletes the service; Swarm removes its tasks and containers.
+    /// Deletes the service and waits (at most [`REMOVE_WAIT`]) until the
+    /// containers of its tasks on this node are gone: until then a task
+    /// keeps its address under the service's name on the network, so the
+    /// game's next engine would resolve to both. (A task elsewhere leaves
+    /// when its node has removed it; the manager cannot wait for that.)
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
         let svc = self.owned(id).await?;
+        let what = format!("remove service {id}");
+        let mut here = Vec::new();
+        for t in self.tasks_of(&svc.id).await? {
+            if let Some(c) = self.local_container(&t).await {
+                here.push(c.to_owned());
+            }
+        }
         self.api()
             .delete_service(&svc.id)
             .await
-            .map_err(|e| to_runtime(e, &format!("remove service {id}")))?;
+            .map_err(|e| to_runtime(e, &what))?;
+        let deadline = Instant::now() + REMOVE_WAIT;
+        for c in &here {
+            loop {
+                match self.api().raw_get(&format!("/containers/{c}/json")).await {
+                    Err(e) if matches!(classify(&e), Failure::Status(404, _)) => break,
+                    _ if Instant::now() >= deadline => {
+                        tracing::warn!(service = %svc.id, container = %c, "service deleted; its task's container lingers");
+                        break;
+                    }
+                    _ => tokio::time::sleep(TASK_POLL).await,
+                }
+            }
+        }
         self.publish(Observed::Gone {
             service: svc.id.clone(),
             game: svc.game_id(),

@@ -8,25 +8,35 @@ use std::time::Duration;
 
 use rtm_domain::RuntimeError;
 use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::error::{classify, to_runtime, Failure};
 use crate::feed::Observed;
-use crate::model::{Phase, Service, Task};
-use crate::runtime::{SwarmRuntime, LABEL_LAST_EXIT, LABEL_LAST_TASK};
+use crate::model::{self, Phase, Service, Task};
+use crate::runtime::{SwarmRuntime, LABEL_LAST_END, LABEL_LAST_EXIT, LABEL_LAST_TASK};
 
 /// Beyond a stop's grace: time for the node to report the task's end.
 const STOP_MARGIN: Duration = Duration::from_secs(30);
 
 impl SwarmRuntime {
-    /// Reports the end of `task` (its exit code and, on this node, OOM).
-    async fn observe_end(&self, svc: &Service, task: &Task, exit: Option<i64>) {
-        let oom = self.local_facts(task).await.is_some_and(|l| l.oom_killed);
+    /// Reports the end of `task` (its exit code, when it ended and, on
+    /// this node, OOM).
+    async fn observe_end(
+        &self,
+        svc: &Service,
+        task: &Task,
+        exit: Option<i64>,
+        at: Option<OffsetDateTime>,
+    ) {
+        let local = self.local_facts(task).await;
         self.publish(Observed::Ended {
             service: svc.id.clone(),
             game: svc.game_id(),
             task: task.id.clone(),
             exit,
-            oom,
+            oom: local.as_ref().is_some_and(|l| l.oom_killed),
+            at: model::ended_at(task, local.as_ref()).or(at),
         });
     }
 
@@ -58,14 +68,22 @@ impl SwarmRuntime {
             .await?;
         let exit = end.as_ref().and_then(Task::exit_code);
         let last = exit.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+        // Deleted before seen ended: it ended by now, before any later
+        // start.
+        let ended = end
+            .as_ref()
+            .and_then(|t| model::ended_at(t, None))
+            .unwrap_or_else(OffsetDateTime::now_utc);
+        let ended_text = ended.format(&Rfc3339).unwrap_or_default();
         self.update(&svc.id, &what, |spec| {
             if let Some(l) = spec.get_mut("Labels").and_then(Value::as_object_mut) {
                 l.insert(LABEL_LAST_TASK.into(), json!(task.id));
                 l.insert(LABEL_LAST_EXIT.into(), json!(last));
+                l.insert(LABEL_LAST_END.into(), json!(ended_text));
             }
         })
         .await?;
-        self.observe_end(svc, end.as_ref().unwrap_or(task), exit)
+        self.observe_end(svc, end.as_ref().unwrap_or(task), exit, Some(ended))
             .await;
         Ok(())
     }
@@ -99,7 +117,7 @@ impl SwarmRuntime {
                     .cloned()
             })
             .await?;
-        self.observe_end(svc, &ended, ended.exit_code()).await;
+        self.observe_end(svc, &ended, ended.exit_code(), None).await;
         Ok(())
     }
 }

@@ -2,12 +2,15 @@
 //! keep the service id while the task (and its container) is new; a stop
 //! through the orchestrator keeps the exit code after Swarm deletes the
 //! task; a rename leaves the running task alone and names the next one;
-//! an exit, an OOM kill and a removal reach the feed with their details.
+//! an exit, an OOM kill and a removal reach the feed with their details,
+//! an end dated when it happened even when the feed learns of it late.
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rtm_domain::ports::{ContainerEventKind, ContainerRuntime, ContainerState, FeedItem};
+use rtm_domain::ports::{
+    ContainerEvent, ContainerEventKind, ContainerRuntime, ContainerState, FeedItem,
+};
 use rtm_domain::{ContainerId, RuntimeError};
 use rtm_swarm::{SwarmConfig, SwarmConfigError, SwarmRuntime};
 
@@ -169,6 +172,34 @@ async fn an_exit_is_reported_by_the_feed_with_its_code_and_inspect_agrees() {
 }
 
 #[tokio::test]
+async fn an_end_learnt_after_a_later_start_is_dated_when_it_happened() {
+    // Polls far apart: the end below happens, and the service starts
+    // again, before the feed's next look at the tasks.
+    let env = Env::with(|c| c.poll_interval = Duration::from_secs(10));
+    let mut feed = Box::pin(env.rt.events());
+    assert!(matches!(feed.next().await, Some(FeedItem::Connected)));
+    let (_spec, id) = env.running("1.0.0").await;
+    let first = task_containers(&id);
+    docker(&["stop", "-t", "5", &first[0]]).expect("stop behind its back");
+    let ended_by = time::OffsetDateTime::now_utc();
+    env.rt.start(&id).await.expect("start again");
+    let events = events_until(&mut feed, &id, |e| {
+        matches!(e.kind, ContainerEventKind::Die { .. })
+    })
+    .await;
+    let die = events.last().expect("a die");
+    assert!(
+        matches!(die.kind, ContainerEventKind::Die { exit_code: Some(_) }),
+        "{die:?}"
+    );
+    // Dated by its end, not by when the poll saw it: the monitor sets
+    // aside an exit dated before the record's `started_at`, so this late
+    // report is not taken for the end of the new start.
+    assert!(die.at <= ended_by, "{die:?} after {ended_by}");
+    assert!(env.rt.inspect(&id).await.unwrap().summary.running);
+}
+
+#[tokio::test]
 async fn an_oom_kill_on_this_node_is_reported_as_oom() {
     let env = Env::with(|c| c.docker.memory_bytes = 16 * 1024 * 1024);
     let mut feed = Box::pin(env.rt.events());
@@ -198,14 +229,24 @@ async fn another_process_s_removal_is_seen_by_polling() {
     let mut feed = Box::pin(other.events());
     assert!(matches!(feed.next().await, Some(FeedItem::Connected)));
     let (_spec, id) = env.running("1.0.0").await;
-    let seen = events_until(&mut feed, &id, |k| matches!(k, ContainerEventKind::Start)).await;
+    let seen = kinds(
+        events_until(&mut feed, &id, |e| {
+            matches!(e.kind, ContainerEventKind::Start)
+        })
+        .await,
+    );
     assert_eq!(seen, [ContainerEventKind::Start]);
     env.rt
         .stop(&id, Duration::from_secs(20))
         .await
         .expect("stop");
     env.rt.remove(&id).await.expect("remove");
-    let seen = events_until(&mut feed, &id, |k| matches!(k, ContainerEventKind::Destroy)).await;
+    let seen = kinds(
+        events_until(&mut feed, &id, |e| {
+            matches!(e.kind, ContainerEventKind::Destroy)
+        })
+        .await,
+    );
     // The stop and the removal may fall between two polls: then the feed
     // saw the task run but not end, and cannot know the code.
     assert!(
@@ -227,13 +268,17 @@ async fn another_process_s_removal_is_seen_by_polling() {
     );
 }
 
+fn kinds(events: Vec<ContainerEvent>) -> Vec<ContainerEventKind> {
+    events.into_iter().map(|e| e.kind).collect()
+}
+
 /// The events of `id` up to the first that `last` accepts.
 async fn events_until(
     feed: &mut (impl futures_util::Stream<Item = FeedItem> + Unpin),
     id: &ContainerId,
-    last: impl Fn(&ContainerEventKind) -> bool,
-) -> Vec<ContainerEventKind> {
-    let mut kinds = vec![];
+    last: impl Fn(&ContainerEvent) -> bool,
+) -> Vec<ContainerEvent> {
+    let mut events = vec![];
     let deadline = Instant::now() + DEADLINE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -242,10 +287,10 @@ async fn events_until(
             .expect("in time")
         {
             Some(FeedItem::Event(e)) if &e.container_id == id => {
-                let done = last(&e.kind);
-                kinds.push(e.kind);
+                let done = last(&e);
+                events.push(e);
                 if done {
-                    return kinds;
+                    return events;
                 }
             }
             Some(FeedItem::Lost(e)) => panic!("lost: {e}"),
