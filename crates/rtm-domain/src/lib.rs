@@ -144,8 +144,8 @@ pub use image::{
     check_patch, Allowlist, AllowlistError, ImageRef, ImageRefError, PatchRefusal, SemVer,
 };
 pub use model::{
-    Commit, DetailValue, HealthDetails, HealthEvent, HealthSnapshot, HealthWrite, NewOperation,
-    OpError, OperationEntry, RecordedRequest, RuntimeRecord,
+    Commit, DetailValue, HealthDetails, HealthEvent, HealthRefresh, HealthSnapshot, HealthWrite,
+    NewOperation, OpError, OperationEntry, RecordedRequest, RuntimeRecord,
 };
 pub use names::is_plain_name;
 pub use redact::redact_url;

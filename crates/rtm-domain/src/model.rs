@@ -274,6 +274,22 @@ pub struct Commit {
     pub health: Option<HealthWrite>,
 }
 
+/// A refresh of a snapshot that still says the same thing (same
+/// container, same status): a new `observed_at`, `source` and `details`,
+/// never an event. The store applies it only while the game's snapshot
+/// has that container and status and is older, and its record is
+/// `running` that container since `started_at`; otherwise something
+/// changed meanwhile and the observation takes the full path (lock, fresh
+/// reads, commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRefresh {
+    /// What the snapshot says now (its `container_id` and `status` are
+    /// the ones it must still have).
+    pub snapshot: HealthSnapshot,
+    /// The record's `started_at` the observation was judged against.
+    pub started_at: Option<OffsetDateTime>,
+}
+
 /// A snapshot upsert, and whether it is a change to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthWrite {

@@ -18,8 +18,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::{
-    Commit, GameId, HealthEvent, HealthSnapshot, HealthStatus, LockError, OpKind, OpSource,
-    OperationEntry, Outcome, ProbeError, PublishError, RecordedRequest, RuntimeRecord,
+    Commit, GameId, HealthEvent, HealthRefresh, HealthSnapshot, HealthStatus, LockError, OpKind,
+    OpSource, OperationEntry, Outcome, ProbeError, PublishError, RecordedRequest, RuntimeRecord,
     RuntimeStatus, StoreError,
 };
 
@@ -144,6 +144,15 @@ pub trait HealthSnapshots: Send + Sync + 'static {
         &self,
         game: &GameId,
     ) -> impl Future<Output = Result<Option<HealthSnapshot>, StoreError>> + Send;
+
+    /// Applies each refresh whose condition holds (see [`HealthRefresh`])
+    /// in one round trip, atomically per game; queues no event. Returns
+    /// the games refreshed, in any order; the others changed meanwhile.
+    /// An empty slice is a no-op.
+    fn refresh_health(
+        &self,
+        refreshes: &[HealthRefresh],
+    ) -> impl Future<Output = Result<Vec<GameId>, StoreError>> + Send;
 
     /// MUST apply every filter of `query` and return at most
     /// `query.limit` snapshots ordered by `game_id`.

@@ -78,7 +78,7 @@ pub(crate) fn non_empty(row: &Row, name: &str) -> Result<Option<String>, StoreEr
     Ok((!s.is_empty()).then_some(s))
 }
 
-fn game(row: &Row, name: &str) -> Result<GameId, StoreError> {
+pub(crate) fn game(row: &Row, name: &str) -> Result<GameId, StoreError> {
     let s: String = col(row, name)?;
     GameId::parse(&s).map_err(|e| corrupt(format!("{name} {s:?}: {e}")))
 }

@@ -11,9 +11,9 @@
 
 use crate::ports::{HealthQuery, OperationQuery, RecordQuery, Store, UnitOfWork};
 use crate::{
-    Commit, ContainerId, ErrorCode, HealthDetails, HealthSnapshot, HealthSource, HealthStatus,
-    HealthWrite, ImageRef, NewOperation, OpError, OpKind, OpSource, OperationEntry, Outcome,
-    RuntimeRecord, RuntimeStatus, StoreError,
+    Commit, ContainerId, ErrorCode, GameId, HealthDetails, HealthRefresh, HealthSnapshot,
+    HealthSource, HealthStatus, HealthWrite, ImageRef, NewOperation, OpError, OpKind, OpSource,
+    OperationEntry, Outcome, RuntimeRecord, RuntimeStatus, StoreError,
 };
 
 use super::{gid, t};
@@ -35,6 +35,7 @@ macro_rules! store_contract {
                 find_by_source_ref_matches_game_source_and_ref,
                 case_collisions_are_live_records_of_another_spelling,
                 health_snapshots_upsert_filter_and_page,
+                a_refresh_applies_only_while_nothing_changed,
                 record_with_health_reads_both_or_the_record_alone,
                 outbox_holds_published_changes_until_marked,
                 retention_keeps_the_newest_operation_of_a_live_game,
@@ -469,6 +470,68 @@ pub async fn health_snapshots_upsert_filter_and_page<S: Store>(s: &S) {
         ..all
     };
     assert_eq!(list(page).await, ["b"]);
+}
+
+/// A refresh rewrites `observed_at`, `source` and `details` of a snapshot
+/// only while the snapshot and the record still say what it was judged
+/// against; it never queues an event.
+pub async fn a_refresh_applies_only_while_nothing_changed<S: Store>(s: &S) {
+    assert_eq!(s.refresh_health(&[]).await.unwrap(), Vec::<GameId>::new());
+    let games = [
+        "fresh",
+        "status",
+        "container",
+        "restarted",
+        "stopped",
+        "newer",
+        "nosnap",
+    ];
+    for g in games {
+        put_record(s, record(g, RuntimeStatus::Running, 1)).await;
+        if g != "nosnap" {
+            put_health(s, snap(g, HealthStatus::Healthy, 5), false).await;
+        }
+    }
+    // What changed meanwhile, one thing per game.
+    put_health(s, snap("status", HealthStatus::ProbeFailed, 6), false).await;
+    let mut other = snap("container", HealthStatus::Healthy, 5);
+    other.container_id = ContainerId::new("c-other");
+    put_health(s, other, false).await;
+    let mut restarted = record("restarted", RuntimeStatus::Running, 2);
+    restarted.started_at = Some(t(2));
+    put_record(s, restarted).await;
+    put_record(s, record("stopped", RuntimeStatus::Stopped, 2)).await;
+    put_health(s, snap("newer", HealthStatus::Healthy, 30), false).await;
+    let before: Vec<_> = {
+        let mut v = Vec::new();
+        for g in games {
+            v.push(s.get_health(&gid(g)).await.unwrap());
+        }
+        v
+    };
+
+    let refresh = |g: &str| {
+        let mut snapshot = snap(g, HealthStatus::Healthy, 20);
+        snapshot.details = HealthDetails::new().with("attempt", 1i64);
+        snapshot.source = HealthSource::Inspect;
+        HealthRefresh {
+            snapshot,
+            started_at: Some(t(0)),
+        }
+    };
+    let all: Vec<_> = games.iter().map(|g| refresh(g)).collect();
+    let done = s.refresh_health(&all).await.unwrap();
+    assert_eq!(done, [gid("fresh")]);
+    assert_eq!(
+        s.get_health(&gid("fresh")).await.unwrap(),
+        Some(refresh("fresh").snapshot)
+    );
+    for (g, was) in games.iter().zip(before).skip(1) {
+        assert_eq!(s.get_health(&gid(g)).await.unwrap(), was, "{g}");
+    }
+    assert_eq!(s.pending_count().await.unwrap(), 0, "no event");
+    // Applied once: the same refresh again is not newer.
+    assert!(s.refresh_health(&all[..1]).await.unwrap().is_empty());
 }
 
 /// `get_record_with_health` needs a record; the snapshot is optional.

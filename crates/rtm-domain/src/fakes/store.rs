@@ -14,8 +14,8 @@ use crate::ports::{
     Retention, RuntimeRecords, UnitOfWork,
 };
 use crate::{
-    Commit, GameId, HealthEvent, HealthSnapshot, OpSource, OperationEntry, RecordedRequest,
-    RuntimeRecord, RuntimeStatus, StoreError,
+    Commit, GameId, HealthEvent, HealthRefresh, HealthSnapshot, OpSource, OperationEntry,
+    RecordedRequest, RuntimeRecord, RuntimeStatus, StoreError,
 };
 
 /// In-memory storage: records, operation log, snapshots and outbox.
@@ -259,6 +259,38 @@ impl HealthSnapshots for FakeStore {
     ) -> impl Future<Output = Result<Option<HealthSnapshot>, StoreError>> + Send {
         let s = lock(&self.inner);
         let r = s.check_up().map(|()| s.health.get(game).cloned());
+        std::future::ready(r)
+    }
+
+    fn refresh_health(
+        &self,
+        refreshes: &[HealthRefresh],
+    ) -> impl Future<Output = Result<Vec<GameId>, StoreError>> + Send {
+        let mut s = lock(&self.inner);
+        let r = s.check_up().map(|()| {
+            let mut done = Vec::new();
+            for r in refreshes {
+                let new = &r.snapshot;
+                let game = &new.game_id;
+                let runs = s.records.get(game).is_some_and(|rec| {
+                    rec.status == RuntimeStatus::Running
+                        && rec.container_id == new.container_id
+                        && rec.started_at == r.started_at
+                });
+                let Some(old) = s.health.get_mut(game) else {
+                    continue;
+                };
+                if runs
+                    && old.container_id == new.container_id
+                    && old.status == new.status
+                    && old.observed_at < new.observed_at
+                {
+                    *old = new.clone();
+                    done.push(game.clone());
+                }
+            }
+            done
+        });
         std::future::ready(r)
     }
 

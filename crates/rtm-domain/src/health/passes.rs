@@ -24,16 +24,16 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 
 use super::{
-    HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome, ProbeCounter,
-    SIGKILL_EXIT,
+    CachedSnapshot, HealthError, HealthMonitor, IgnoreReason, Observation, ObserveOutcome,
+    ProbeCounter, SIGKILL_EXIT,
 };
 use crate::ports::{
-    Clock, ContainerRuntime, ContainerSummary, DockerHealth, EngineProbe, Ports, ProbeTarget,
-    RecordQuery, RuntimeRecords, Telemetry,
+    Clock, ContainerRuntime, ContainerSummary, DockerHealth, EngineProbe, HealthSnapshots, Ports,
+    ProbeTarget, RecordQuery, RuntimeRecords, Telemetry,
 };
 use crate::{
-    ContainerId, GameId, HealthDetails, HealthSource, HealthStatus, RuntimeError, RuntimeRecord,
-    RuntimeStatus,
+    ContainerId, GameId, HealthDetails, HealthRefresh, HealthSnapshot, HealthSource, HealthStatus,
+    RuntimeError, RuntimeRecord, RuntimeStatus,
 };
 
 /// What one inspect or probe pass did.
@@ -131,17 +131,67 @@ impl<P: Ports> HealthMonitor<P> {
     /// the same status for the same container and the same `started_at`
     /// less than `snapshot_refresh` ago.
     fn coalescible(&self, record: &RuntimeRecord, obs: &Observation) -> bool {
+        self.cached(record, obs) == Cached::Fresh
+    }
+
+    /// What this monitor's last write for the game says about `obs`.
+    fn cached(&self, record: &RuntimeRecord, obs: &Observation) -> Cached {
         let now = self.adapters.clock.now();
         let refresh = self.config.snapshot_refresh;
-        self.state()
-            .snapshots
-            .get(&record.game_id)
-            .is_some_and(|c| {
-                c.container == obs.container_id
+        match self.state().snapshots.get(&record.game_id) {
+            Some(c)
+                if c.container == obs.container_id
                     && c.started_at == record.started_at
-                    && c.status == obs.status
-                    && c.written_at + refresh > now
-            })
+                    && c.status == obs.status =>
+            {
+                if c.written_at + refresh > now {
+                    Cached::Fresh
+                } else {
+                    Cached::Due
+                }
+            }
+            _ => Cached::Other,
+        }
+    }
+
+    /// Writes a probe pass's due refreshes in one store call (see
+    /// [`HealthRefresh`]). A refresh the store did not apply lost a race
+    /// with a change (an operation, another writer): the game's cache
+    /// entry is dropped, so its next observation takes the full path.
+    async fn write_refreshes(&self, due: Vec<HealthRefresh>, summary: &mut PassSummary) {
+        if due.is_empty() {
+            return;
+        }
+        let done = match self.adapters.store.refresh_health(&due).await {
+            Ok(done) => done.into_iter().collect::<HashSet<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, games = due.len(), "snapshot refresh failed");
+                summary.errors += due.len();
+                return;
+            }
+        };
+        let now = self.adapters.clock.now();
+        for r in due {
+            let h = r.snapshot;
+            if done.contains(&h.game_id) {
+                summary.recorded += 1;
+                self.adapters.telemetry.health_observed(h.status, false);
+                if let Some(container) = h.container_id {
+                    self.state().snapshots.insert(
+                        h.game_id,
+                        CachedSnapshot {
+                            container,
+                            started_at: r.started_at,
+                            status: h.status,
+                            written_at: now,
+                        },
+                    );
+                }
+            } else {
+                summary.ignored += 1;
+                self.state().snapshots.remove(&h.game_id);
+            }
+        }
     }
 
     /// Whether Docker's `unhealthy` verdict, already recorded by this
@@ -388,14 +438,20 @@ impl<P: Ports> HealthMonitor<P> {
             })
             .buffer_unordered(self.config.probe_concurrency.max(1));
         let mut inspects = 0;
+        let mut due = Vec::new();
         while let Some((one, game)) = results.next().await {
             summary.probe_errors += usize::from(one.failed);
             inspects += u64::from(one.inspected);
-            summary.count(&game, one.result);
+            match one.refresh {
+                Some(r) => due.push(r),
+                None => summary.count(&game, one.result),
+            }
         }
+        drop(results);
         self.adapters
             .telemetry
             .runtime_calls("probe", "inspect", inspects);
+        self.write_refreshes(due, &mut summary).await;
         Ok(summary)
     }
 
@@ -418,6 +474,7 @@ impl<P: Ports> HealthMonitor<P> {
             failed,
             inspected,
             result,
+            refresh: None,
         };
         let verdict = {
             let mut s = self.state();
@@ -471,8 +528,27 @@ impl<P: Ports> HealthMonitor<P> {
             details,
             observed_at,
         };
-        if self.coalescible(record, &obs) {
-            return done(false, Ok(Some(ObserveOutcome::Coalesced)));
+        match self.cached(record, &obs) {
+            Cached::Fresh => return done(false, Ok(Some(ObserveOutcome::Coalesced))),
+            // No change, only time to say so again: written with the
+            // pass's other refreshes, in one statement, without the lock.
+            Cached::Due => {
+                return ProbeOne {
+                    refresh: Some(HealthRefresh {
+                        snapshot: HealthSnapshot {
+                            game_id: obs.game_id,
+                            container_id: Some(obs.container_id),
+                            status: obs.status,
+                            source: obs.source,
+                            details: obs.details,
+                            observed_at: obs.observed_at,
+                        },
+                        started_at: record.started_at,
+                    }),
+                    ..done(false, Ok(None))
+                }
+            }
+            Cached::Other => {}
         }
         let mut inspected = false;
         if !self.already_says(record, &container, status) {
@@ -516,6 +592,20 @@ struct ProbeOne {
     /// The container was inspected to check the probe's attribution.
     inspected: bool,
     result: Result<Option<ObserveOutcome>, HealthError>,
+    /// An unchanged result due to be written again: the pass writes these
+    /// together (`result` is then unused).
+    refresh: Option<HealthRefresh>,
+}
+
+/// This monitor's last write for a game, against a new observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cached {
+    /// Says the same, written less than `snapshot_refresh` ago.
+    Fresh,
+    /// Says the same, written longer ago: to be refreshed.
+    Due,
+    /// Says something else, or nothing.
+    Other,
 }
 
 #[cfg(test)]

@@ -641,25 +641,46 @@ async fn unchanged_observations_are_coalesced_and_published_only_on_change() {
         "coalesced: no database write"
     );
 
-    // Past the refresh interval the snapshot is rewritten, but not published.
+    // Past the refresh interval the snapshot is rewritten, but not
+    // published, and without the game's lock or a transaction: the pass
+    // writes its due refreshes in one conditional store call.
     ports.clock.advance(config().snapshot_refresh);
+    let locks = ports.locks.acquisitions();
+    let probed_at = ports.clock.now();
     let s = m.probe_pass().await.unwrap();
     assert_eq!((s.recorded, s.changed), (1, 0));
-    assert_eq!(ports.store.commits().len(), written + 1);
-    assert_eq!(ports.store.health(&g).unwrap().observed_at, {
-        // The refreshed snapshot carries the probe's start time.
-        ports
-            .store
-            .commits()
-            .last()
-            .unwrap()
-            .health
-            .as_ref()
-            .unwrap()
-            .snapshot
-            .observed_at
-    });
+    assert_eq!(ports.store.commits().len(), written, "no commit");
+    assert_eq!(ports.locks.acquisitions(), locks, "no lock");
+    // It carries the probe's time (within the pass's spread).
+    let at = ports.store.health(&g).unwrap().observed_at;
+    assert!(probed_at <= at && at <= ports.clock.now(), "{at}");
     assert_eq!(ports.store.events().len(), 1);
+    // Refreshed: fresh again.
+    assert_eq!(m.probe_pass().await.unwrap().coalesced, 1);
+}
+
+#[tokio::test]
+async fn a_refresh_that_lost_a_race_is_not_written_and_the_next_probe_takes_the_full_path() {
+    let ports = FakePorts::new();
+    let m = monitor(&ports);
+    let (g, _) = running(&ports, "raced");
+    assert_eq!(m.probe_pass().await.unwrap().changed, 1);
+    // Another writer (another replica's monitor) recorded a failure since.
+    let mut other = ports.store.health(&g).unwrap();
+    other.status = HealthStatus::ProbeFailed;
+    ports.store.put_health(other.clone());
+    ports.clock.advance(config().snapshot_refresh);
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.recorded, s.ignored), (0, 1));
+    assert_eq!(ports.store.health(&g), Some(other), "left as it was");
+    // The next probe does not trust this monitor's memory any more: the
+    // success is a change, committed and published.
+    let s = m.probe_pass().await.unwrap();
+    assert_eq!((s.recorded, s.changed), (1, 1));
+    assert_eq!(
+        ports.store.health(&g).unwrap().status,
+        HealthStatus::Healthy
+    );
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use rtm_domain::ports::{
     Retention, RuntimeRecords, UnitOfWork,
 };
 use rtm_domain::{
-    Commit, GameId, HealthEvent, HealthSnapshot, OpSource, OperationEntry, RecordedRequest,
-    RuntimeRecord, StoreError,
+    Commit, ContainerId, GameId, HealthEvent, HealthRefresh, HealthSnapshot, OpSource,
+    OperationEntry, RecordedRequest, RuntimeRecord, StoreError,
 };
 use time::OffsetDateTime;
 
@@ -196,6 +196,64 @@ impl HealthSnapshots for PgStore {
             .first()
             .map(|r| rows::snapshot(r, rows::SNAPSHOT))
             .transpose()
+    }
+
+    /// One statement for the whole batch: the conditions of
+    /// [`HealthRefresh`] are its `WHERE`, so a refresh that lost a race
+    /// with a commit (which holds the row lock) is simply not applied.
+    /// Safe to retry: a refresh applied once is no longer newer.
+    async fn refresh_health(&self, refreshes: &[HealthRefresh]) -> Result<Vec<GameId>, StoreError> {
+        if refreshes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut games = Vec::with_capacity(refreshes.len());
+        let mut containers = Vec::with_capacity(refreshes.len());
+        let mut statuses = Vec::with_capacity(refreshes.len());
+        let mut sources = Vec::with_capacity(refreshes.len());
+        let mut details = Vec::with_capacity(refreshes.len());
+        let mut observed = Vec::with_capacity(refreshes.len());
+        let mut started = Vec::with_capacity(refreshes.len());
+        for r in refreshes {
+            let h = &r.snapshot;
+            games.push(h.game_id.as_str().to_owned());
+            containers.push(
+                h.container_id
+                    .as_ref()
+                    .map_or("", ContainerId::as_str)
+                    .to_owned(),
+            );
+            statuses.push(h.status.as_str());
+            sources.push(h.source.as_str());
+            details.push(rows::details_to_json(&h.details).to_string());
+            observed.push(h.observed_at);
+            started.push(r.started_at);
+        }
+        let mut p = Params::default();
+        let sql = format!(
+            "UPDATE health_snapshots h \
+               SET source = v.source, details = v.details::jsonb, observed_at = v.observed_at \
+             FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[], \
+                         {}::timestamptz[], {}::timestamptz[]) \
+                    AS v(game_id, container_id, status, source, details, observed_at, started_at) \
+             JOIN runtime_records r ON r.game_id = v.game_id \
+             WHERE h.game_id = v.game_id AND h.container_id = v.container_id \
+               AND h.status = v.status AND h.observed_at < v.observed_at \
+               AND r.status = 'running' AND r.current_container_id = v.container_id \
+               AND r.started_at IS NOT DISTINCT FROM v.started_at \
+             RETURNING h.game_id",
+            p.push(games),
+            p.push(containers),
+            p.push(statuses),
+            p.push(sources),
+            p.push(details),
+            p.push(observed),
+            p.push(started),
+        );
+        self.query(&sql, &p)
+            .await?
+            .iter()
+            .map(|r| rows::game(r, "game_id"))
+            .collect()
     }
 
     async fn list_health(&self, q: &HealthQuery) -> Result<Vec<HealthSnapshot>, StoreError> {
