@@ -81,8 +81,10 @@ pub(crate) fn is_removal_in_progress(message: &str) -> bool {
 
 /// The default translation: 404 → `NotFound`, 409 → `Conflict`,
 /// unreachable → `Unavailable` (keeping the cause), the rest → `Other`.
-/// `what` names the object, for the message.
-pub(crate) fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
+/// `what` names the object, for the message. Counted in
+/// [`error_counts`]; the Swarm adapter translates with it too, so the
+/// metric covers both runtimes.
+pub fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
     let failure = classify(&e);
     let kind = match &failure {
         Failure::Status(404, _) => 0,

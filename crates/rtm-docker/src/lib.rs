@@ -35,7 +35,7 @@ pub use config::{
     MIN_LOG_MAX_SIZE, MIN_MEMORY_BYTES, MIN_PIDS_LIMIT, MIN_TMPFS_BYTES,
 };
 pub use create::CreateClient;
-pub use error::{classify, error_counts, Failure, ERROR_KINDS};
+pub use error::{classify, error_counts, to_runtime, Failure, ERROR_KINDS};
 pub use logs::{log_options, LogSplitter};
 pub use runtime::DockerRuntime;
 

@@ -6,9 +6,10 @@
 //! ([`rtm_docker::classify`]): both adapters use the same client.
 
 use docker_api::Error as DockerError;
-use rtm_domain::RuntimeError;
 
-pub(crate) use rtm_docker::{classify, Failure};
+/// `to_runtime` is rtm-docker's translation too, so
+/// `rtm_docker_errors_total` counts this adapter's errors as well.
+pub(crate) use rtm_docker::{classify, to_runtime, Failure};
 
 /// Whether Docker refused a service update because the version sent is
 /// no longer the service's (another update landed in between): Swarm
@@ -21,17 +22,4 @@ pub(crate) fn is_out_of_sequence(e: &DockerError) -> bool {
 /// Whether the error is Docker's 404.
 pub(crate) fn is_not_found(e: &DockerError) -> bool {
     matches!(classify(e), Failure::Status(404, _))
-}
-
-/// The default translation; `what` names the object, for the message.
-pub(crate) fn to_runtime(e: DockerError, what: &str) -> RuntimeError {
-    match classify(&e) {
-        Failure::Status(404, msg) => RuntimeError::NotFound(format!("{what}: {msg}")),
-        Failure::Status(409, msg) => RuntimeError::Conflict(format!("{what}: {msg}")),
-        Failure::Status(code, msg) => {
-            RuntimeError::Other(format!("{what}: docker answered {code}: {msg}"))
-        }
-        Failure::Unreachable => RuntimeError::Unavailable(Box::new(e)),
-        Failure::Other => RuntimeError::Other(format!("{what}: {}", rtm_domain::error_chain(&e))),
-    }
 }
