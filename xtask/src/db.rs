@@ -90,7 +90,8 @@ pub fn provision(args: &[String]) -> Result<()> {
 }
 
 /// Provisions like [`provision`], into `schema` instead of
-/// `RTM_DATABASE_SCHEMA` when given (the schemathesis run's own schema).
+/// `RTM_DATABASE_SCHEMA` when given (the schemathesis run's own schema,
+/// the swarm demo's).
 pub fn provision_schema(schema: Option<&str>) -> Result<()> {
     let admin_url = env_or("RTM_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL);
     let service: tokio_postgres::Config = env_or("RTM_DATABASE_URL", DEFAULT_DATABASE_URL)

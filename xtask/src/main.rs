@@ -19,8 +19,10 @@ use anyhow::{bail, Result};
 
 const HELP: &str = "usage: cargo xtask <task> [args]
 
-  up [--exit]     the demo: services, schema, engine images, rtmanager and a demo game
-                  (--exit: stop the game and rtmanager afterwards; `up --help` for more)
+  up [--swarm] [--exit]
+                  the demo: services, schema, engine images, rtmanager and a demo game
+                  (--swarm: on a single-node swarm, RTM_RUNTIME=swarm; --exit: stop the
+                  game and rtmanager afterwards; `up --help` for more)
   ci              the whole check: services, fmt, clippy, tests, schemathesis
   services        install/start PostgreSQL, Redis (and check Docker), the test superuser
                   rtm_admin, max_connections; schemathesis into target/schemathesis-venv

@@ -102,9 +102,8 @@ fn install_missing() -> Result<()> {
     if which("promtool").is_none() {
         missing.push("prometheus");
     }
-    // The swarm end-to-end pass attaches the test process to the
-    // engines' overlay network with `ip` and `nsenter` (rtm-testkit's
-    // `swarm.rs`).
+    // The swarm end-to-end pass and `up --swarm` attach this host to the
+    // engines' overlay network with `ip` and `nsenter` (rtm-overlay).
     if which("ip").is_none() {
         missing.push("iproute2");
     }

@@ -7,6 +7,12 @@
 //! until Ctrl-C; `--exit` stops the demo game (and removes its container)
 //! and rtmanager after the demo.
 //!
+//! `--swarm` runs the same demo with rtmanager on this machine's
+//! single-node swarm (`RTM_RUNTIME=swarm`), this host attached to the
+//! engines' overlay network so that its probes reach them (`up/swarm.rs`);
+//! there, stopping the task also removes the demo's services and the
+//! attachment.
+//!
 //! For a newcomer: the ports are checked before the long first build, the
 //! build shows cargo's progress, and stopping this task (Ctrl-C, SIGTERM,
 //! SIGHUP) stops rtmanager too, so no orphan keeps holding the ports. The
@@ -22,15 +28,19 @@ use anyhow::{bail, Context, Result};
 
 use crate::http::request;
 
+mod swarm;
+
 /// Local, demo-only credentials; production sets its own.
 const GM_TOKEN: &str = "demo-gm-token-0123456789";
 const ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut exit_after = false;
+    let mut on_swarm = false;
     for a in args {
         match a.as_str() {
             "--exit" => exit_after = true,
+            "--swarm" => on_swarm = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -39,25 +49,47 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let root = crate::workspace_root();
-    let env = DemoEnv::from_env();
+    let env = DemoEnv::from_env(on_swarm);
     // Before anything slow: a busy port would only fail after the build.
     ports_are_free(&env)?;
 
     step("services (PostgreSQL, Redis, Docker)");
     crate::services::servers()?;
+    if env.swarm.is_some() {
+        crate::services::swarm()?;
+    }
     step("role and schema");
-    crate::db::provision(&[])?;
+    match &env.swarm {
+        None => crate::db::provision(&[])?,
+        Some(s) => crate::db::provision_schema(Some(&s.schema))?,
+    }
     step("engine images");
     crate::engine_image::run(&[])?;
     step("building rtmanager (the first build takes a few minutes)");
     crate::cargo(&root, &["build", "-p", "rtmanager"])?;
 
     ports_are_free(&env)?;
+    if let Some(s) = &env.swarm {
+        step("attaching this host to the engines' overlay network");
+        swarm::attach(s)?;
+    }
     step(&format!(
-        "starting rtmanager (GM API http://{}, admin API http://{})",
-        env.gm, env.admin
+        "starting rtmanager (GM API http://{}, admin API http://{}{})",
+        env.gm,
+        env.admin,
+        if env.swarm.is_some() {
+            ", RTM_RUNTIME=swarm"
+        } else {
+            ""
+        }
     ));
-    let mut child = spawn_rtmanager(&root, &env)?;
+    let mut child = match spawn_rtmanager(&root, &env) {
+        Ok(child) => child,
+        Err(e) => {
+            swarm::teardown();
+            return Err(e);
+        }
+    };
     stop_child_on_signal(child.id());
     let result = demo(&env, &mut child);
     if result.is_err() || exit_after {
@@ -65,20 +97,39 @@ pub fn run(args: &[String]) -> Result<()> {
             stop_demo_game(&env, game);
         }
         terminate(&mut child);
+        swarm::teardown();
         return result.map(drop);
     }
-    println!("\nrtmanager keeps running; Ctrl-C stops it (engines keep running).");
+    if env.swarm.is_some() {
+        println!(
+            "\nrtmanager keeps running; Ctrl-C stops it and removes the demo's \
+             services and overlay network."
+        );
+    } else {
+        println!("\nrtmanager keeps running; Ctrl-C stops it (engines keep running).");
+    }
     let status = child.wait()?;
     println!("rtmanager exited: {status}");
+    swarm::teardown();
     Ok(())
 }
 
-const USAGE: &str = "usage: cargo xtask up [--exit]
+const USAGE: &str = "usage: cargo xtask up [--swarm] [--exit]
 
 Brings up PostgreSQL, Redis, the role and schema and the engine images,
 starts rtmanager and drives a demo game. Without --exit rtmanager keeps
 running until Ctrl-C; with --exit the demo game is stopped and removed
 and rtmanager stopped after the demo.
+
+--swarm: rtmanager runs with RTM_RUNTIME=swarm on this engine made a
+single-node swarm (docker swarm init, as `cargo xtask services` does),
+each engine a Swarm service. This host (root needed) is attached to the
+engines' attachable overlay network RTM_DOCKER_NETWORK (default
+rtm-demo-swarm, created here) so that rtmanager's probes reach the
+engines; owner RTM_OWNER (default rtm-demo-swarm) and schema
+RTM_DATABASE_SCHEMA (default rtmanager_swarm) keep it apart from the
+single-host demo. When the task ends (--exit, Ctrl-C or an error) the
+demo's services, the attachment and the network are removed.
 
 Honoured: RTM_HTTP_ADDR, RTM_ADMIN_HTTP_ADDR, RTM_GM_TOKEN,
 RTM_ADMIN_TOKEN, RTM_REDIS_URL, RTM_LOBBY_STREAM, RTM_HEALTH_STREAM (and
@@ -92,10 +143,12 @@ struct DemoEnv {
     redis_url: String,
     lobby_stream: String,
     health_stream: String,
+    /// `Some` with `--swarm`.
+    swarm: Option<swarm::Settings>,
 }
 
 impl DemoEnv {
-    fn from_env() -> Self {
+    fn from_env(on_swarm: bool) -> Self {
         // Empty means unset, as for rtmanager itself.
         let var = |k: &str, d: &str| {
             std::env::var(k)
@@ -112,6 +165,7 @@ impl DemoEnv {
             redis_url: var("RTM_REDIS_URL", "redis://127.0.0.1:6379"),
             lobby_stream: var("RTM_LOBBY_STREAM", "lobby:runtime_commands"),
             health_stream: var("RTM_HEALTH_STREAM", "runtime:health_events"),
+            swarm: on_swarm.then(|| swarm::Settings::from_env(var)),
         }
     }
 
@@ -174,6 +228,7 @@ fn stop_child_on_signal(pid: u32) {
             if let Some(signal) = signal {
                 eprintln!("\nxtask up: {signal}; stopping rtmanager (pid {pid})");
                 terminate_pid(pid);
+                swarm::teardown();
                 std::process::exit(130);
             }
         });
@@ -253,6 +308,16 @@ fn spawn_rtmanager(root: &Path, env: &DemoEnv) -> Result<Child> {
             cmd.env(k, v);
         }
     }
+    if let Some(s) = &env.swarm {
+        for (k, v) in s.rtmanager_env() {
+            cmd.env(k, v);
+        }
+        // Only a default: this machine's engine cannot express two
+        // lockdown fields (docs/swarm.md, "The lockdown on Swarm").
+        if std::env::var_os("RTM_SWARM_ACCEPT_WEAKER_ISOLATION").is_none() {
+            cmd.env("RTM_SWARM_ACCEPT_WEAKER_ISOLATION", "true");
+        }
+    }
     cmd.stdin(Stdio::null());
     let mut child = cmd
         .spawn()
@@ -318,6 +383,10 @@ fn demo(env: &DemoEnv, child: &mut Child) -> Result<String> {
         .then_some(r.body))
     })?;
     println!("{view}");
+    if let Some(s) = &env.swarm {
+        step("the engine is a Swarm service; rtmanager probed it on the overlay network");
+        swarm::show_services(&s.owner);
+    }
 
     step("GM patches the engine to 1.0.1 (health-gated, rollback on failure)");
     let r = request(

@@ -7,30 +7,23 @@
 //! namespace, and its probes go to task addresses on that network. A test
 //! process runs on the host, which has no leg on an overlay network. So
 //! [`shared_overlay`] attaches the host's network namespace to the
-//! overlay on this node, the way Docker attaches a container:
-//!
-//! 1. an attachable overlay network with its own subnet `10.213.N.0/24`
-//!    whose allocation range is the lower half (`--ip-range .0/25`), so
-//!    Docker never hands out the address the host takes (`.254`);
-//! 2. a placeholder container (the stub engine) attached to it, so that the network's
-//!    namespace (`/var/run/docker/netns/1-<id>`, holding the bridge `br0`
-//!    that task containers are plugged into) exists on this node for as
-//!    long as the fixture lives;
-//! 3. a veth pair: one end plugged into `br0` inside that namespace, the
-//!    other moved to the host, given `10.213.N.254/24` (so the kernel adds
-//!    the subnet's directly connected route, as in an attached container)
-//!    and the bridge's MTU.
+//! overlay on this node, the way Docker attaches a container, with
+//! `rtm-overlay` (an attachable overlay network with its own
+//! `10.213.N.0/24` subnet, a placeholder container — the stub engine —
+//! holding the network's namespace on this node, and a veth pair from the
+//! network's bridge to the host, whose end gets `10.213.N.254/24`; see
+//! that crate's docs). `cargo xtask up --swarm` attaches its rtmanager the
+//! same way.
 //!
 //! Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for `nsenter`) and the engine
 //! on this host. Every wait is bounded; [`Drop`] undoes all three steps,
 //! and leftovers of killed test processes are swept on creation.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use rtm_overlay::{pid_alive, AttachSpec, Attachment};
 
 use crate::docker::docker;
 
@@ -46,52 +39,23 @@ const HOLD_PREFIX: &str = "rtmtest-ovlhold";
 /// drops it.
 #[derive(Debug)]
 pub struct OverlayNetwork {
-    name: String,
-    subnet: String,
-    host_addr: String,
-    host_if: Option<String>,
-    placeholder: Option<String>,
+    attachment: Attachment,
 }
 
 impl OverlayNetwork {
     /// The network's name (`RTM_DOCKER_NETWORK`).
     pub fn name(&self) -> &str {
-        &self.name
+        self.attachment.name()
     }
 
     /// Its IPv4 subnet, e.g. `10.213.7.0/24`.
     pub fn subnet(&self) -> &str {
-        &self.subnet
+        self.attachment.subnet()
     }
 
     /// The host's address on it, e.g. `10.213.7.254`.
     pub fn host_address(&self) -> &str {
-        &self.host_addr
-    }
-}
-
-impl Drop for OverlayNetwork {
-    fn drop(&mut self) {
-        if let Some(host_if) = &self.host_if {
-            // Deleting one end of a veth pair deletes both.
-            if let Err(e) = run("ip", &["link", "del", host_if]) {
-                eprintln!("OverlayNetwork: {e:#}");
-            }
-        }
-        if let Some(hold) = &self.placeholder {
-            if let Err(e) = docker(&["rm", "-f", hold]) {
-                eprintln!("OverlayNetwork: {e:#}");
-            }
-        }
-        // Swarm removes a service's containers after the service: the
-        // network is free a little later. Bounded: 60 tries, 30 s.
-        for _ in 0..60 {
-            if docker(&["network", "rm", &self.name]).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        eprintln!("OverlayNetwork: could not remove {}", self.name);
+        self.attachment.host_address()
     }
 }
 
@@ -130,141 +94,30 @@ pub fn try_shared_overlay() -> Result<Arc<OverlayNetwork>> {
     Ok(net)
 }
 
-/// Steps 1–3 of the module docs; on an error the partly built network is
-/// dropped, which undoes what was done.
+/// Creates the network and attaches this process's namespace to it; on an
+/// error what was done is undone.
 fn create_attached() -> Result<OverlayNetwork> {
     let pid = std::process::id();
     let name = crate::unique(NET_PREFIX).replace('_', "-");
-    let label = format!("{PID_LABEL}={pid}");
-    // Step 1: a subnet of our own. Docker refuses one that overlaps another
-    // pool; the host's own routes are checked here. Bounded: 32 tries.
-    let mut chosen = None;
-    for attempt in 0..32u32 {
-        let n = (pid + attempt * 37) % 200 + 20;
-        let subnet = format!("10.213.{n}.0/24");
-        let routed = run(
-            "ip",
-            &[
-                "-4",
-                "route",
-                "show",
-                "to",
-                "match",
-                &format!("10.213.{n}.1"),
-            ],
-        )?;
-        if routed.lines().any(|l| !l.starts_with("default")) {
-            continue;
-        }
-        match docker(&[
-            "network",
-            "create",
-            "--driver",
-            "overlay",
-            "--attachable",
-            "--subnet",
-            &subnet,
-            "--ip-range",
-            &format!("10.213.{n}.0/25"),
-            "--label",
-            &label,
-            &name,
-        ]) {
-            Ok(_) => {
-                chosen = Some(n);
-                break;
+    let spec = AttachSpec {
+        placeholder: format!("{HOLD_PREFIX}-{}", &name[NET_PREFIX.len() + 1..]),
+        network: name,
+        labels: vec![format!("{PID_LABEL}={pid}")],
+        // The stub engine, its state on a tmpfs.
+        placeholder_image: crate::docker::engine_image("1.0.0"),
+        placeholder_args: vec!["--tmpfs".into(), "/var/lib/engine".into()],
+        seed: pid,
+        docker_host: std::env::var("RTM_TEST_DOCKER_HOST").ok().map(|h| {
+            if h.starts_with('/') {
+                format!("unix://{h}")
+            } else {
+                h
             }
-            Err(e) if format!("{e:#}").contains("overlap") => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let Some(n) = chosen else {
-        bail!("no free 10.213.N.0/24 subnet for the overlay network");
+        }),
     };
-    let mut net = OverlayNetwork {
-        name: name.clone(),
-        subnet: format!("10.213.{n}.0/24"),
-        host_addr: format!("10.213.{n}.254"),
-        host_if: None,
-        placeholder: None,
-    };
-    let id = docker(&["network", "inspect", "--format", "{{.Id}}", &name])?
-        .trim()
-        .to_owned();
-    if id.len() < 10 {
-        bail!("network {name} has an unexpected id {id:?}");
-    }
-
-    // Step 2: the placeholder (the stub engine, its state on a tmpfs).
-    let hold = format!("{HOLD_PREFIX}-{}", &name[NET_PREFIX.len() + 1..]);
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &hold,
-        "--label",
-        &label,
-        "--network",
-        &name,
-        "--tmpfs",
-        "/var/lib/engine",
-        &crate::docker::engine_image("1.0.0"),
-    ])?;
-    net.placeholder = Some(hold.clone());
-    let netns = PathBuf::from("/var/run/docker/netns").join(format!("1-{}", &id[..10]));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !netns.exists() {
-        if Instant::now() >= deadline {
-            bail!("{} did not appear within 10 s", netns.display());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    let state = docker(&["inspect", "--format", "{{.State.Status}}", &hold])?;
-    if state.trim() != "running" {
-        let logs = docker(&["logs", &hold]).unwrap_or_default();
-        bail!("the placeholder {hold} is {}: {logs}", state.trim());
-    }
-
-    // Step 3: the veth pair (names ≤ 15 bytes, unique per network id).
-    let host_if = format!("rtmo{}", &id[..10]);
-    let peer = format!("rtmp{}", &id[..10]);
-    if Path::new("/sys/class/net").join(&host_if).exists() {
-        let _ = run("ip", &["link", "del", &host_if]);
-    }
-    let mtu = in_netns(&netns, &["ip", "-o", "link", "show", "br0"])?;
-    let mtu = mtu
-        .split_whitespace()
-        .skip_while(|w| *w != "mtu")
-        .nth(1)
-        .context("the overlay bridge br0 has no mtu")?
-        .to_owned();
-    let host_pid = pid.to_string();
-    in_netns(
-        &netns,
-        &[
-            "ip", "link", "add", &peer, "mtu", &mtu, "type", "veth", "peer", "name", &host_if,
-            "mtu", &mtu,
-        ],
-    )?;
-    // From here the host end exists (or is inside the namespace, where it
-    // goes with the namespace): the drop deletes it.
-    net.host_if = Some(host_if.clone());
-    in_netns(&netns, &["ip", "link", "set", &host_if, "netns", &host_pid])?;
-    in_netns(&netns, &["ip", "link", "set", &peer, "master", "br0"])?;
-    in_netns(&netns, &["ip", "link", "set", &peer, "up"])?;
-    run(
-        "ip",
-        &[
-            "addr",
-            "add",
-            &format!("{}/24", net.host_addr),
-            "dev",
-            &host_if,
-        ],
-    )?;
-    run("ip", &["link", "set", &host_if, "up"])?;
-    Ok(net)
+    Ok(OverlayNetwork {
+        attachment: Attachment::create(&spec)?,
+    })
 }
 
 /// Removes, for test processes that no longer exist, the services of
@@ -379,36 +232,4 @@ impl Drop for ServiceGuard {
             }
         }
     }
-}
-
-fn pid_alive(pid: &str) -> bool {
-    !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && Path::new("/proc").join(pid).exists()
-}
-
-/// `nsenter --net=<netns> <args>`.
-fn in_netns(netns: &Path, args: &[&str]) -> Result<String> {
-    let mut all = vec![format!("--net={}", netns.display())];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    run("nsenter", &all)
-}
-
-/// Runs a program; `Err` with its stderr when it fails.
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
