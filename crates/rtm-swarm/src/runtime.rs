@@ -495,7 +495,7 @@ impl ContainerRuntime for SwarmRuntime {
         }
     }
 
-    /// Deletes the service and waits (at most [`REMOVE_WAIT`]) until the
+    /// Deletes the service and waits (at most `REMOVE_WAIT`, 15 s) until the
     /// containers of its tasks on this node are gone: until then a task
     /// keeps its address under the service's name on the network, so the
     /// game's next engine would resolve to both. (A task elsewhere leaves
