@@ -32,20 +32,26 @@
 //!
 //! Options: `--games N` (default 20, at most 1,000: a Linux bridge holds
 //! 1,024 ports and the direct reference shares the engines' network),
-//! `--window S` (steady-state CPU window, default 30), `--debug`.
+//! `--window S` (steady-state CPU window, default 30), `--debug`, and
+//! `--swarm`: instead of the phases above, the runtime comparison of
+//! [`runtimes`] (start, stop and kill → event latencies on the single-host
+//! adapter, then on the swarm adapter, one table; at most 50 games).
 
 mod child;
 mod phases;
 mod reference;
 mod report;
+mod runtimes;
 mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use rtm_testkit::swarm::OverlayNetwork;
 use tokio_postgres::NoTls;
 
 use crate::http::{request, Response};
@@ -69,11 +75,23 @@ const PROBE_FAILURES: u32 = 3;
 const KILLS: usize = 40;
 const PROBE_SAMPLE: usize = 20;
 const OP_SAMPLE: usize = 10;
+/// Most games of `--swarm`: the overlay network's tasks get addresses
+/// from a /25 (rtm-testkit's fixture), and each game runs two tasks.
+const SWARM_MAX_GAMES: usize = 50;
 
 pub(crate) struct Options {
     pub games: usize,
     pub window: Duration,
     pub release: bool,
+    /// The runtime comparison ([`runtimes`]) instead of the phases.
+    pub swarm: bool,
+}
+
+/// The runtime adapter the rtmanager under test runs (`RTM_RUNTIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Runtime {
+    Docker,
+    Swarm,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -81,6 +99,7 @@ fn parse(args: &[String]) -> Result<Options> {
         games: 20,
         window: Duration::from_secs(30),
         release: true,
+        swarm: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -99,8 +118,12 @@ fn parse(args: &[String]) -> Result<Options> {
                 o.window = Duration::from_secs(s);
             }
             "--debug" => o.release = false,
+            "--swarm" => o.swarm = true,
             other => bail!("bench: unexpected argument {other:?}"),
         }
+    }
+    if o.swarm && o.games > SWARM_MAX_GAMES {
+        bail!("--swarm: at most {SWARM_MAX_GAMES} games");
     }
     Ok(o)
 }
@@ -131,8 +154,11 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     crate::cargo(&root, &build)?;
     let bin = target_dir(&root).join(profile).join("rtmanager");
+    if opts.swarm {
+        return runtimes::run(&bin, &opts, profile);
+    }
 
-    let mut bench = Bench::new(&opts)?;
+    let mut bench = Bench::new(&opts, Runtime::Docker, "")?;
     let result = bench.run_all(&bin, &opts);
     bench.cleanup();
     let report = result?;
@@ -170,11 +196,16 @@ struct Bench {
     deadline: Instant,
     budget: Duration,
     pg: Pg,
+    runtime: Runtime,
+    /// On a swarm: the overlay network this host is attached to (dropped
+    /// last in `cleanup`, which removes it with its veth and placeholder).
+    overlay: Option<Arc<OverlayNetwork>>,
 }
 
 impl Bench {
-    fn new(opts: &Options) -> Result<Self> {
-        let tag = format!("rtmbench-{}", std::process::id());
+    /// `suffix` tells apart the benches of one run (`rtmbench-<pid><suffix>`).
+    fn new(opts: &Options, runtime: Runtime, suffix: &str) -> Result<Self> {
+        let tag = format!("rtmbench-{}{suffix}", std::process::id());
         // Starting, reconciling and removing 2 × N containers dominates.
         let budget = Duration::from_secs(10 * 60 + 2 * opts.games as u64);
         Ok(Self {
@@ -191,6 +222,8 @@ impl Bench {
             deadline: Instant::now() + budget,
             budget,
             pg: Pg::connect()?,
+            runtime,
+            overlay: None,
             tag,
         })
     }

@@ -150,7 +150,7 @@ impl Bench {
         let dies = reference::DieEvents::follow(&self.owner)?;
         let entries = reference::StreamFollower::follow(&self.health_stream)?;
         for g in games {
-            let container = self.container_of(g)?;
+            let (container, name) = self.engine_container(g)?;
             let mut last = self.last_stream_id()?;
             // A random pause, so kills do not phase-lock with any periodic
             // work of rtmanager's.
@@ -187,7 +187,7 @@ impl Bench {
                     bail!("no exited event for {g} within 60 s of docker kill");
                 }
             };
-            if let Some(at) = dies.wait_for(&format!("rtm-{g}"), Duration::from_secs(5)) {
+            if let Some(at) = dies.wait_for(&name, Duration::from_secs(5)) {
                 report.kill_die.push(at.saturating_duration_since(t0));
             }
             if event.source == "docker_event" {

@@ -28,6 +28,8 @@ pub(super) struct Report {
     pub idle_rss_mib: f64,
     pub stages: Vec<Stage>,
     pub start: Vec<Duration>,
+    /// `--swarm`: one game's Lobby `start` entry → its `start` row.
+    pub lobby_start: Vec<Duration>,
     pub restart_stopped: Vec<Duration>,
     pub patch: Vec<Duration>,
     pub stop: Vec<Duration>,
