@@ -208,6 +208,8 @@ impl Bench {
         let tag = format!("rtmbench-{}{suffix}", std::process::id());
         // Starting, reconciling and removing 2 × N containers dominates.
         let budget = Duration::from_secs(10 * 60 + 2 * opts.games as u64);
+        let pg = Pg::connect()?;
+        pg.lock_bench()?;
         Ok(Self {
             owner: tag.clone(),
             ref_owner: format!("{tag}-ref"),
@@ -221,7 +223,7 @@ impl Bench {
             cleaned: false,
             deadline: Instant::now() + budget,
             budget,
-            pg: Pg::connect()?,
+            pg,
             runtime,
             overlay: None,
             tag,
