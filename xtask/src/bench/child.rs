@@ -5,6 +5,15 @@
 use super::tools::{cpu_seconds, json_str, redis};
 use super::*;
 
+/// A game's engine container, as `docker kill` and `docker events` name it.
+pub(super) struct EngineContainer {
+    pub id: String,
+    /// Its name (`die` events carry it).
+    pub name: String,
+    /// On a swarm, the id of the task it runs.
+    pub task: Option<String>,
+}
+
 impl Bench {
     pub(super) fn spawn(&mut self, bin: &Path) -> Result<()> {
         std::fs::create_dir_all(&self.state_root)?;
@@ -95,13 +104,17 @@ impl Bench {
         Ok((t0.elapsed(), r))
     }
 
-    /// The Docker container of `game`'s engine, to `docker kill`: its id
-    /// and name. On a swarm the record's id is the service's; the engine
-    /// is its running task's container on this node.
-    pub(super) fn engine_container(&self, game: &str) -> Result<(String, String)> {
+    /// The Docker container of `game`'s engine, to `docker kill`. On a
+    /// swarm the record's id is the service's; the engine is its running
+    /// task's container on this node.
+    pub(super) fn engine_container(&self, game: &str) -> Result<EngineContainer> {
         let id = self.container_of(game)?;
         if self.runtime == Runtime::Docker {
-            return Ok((id, format!("rtm-{game}")));
+            return Ok(EngineContainer {
+                id,
+                name: format!("rtm-{game}"),
+                task: None,
+            });
         }
         let out = docker(&[
             "ps",
@@ -110,11 +123,17 @@ impl Bench {
             "--filter",
             "status=running",
             "--format",
-            "{{.ID}} {{.Names}}",
+            "{{.ID}} {{.Names}} {{.Label \"com.docker.swarm.task.id\"}}",
         ])?;
-        let mut running = out.lines().filter_map(|l| l.split_once(' '));
-        match (running.next(), running.next()) {
-            (Some((c, name)), None) => Ok((c.to_owned(), name.to_owned())),
+        let mut running = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>());
+        match (running.next().as_deref(), running.next()) {
+            (Some([c, name, task]), None) => Ok(EngineContainer {
+                id: (*c).to_owned(),
+                name: (*name).to_owned(),
+                task: Some((*task).to_owned()),
+            }),
             _ => bail!("service {id} of {game}: not one running task container: {out:?}"),
         }
     }

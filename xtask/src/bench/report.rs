@@ -36,6 +36,9 @@ pub(super) struct Report {
     pub kill_visible: Vec<Duration>,
     /// Docker's own `docker kill` → `die` event, for the same kills.
     pub kill_die: Vec<Duration>,
+    /// On a swarm, `docker kill` → the task no longer `running` in the
+    /// manager's task list (what the swarm adapter's feed polls).
+    pub kill_task_end: Vec<Duration>,
     pub die_to_xadd: Vec<Duration>,
     pub sources: std::collections::BTreeMap<String, usize>,
     /// `unhealthy` control file written → `probe_failed` on the stream.

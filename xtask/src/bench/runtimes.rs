@@ -16,7 +16,9 @@
 //! 3. **kill**: `docker kill` of the engine's container (on a swarm, the
 //!    running task's container on this node) → the `exited` entry
 //!    received by a client following the health stream, next to Docker's
-//!    own kill → `die` for the same kill (`Bench::kills`).
+//!    own kill → `die` for the same kill (`Bench::kills`) and, on the
+//!    swarm, to the task's end in the manager's task list (polled every
+//!    20 ms: what the adapter's feed learns exits from).
 //!
 //! On a swarm rtmanager must be attached to the engines' overlay network
 //! (docs/swarm.md, "Where rtmanager runs"): its `/readyz` fails otherwise.
@@ -195,6 +197,11 @@ fn print(single: &Report, swarm: &Report, opts: &Options, profile: &str) {
             &swarm.kill_die,
         ),
         (
+            "docker kill -> task ended in Swarm's list",
+            &single.kill_task_end,
+            &swarm.kill_task_end,
+        ),
+        (
             "die -> exited XADD (event times)",
             &single.die_to_xadd,
             &swarm.die_to_xadd,
@@ -205,6 +212,32 @@ fn print(single: &Report, swarm: &Report, opts: &Options, profile: &str) {
             _ => "-".into(),
         };
         println!("{measure:<44} {:>22} {:>22} {ratio:>12}", cell(a), cell(b));
+    }
+    println!(
+        "\n{:<54} {:>4} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "in detail (ms)", "n", "min", "median", "p95", "p99", "max"
+    );
+    for (adapter, r) in [("single host", single), ("swarm", swarm)] {
+        for (measure, samples) in [
+            ("start: Lobby entry -> start row", &r.lobby_start),
+            ("stop: REST", &r.stop),
+            ("start of a stopped game: REST", &r.restart_stopped),
+            ("docker kill -> exited on the stream", &r.kill_visible),
+            ("docker kill -> die", &r.kill_die),
+            (
+                "docker kill -> task ended in Swarm's list",
+                &r.kill_task_end,
+            ),
+            ("die -> exited XADD", &r.die_to_xadd),
+        ] {
+            if let Some([min, med, p95, p99, max]) = summary(samples) {
+                println!(
+                    "{:<54} {:>4} {min:>7.0} {med:>7.0} {p95:>7.0} {p99:>7.0} {max:>7.0}",
+                    format!("{adapter}: {measure}"),
+                    samples.len()
+                );
+            }
+        }
     }
     println!(
         "exit events by source: single host {:?}, swarm {:?}",
