@@ -30,7 +30,8 @@ const HELP: &str = "usage: cargo xtask <task> [args]
   migrate         apply the migrations
   engine-image    build the engine stub images rtm.local/engine-stub:*
   schemathesis    the REST surfaces vs docs/openapi.yaml, against a real rtmanager
-  bench           the benchmarks (docs/benchmarks.md)
+  bench           the benchmarks (docs/benchmarks.md; --swarm: start, stop and kill
+                  latencies on the single-host and the swarm adapter, side by side)
   help            this text";
 
 fn main() -> Result<()> {

@@ -28,7 +28,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::http::request;
 
-mod swarm;
+pub(crate) mod swarm;
 
 /// Local, demo-only credentials; production sets its own.
 const GM_TOKEN: &str = "demo-gm-token-0123456789";

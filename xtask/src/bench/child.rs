@@ -5,6 +5,15 @@
 use super::tools::{cpu_seconds, json_str, redis};
 use super::*;
 
+/// A game's engine container, as `docker kill` and `docker events` name it.
+pub(super) struct EngineContainer {
+    pub id: String,
+    /// Its name (`die` events carry it).
+    pub name: String,
+    /// On a swarm, the id of the task it runs.
+    pub task: Option<String>,
+}
+
 impl Bench {
     pub(super) fn spawn(&mut self, bin: &Path) -> Result<()> {
         std::fs::create_dir_all(&self.state_root)?;
@@ -26,6 +35,13 @@ impl Bench {
             ("RUST_LOG", "warn".into()),
         ] {
             cmd.env(k, v);
+        }
+        if self.runtime == Runtime::Swarm {
+            // docs/swarm.md: Docker 20.10's service API cannot express two
+            // lockdown fields; this machine runs without swap. The feed
+            // polls at its default (RTM_SWARM_POLL_INTERVAL, 1 s).
+            cmd.env("RTM_RUNTIME", "swarm");
+            cmd.env("RTM_SWARM_ACCEPT_WEAKER_ISOLATION", "true");
         }
         // Only the bench's own settings: an operator's RTM_* must not
         // point it at their deployment.
@@ -86,6 +102,40 @@ impl Bench {
         let t0 = Instant::now();
         let r = request(&self.gm, "POST", path, Some(GM_TOKEN), Some(body))?;
         Ok((t0.elapsed(), r))
+    }
+
+    /// The Docker container of `game`'s engine, to `docker kill`. On a
+    /// swarm the record's id is the service's; the engine is its running
+    /// task's container on this node.
+    pub(super) fn engine_container(&self, game: &str) -> Result<EngineContainer> {
+        let id = self.container_of(game)?;
+        if self.runtime == Runtime::Docker {
+            return Ok(EngineContainer {
+                id,
+                name: format!("rtm-{game}"),
+                task: None,
+            });
+        }
+        let out = docker(&[
+            "ps",
+            "--filter",
+            &format!("label=com.docker.swarm.service.id={id}"),
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.ID}} {{.Names}} {{.Label \"com.docker.swarm.task.id\"}}",
+        ])?;
+        let mut running = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>());
+        match (running.next().as_deref(), running.next()) {
+            (Some([c, name, task]), None) => Ok(EngineContainer {
+                id: (*c).to_owned(),
+                name: (*name).to_owned(),
+                task: Some((*task).to_owned()),
+            }),
+            _ => bail!("service {id} of {game}: not one running task container: {out:?}"),
+        }
     }
 
     pub(super) fn container_of(&self, game: &str) -> Result<String> {
@@ -190,6 +240,11 @@ impl Bench {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if self.runtime == Runtime::Swarm {
+            // The owner's services, then a bounded wait (30 s) until Swarm
+            // removed their task containers: the network is free after.
+            crate::up::swarm::remove_services(&self.owner);
+        }
         for owner in [&self.owner, &self.ref_owner] {
             if let Ok(ids) = docker(&["ps", "-aq", "--filter", &format!("label=rtm.owner={owner}")])
             {
@@ -197,7 +252,14 @@ impl Bench {
                 reference::remove_all(&ids);
             }
         }
-        let _ = docker(&["network", "rm", &self.network]);
+        match self.overlay.take() {
+            // The last holder: its drop removes the veth pair, the
+            // placeholder and the network (each step bounded).
+            Some(overlay) => drop(overlay),
+            None => {
+                let _ = docker(&["network", "rm", &self.network]);
+            }
+        }
         // The Lobby consumer group lives in the stream key; `:dead` is the
         // dead-letter stream.
         let dead = format!("{}:dead", self.lobby_stream);
@@ -210,8 +272,14 @@ impl Bench {
         // Engines write as 65534; the directory is ours (root) to remove.
         let _ = std::fs::remove_dir_all(&self.state_root);
         println!(
-            "removed containers of {} and {}, network, streams, schema",
-            self.owner, self.ref_owner
+            "removed {}containers of {} and {}, network, streams, schema",
+            if self.runtime == Runtime::Swarm {
+                "services, "
+            } else {
+                ""
+            },
+            self.owner,
+            self.ref_owner
         );
     }
 }

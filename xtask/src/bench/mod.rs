@@ -32,12 +32,16 @@
 //!
 //! Options: `--games N` (default 20, at most 1,000: a Linux bridge holds
 //! 1,024 ports and the direct reference shares the engines' network),
-//! `--window S` (steady-state CPU window, default 30), `--debug`.
+//! `--window S` (steady-state CPU window, default 30), `--debug`, and
+//! `--swarm`: instead of the phases above, the runtime comparison of
+//! [`runtimes`] (start, stop and kill → event latencies on the single-host
+//! adapter, then on the swarm adapter, one table; at most 50 games).
 
 mod child;
 mod phases;
 mod reference;
 mod report;
+mod runtimes;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -69,11 +73,27 @@ const PROBE_FAILURES: u32 = 3;
 const KILLS: usize = 40;
 const PROBE_SAMPLE: usize = 20;
 const OP_SAMPLE: usize = 10;
+/// Most games of `--swarm`: the overlay network's tasks get addresses
+/// from a /25 (crates/rtm-overlay), and each game runs two tasks.
+const SWARM_MAX_GAMES: usize = 50;
+/// Labels on `--swarm`'s overlay network and placeholder: the bench's pid
+/// and its rtmanager's owner, for the sweep of a killed run's leftovers.
+const OVERLAY_PID_LABEL: &str = "rtm.xtask.bench.pid";
+const OVERLAY_OWNER_LABEL: &str = "rtm.xtask.bench.owner";
 
 pub(crate) struct Options {
     pub games: usize,
     pub window: Duration,
     pub release: bool,
+    /// The runtime comparison ([`runtimes`]) instead of the phases.
+    pub swarm: bool,
+}
+
+/// The runtime adapter the rtmanager under test runs (`RTM_RUNTIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Runtime {
+    Docker,
+    Swarm,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -81,6 +101,7 @@ fn parse(args: &[String]) -> Result<Options> {
         games: 20,
         window: Duration::from_secs(30),
         release: true,
+        swarm: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -99,8 +120,12 @@ fn parse(args: &[String]) -> Result<Options> {
                 o.window = Duration::from_secs(s);
             }
             "--debug" => o.release = false,
+            "--swarm" => o.swarm = true,
             other => bail!("bench: unexpected argument {other:?}"),
         }
+    }
+    if o.swarm && o.games > SWARM_MAX_GAMES {
+        bail!("--swarm: at most {SWARM_MAX_GAMES} games");
     }
     Ok(o)
 }
@@ -131,8 +156,11 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     crate::cargo(&root, &build)?;
     let bin = target_dir(&root).join(profile).join("rtmanager");
+    if opts.swarm {
+        return runtimes::run(&bin, &opts, profile);
+    }
 
-    let mut bench = Bench::new(&opts)?;
+    let mut bench = Bench::new(&opts, Runtime::Docker, "")?;
     let result = bench.run_all(&bin, &opts);
     bench.cleanup();
     let report = result?;
@@ -170,13 +198,20 @@ struct Bench {
     deadline: Instant,
     budget: Duration,
     pg: Pg,
+    runtime: Runtime,
+    /// On a swarm: the overlay network this host is attached to (dropped
+    /// last in `cleanup`, which removes it with its veth and placeholder).
+    overlay: Option<rtm_overlay::Attachment>,
 }
 
 impl Bench {
-    fn new(opts: &Options) -> Result<Self> {
-        let tag = format!("rtmbench-{}", std::process::id());
+    /// `suffix` tells apart the benches of one run (`rtmbench-<pid><suffix>`).
+    fn new(opts: &Options, runtime: Runtime, suffix: &str) -> Result<Self> {
+        let tag = format!("rtmbench-{}{suffix}", std::process::id());
         // Starting, reconciling and removing 2 × N containers dominates.
         let budget = Duration::from_secs(10 * 60 + 2 * opts.games as u64);
+        let pg = Pg::connect()?;
+        pg.lock_bench()?;
         Ok(Self {
             owner: tag.clone(),
             ref_owner: format!("{tag}-ref"),
@@ -190,7 +225,9 @@ impl Bench {
             cleaned: false,
             deadline: Instant::now() + budget,
             budget,
-            pg: Pg::connect()?,
+            pg,
+            runtime,
+            overlay: None,
             tag,
         })
     }

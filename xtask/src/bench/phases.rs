@@ -141,7 +141,8 @@ impl Bench {
     }
 
     /// `docker kill` of each game in turn: the time to its `exited` entry,
-    /// next to Docker's own kill → `die` for the same kill.
+    /// next to Docker's own kill → `die` for the same kill and, on a
+    /// swarm, to the end of the task in the manager's task list.
     pub(super) fn kills(&mut self, games: &[String], report: &mut Report) -> Result<()> {
         step(&format!(
             "docker kill {} engines, one at a time",
@@ -150,7 +151,7 @@ impl Bench {
         let dies = reference::DieEvents::follow(&self.owner)?;
         let entries = reference::StreamFollower::follow(&self.health_stream)?;
         for g in games {
-            let container = self.container_of(g)?;
+            let engine = self.engine_container(g)?;
             let mut last = self.last_stream_id()?;
             // A random pause, so kills do not phase-lock with any periodic
             // work of rtmanager's.
@@ -161,7 +162,13 @@ impl Bench {
                     % 700,
             )));
             let t0 = Instant::now();
-            docker(&["kill", &container])?;
+            // Swarm's own view, polled beside rtmanager's feed from the
+            // moment of the kill.
+            let task_end = engine
+                .task
+                .as_deref()
+                .map(|task| reference::TaskEnd::watch(task, Duration::from_secs(30)));
+            docker(&["kill", &engine.id])?;
             // When a client following the stream got the entry (the
             // follower thread's clock, like Docker's `die` below).
             let Some(visible) = entries.wait_for(g, "exited", Duration::from_secs(60)) else {
@@ -187,8 +194,11 @@ impl Bench {
                     bail!("no exited event for {g} within 60 s of docker kill");
                 }
             };
-            if let Some(at) = dies.wait_for(&format!("rtm-{g}"), Duration::from_secs(5)) {
+            if let Some(at) = dies.wait_for(&engine.name, Duration::from_secs(5)) {
                 report.kill_die.push(at.saturating_duration_since(t0));
+            }
+            if let Some(at) = task_end.and_then(reference::TaskEnd::join) {
+                report.kill_task_end.push(at.saturating_duration_since(t0));
             }
             if event.source == "docker_event" {
                 if let Some(d) = event.die_to_xadd() {

@@ -351,6 +351,37 @@ impl Drop for DieEvents {
     }
 }
 
+/// The end of a Swarm task as the manager's API reports it: a thread
+/// polls `GET /tasks/{id}` every 20 ms until the task's state is no
+/// longer `running` (bounded by `wait`) — the earliest a client polling
+/// the task list, like the swarm adapter's feed, could learn of it.
+pub(super) struct TaskEnd {
+    handle: std::thread::JoinHandle<Option<Instant>>,
+}
+
+impl TaskEnd {
+    pub(super) fn watch(task: &str, wait: Duration) -> Self {
+        let path = format!("/tasks/{task}");
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline {
+                let state = api("GET", &path, None).ok()?;
+                if state["Status"]["State"].as_str() != Some("running") {
+                    return Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        });
+        Self { handle }
+    }
+
+    /// When the task was seen ended; `None` if not within the wait.
+    pub(super) fn join(self) -> Option<Instant> {
+        self.handle.join().ok().flatten()
+    }
+}
+
 /// The health stream as a client following it sees it: a thread blocked
 /// in `XREAD` on its own connection timestamps each entry as it arrives,
 /// exactly as [`DieEvents`] timestamps Docker's `die` lines. So "kill →

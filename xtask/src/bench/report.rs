@@ -28,12 +28,17 @@ pub(super) struct Report {
     pub idle_rss_mib: f64,
     pub stages: Vec<Stage>,
     pub start: Vec<Duration>,
+    /// `--swarm`: one game's Lobby `start` entry → its `start` row.
+    pub lobby_start: Vec<Duration>,
     pub restart_stopped: Vec<Duration>,
     pub patch: Vec<Duration>,
     pub stop: Vec<Duration>,
     pub kill_visible: Vec<Duration>,
     /// Docker's own `docker kill` → `die` event, for the same kills.
     pub kill_die: Vec<Duration>,
+    /// On a swarm, `docker kill` → the task no longer `running` in the
+    /// manager's task list (what the swarm adapter's feed polls).
+    pub kill_task_end: Vec<Duration>,
     pub die_to_xadd: Vec<Duration>,
     pub sources: std::collections::BTreeMap<String, usize>,
     /// `unhealthy` control file written → `probe_failed` on the stream.

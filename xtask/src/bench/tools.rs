@@ -169,6 +169,35 @@ impl Pg {
         Ok(Self { rt, client })
     }
 
+    /// Takes the bench's session-level advisory lock for as long as this
+    /// session lives, or fails: two benches on one database would drop
+    /// each other's schema (`rtmanager_bench`, dropped and created by each
+    /// run), and each would measure the other's load. The two-key form:
+    /// its key space does not overlap the one-key locks rtmanager takes.
+    ///
+    /// Tried for up to 3 s: the session of this process's previous bench
+    /// (`--swarm` runs two in turn) may not have ended on the server yet.
+    pub(super) fn lock_bench(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            // "rtmb" in ASCII, and 0.
+            let row = self.rt.block_on(
+                self.client
+                    .query_one("SELECT pg_try_advisory_lock(1920232802, 0)", &[]),
+            )?;
+            if row.get::<_, bool>(0) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "another `cargo xtask bench` runs against this database (it owns the \
+                     schema {SCHEMA}); wait until it is done"
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Successful and failed Lobby `start` rows of `games`, and the last
     /// one's `finished_at` (Unix ms).
     pub(super) fn start_rows(&self, games: &[String]) -> Result<(i64, i64, i64)> {

@@ -166,7 +166,7 @@ impl SwarmDemo {
 
 /// Removes every service of `owner` and waits (≤ 30 s) until their task
 /// containers on this node are gone, so the network can go next.
-fn remove_services(owner: &str) {
+pub(crate) fn remove_services(owner: &str) {
     let filter = format!("label=rtm.owner={owner}");
     let ids = docker(None, &["service", "ls", "-q", "--filter", &filter]).unwrap_or_default();
     let ids: Vec<&str> = ids.split_whitespace().collect();
@@ -203,15 +203,24 @@ fn remove_services(owner: &str) {
 /// owner's services, placeholders, host veth ends and networks. Best
 /// effort; a network still in use is reported by the create that follows.
 fn sweep_leftovers() {
+    sweep_attachments(PID_LABEL, OWNER_LABEL, "cargo xtask up --swarm");
+}
+
+/// Removes what the overlay attachments of dead processes left behind,
+/// found by the labels `pid_label` (the creator's pid) and `owner_label`
+/// (the owner of its rtmanager, whose services go first) on their
+/// networks and placeholders; `who` names the creator in messages. Used
+/// by `up --swarm` and `bench --swarm`, each with its own labels.
+pub(crate) fn sweep_attachments(pid_label: &str, owner_label: &str, who: &str) {
     let nets = docker(
         None,
         &[
             "network",
             "ls",
             "--filter",
-            &format!("label={PID_LABEL}"),
+            &format!("label={pid_label}"),
             "--format",
-            &format!("{{{{.ID}}}} {{{{.Name}}}} {{{{.Label \"{PID_LABEL}\"}}}} {{{{.Label \"{OWNER_LABEL}\"}}}}"),
+            &format!("{{{{.ID}}}} {{{{.Name}}}} {{{{.Label \"{pid_label}\"}}}} {{{{.Label \"{owner_label}\"}}}}"),
         ],
     )
     .unwrap_or_default();
@@ -224,13 +233,13 @@ fn sweep_leftovers() {
         if pid_alive(pid) {
             continue;
         }
-        println!("sweeping {name}, left by an earlier `cargo xtask up --swarm` (pid {pid})");
+        println!("sweeping {name}, left by an earlier `{who}` (pid {pid})");
         if let Some(owner) = fields.next() {
             remove_services(owner);
         }
         let holders = docker(
             None,
-            &["ps", "-aq", "--filter", &format!("label={PID_LABEL}={pid}")],
+            &["ps", "-aq", "--filter", &format!("label={pid_label}={pid}")],
         )
         .unwrap_or_default();
         for hold in holders.split_whitespace() {
