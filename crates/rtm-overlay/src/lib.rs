@@ -264,6 +264,39 @@ pub fn remove_network(docker_host: Option<&str>, name: &str) -> bool {
     false
 }
 
+/// Removes every service of `owner` (label `rtm.owner`) and waits (≤ 30 s)
+/// until their task containers on this node are gone: Swarm removes them
+/// after the services, and the network is free only then. Only task
+/// containers are waited for; plain containers of the owner are not this
+/// function's. `Ok` with the number of services removed; `Err` when the
+/// list or the removal failed, or the containers outlived the wait.
+pub fn remove_owner_services(docker_host: Option<&str>, owner: &str) -> Result<usize> {
+    let filter = format!("label=rtm.owner={owner}");
+    let ids = docker(docker_host, &["service", "ls", "-q", "--filter", &filter])?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["service", "rm"];
+        args.extend(&ids);
+        docker(docker_host, &args)?;
+    }
+    let tasks = [
+        "ps",
+        "-aq",
+        "--filter",
+        &filter,
+        "--filter",
+        "label=com.docker.swarm.service.id",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(docker_host, &tasks)?.trim().is_empty() {
+        if Instant::now() >= deadline {
+            bail!("task containers of owner {owner} were still there after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(ids.len())
+}
+
 /// The host end's interface name for the network with this id (what a
 /// sweep deletes when a namespace outlived its creator).
 pub fn host_interface(network_id: &str) -> String {

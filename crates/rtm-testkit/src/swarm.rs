@@ -20,7 +20,6 @@
 //! and leftovers of killed test processes are swept on creation.
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use rtm_overlay::{pid_alive, AttachSpec, Attachment};
@@ -107,13 +106,7 @@ fn create_attached() -> Result<OverlayNetwork> {
         placeholder_image: crate::docker::engine_image("1.0.0"),
         placeholder_args: vec!["--tmpfs".into(), "/var/lib/engine".into()],
         seed: pid,
-        docker_host: std::env::var("RTM_TEST_DOCKER_HOST").ok().map(|h| {
-            if h.starts_with('/') {
-                format!("unix://{h}")
-            } else {
-                h
-            }
-        }),
+        docker_host: docker_host(),
     };
     Ok(OverlayNetwork {
         attachment: Attachment::create(&spec)?,
@@ -180,6 +173,18 @@ fn sweep_leftovers() {
     }
 }
 
+/// `DOCKER_HOST` for the CLI: the engine of the adapters under test
+/// (`RTM_TEST_DOCKER_HOST`, a socket path or a URL), else the CLI's own.
+fn docker_host() -> Option<String> {
+    std::env::var("RTM_TEST_DOCKER_HOST").ok().map(|h| {
+        if h.starts_with('/') {
+            format!("unix://{h}")
+        } else {
+            h
+        }
+    })
+}
+
 /// Removes the owner's services when a test ends: Swarm then stops and
 /// removes their tasks' containers in the background; waits (≤ 30 s) until
 /// none of the owner's task containers is left, so the network can go.
@@ -198,38 +203,8 @@ impl ServiceGuard {
 
 impl Drop for ServiceGuard {
     fn drop(&mut self) {
-        let filter = format!("label=rtm.owner={}", self.owner);
-        let ids = match docker(&["service", "ls", "-q", "--filter", &filter]) {
-            Ok(ids) => ids,
-            Err(e) => {
-                eprintln!("ServiceGuard: {e:#}");
-                return;
-            }
-        };
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["service", "rm"];
-            args.extend(ids);
-            if let Err(e) = docker(&args) {
-                eprintln!("ServiceGuard: {e:#}");
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            // Only task containers: a test's plain containers (strays,
-            // resolvers) are the owner guard's.
-            match docker(&[
-                "ps",
-                "-aq",
-                "--filter",
-                &filter,
-                "--filter",
-                "label=com.docker.swarm.service.id",
-            ]) {
-                Ok(left) if left.trim().is_empty() => return,
-                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
-                Err(_) => return,
-            }
+        if let Err(e) = rtm_overlay::remove_owner_services(docker_host().as_deref(), &self.owner) {
+            eprintln!("ServiceGuard: {e:#}");
         }
     }
 }

@@ -167,36 +167,11 @@ impl SwarmDemo {
 /// Removes every service of `owner` and waits (≤ 30 s) until their task
 /// containers on this node are gone, so the network can go next.
 pub(crate) fn remove_services(owner: &str) {
-    let filter = format!("label=rtm.owner={owner}");
-    let ids = docker(None, &["service", "ls", "-q", "--filter", &filter]).unwrap_or_default();
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut args = vec!["service", "rm"];
-        args.extend(&ids);
-        match docker(None, &args) {
-            Ok(_) => println!("removed {} service(s) of owner {owner}", ids.len()),
-            Err(e) => eprintln!("xtask up: {e:#}"),
-        }
+    match rtm_overlay::remove_owner_services(None, owner) {
+        Ok(0) => {}
+        Ok(n) => println!("removed {n} service(s) of owner {owner}"),
+        Err(e) => eprintln!("xtask: {e:#}"),
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match docker(
-            None,
-            &[
-                "ps",
-                "-aq",
-                "--filter",
-                &filter,
-                "--filter",
-                "label=com.docker.swarm.service.id",
-            ],
-        ) {
-            Ok(left) if left.trim().is_empty() => return,
-            Ok(_) => sleep(Duration::from_millis(200)),
-            Err(_) => return,
-        }
-    }
-    eprintln!("xtask up: task containers of owner {owner} were still there after 30 s");
 }
 
 /// Removes what demo runs whose task no longer exists left behind: their
