@@ -7,7 +7,10 @@
 //! - a pass observation that changes nothing (same status, same container,
 //!   same `started_at` as the snapshot this monitor last wrote) skips the
 //!   lock and the database unless the snapshot is older than
-//!   [`snapshot_refresh`](super::HealthConfig::snapshot_refresh);
+//!   [`snapshot_refresh`](super::HealthConfig::snapshot_refresh); the
+//!   probe pass then writes all such due refreshes at its end in one
+//!   conditional store call ([`HealthSnapshots::refresh_health`]), still
+//!   without the lock;
 //! - each pass starts from one label-filtered container list (state,
 //!   Docker health, current address of every container) and inspects only
 //!   the containers whose listed state disagrees with their record, so a
