@@ -168,6 +168,16 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Drops and recreates the bench's schema, owned by the service role
+/// (rtmanager applies the migrations at its start).
+fn fresh_schema() -> Result<()> {
+    step(&format!("schema {SCHEMA}"));
+    sql(&format!(
+        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; \
+         CREATE SCHEMA {SCHEMA} AUTHORIZATION {SERVICE_ROLE}"
+    ))
+}
+
 /// `CARGO_TARGET_DIR` when set (relative to the workspace), else `target`.
 fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
@@ -237,11 +247,7 @@ impl Bench {
     }
 
     fn run_all(&mut self, bin: &Path, opts: &Options) -> Result<Report> {
-        step(&format!("schema {SCHEMA}"));
-        sql(&format!(
-            "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; \
-             CREATE SCHEMA {SCHEMA} AUTHORIZATION {SERVICE_ROLE}"
-        ))?;
+        fresh_schema()?;
         step(&format!(
             "starting rtmanager (owner {}, GM http://{})",
             self.owner, self.gm

@@ -82,12 +82,18 @@ impl Bench {
             "stop {} games, then start them again",
             stopped.len()
         ));
-        for g in stopped {
+        self.stop_then_start(stopped, report)
+    }
+
+    /// `stop` each game over REST, then `start` each again, one request at
+    /// a time, timing each into `report.stop` and `report.restart_stopped`.
+    pub(super) fn stop_then_start(&mut self, games: &[String], report: &mut Report) -> Result<()> {
+        for g in games {
             let (took, r) = self.timed_post(&format!("/api/v1/runtimes/{g}/stop"), "{}")?;
             ensure_ok("stop", g, &r)?;
             report.stop.push(took);
         }
-        for g in stopped {
+        for g in games {
             let (took, r) = self.timed_post(
                 &format!("/api/v1/runtimes/{g}/start"),
                 &format!(r#"{{"image_ref":"{IMAGE_OLD}"}}"#),

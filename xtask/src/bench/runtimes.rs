@@ -62,11 +62,7 @@ fn name(runtime: Runtime) -> &'static str {
 
 impl Bench {
     fn latencies(&mut self, bin: &Path, opts: &Options) -> Result<Report> {
-        step(&format!("schema {SCHEMA}"));
-        sql(&format!(
-            "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; \
-             CREATE SCHEMA {SCHEMA} AUTHORIZATION {SERVICE_ROLE}"
-        ))?;
+        fresh_schema()?;
         if self.runtime == Runtime::Swarm {
             step("attaching this host to an overlay network (crates/rtm-overlay)");
             crate::up::swarm::sweep_attachments(
@@ -121,19 +117,7 @@ impl Bench {
             "stop {} games, then start them again, one at a time",
             games.len()
         ));
-        for g in &games {
-            let (took, r) = self.timed_post(&format!("/api/v1/runtimes/{g}/stop"), "{}")?;
-            ensure_ok("stop", g, &r)?;
-            report.stop.push(took);
-        }
-        for g in &games {
-            let (took, r) = self.timed_post(
-                &format!("/api/v1/runtimes/{g}/start"),
-                &format!(r#"{{"image_ref":"{IMAGE_OLD}"}}"#),
-            )?;
-            ensure_ok("start", g, &r)?;
-            report.restart_stopped.push(took);
-        }
+        self.stop_then_start(&games, &mut report)?;
         self.kills(&games, &mut report)?;
         Ok(report)
     }
