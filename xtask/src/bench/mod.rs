@@ -14,12 +14,14 @@
 //! 1. idle CPU and RSS without games; one template game started over REST
 //!    (its container is the shape the direct reference copies);
 //! 2. for each size of the curve (`N/10`, `3N/10`, `N`; just `N` below
-//!    100): the direct reference — the same number of containers created
-//!    and started through the Docker API by 8 workers, then removed — and
-//!    the same number of `start` entries XADDed to the Lobby stream at
-//!    once, timed to the last `start` row; the wait for every game's
-//!    `healthy`; steady-state CPU and RSS over the window; three full
-//!    reconcile passes (`POST /admin/v1/reconcile`);
+//!    100): the stage's new games started in rounds of at most 100, each
+//!    round on a quiet machine: the direct reference — the same number of
+//!    containers created and started through the Docker API by 8 workers,
+//!    then removed — and then the same number of `start` entries XADDed
+//!    to the Lobby stream at once, timed to the last `start` row (the CPU
+//!    each burst cost, by process, is recorded beside it); the wait for
+//!    every game's `healthy`; steady-state CPU and RSS over the window;
+//!    three full reconcile passes (`POST /admin/v1/reconcile`);
 //! 3. at `N`: `GET /api/v1/runtimes/{id}` under wrk (16 connections) next
 //!    to pgbench (16 clients) on the same table; `patch`/`stop`/`start` of
 //!    a sample; a forced unhealthy engine for a sample, timed to
@@ -54,7 +56,7 @@ use tokio_postgres::NoTls;
 
 use crate::http::{request, Response};
 use report::{parse_entries, Entry, Report, Stage};
-use tools::{docker, ensure_ok, free_port, rates, sql, Pg};
+use tools::{docker, ensure_ok, free_port, rates, settle, sql, CpuMark, Pg, QUIET_CORES};
 
 const GM_TOKEN: &str = "bench-gm-token-0123456789";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
@@ -283,31 +285,24 @@ impl Bench {
                 ..Stage::default()
             };
             step(&format!(
-                "{size} games: direct reference, {} containers through the Docker API",
+                "{size} games: {} starts, in rounds of at most {ROUND}: direct through the Docker API, then via the Lobby stream",
                 new.len()
             ));
-            let (direct, ids) = reference::direct_burst(
-                &template,
-                new,
-                &self.ref_owner,
-                &self.state_root.join("ref"),
-                STATE_MOUNT,
-                ENGINE_USER,
-            )?;
-            stage.direct_burst = direct;
-            println!("{} created and started in {direct:.1?}", ids.len());
-            reference::remove_all(&ids);
-
-            step(&format!(
-                "{size} games: {} starts via the Lobby stream",
-                new.len()
-            ));
-            stage.lobby_burst = self.lobby_burst(new)?;
+            let calls0 = self.docker_calls();
+            for round in new.chunks(ROUND) {
+                self.burst_round(&template, round, &mut stage)?;
+            }
+            stage.burst_calls = rates(&calls0, &self.docker_calls(), Duration::from_secs(1))
+                .into_iter()
+                .filter(|(_, n)| *n > 0.0)
+                .map(|(k, n)| (k, n / new.len().max(1) as f64))
+                .collect();
             println!(
-                "{} started in {:.1?} ({:.3} x direct)",
+                "{} started in {:.1?} ({:.3} x direct: {:.1?})",
                 new.len(),
                 stage.lobby_burst,
-                stage.lobby_burst.as_secs_f64() / direct.as_secs_f64()
+                stage.lobby_burst.as_secs_f64() / stage.direct_burst.as_secs_f64(),
+                stage.direct_burst,
             );
             started = size;
             self.wait_healthy(&games[..size])?;
@@ -362,5 +357,59 @@ impl Bench {
 impl Drop for Bench {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// Lets the machine settle before a burst (see [`settle`]) and says so.
+fn quiet() -> Result<()> {
+    let (waited, load) = settle(Duration::from_secs(30))?;
+    if load >= QUIET_CORES {
+        println!("machine still busy after {waited:.0?} ({load:.2} cores); measuring anyway");
+    }
+    Ok(())
+}
+
+/// Starts per round of the start bursts (see [`Bench::burst_round`]).
+const ROUND: usize = 100;
+
+impl Bench {
+    /// One round of the start bursts: `games.len()` containers created and
+    /// started directly through the Docker API (then removed), then the
+    /// same number of games started via the Lobby stream, each on a quiet
+    /// machine; adds both wall times and what each cost in CPU to `stage`.
+    /// A stage's bursts alternate in rounds so a drift in what Docker and
+    /// the kernel pay per container (their heaps, the host's memory
+    /// management) falls on both sides alike: one burst against another
+    /// a minute later differ by up to 10 % on their own.
+    fn burst_round(
+        &mut self,
+        template: &reference::Template,
+        games: &[String],
+        stage: &mut Stage,
+    ) -> Result<()> {
+        quiet()?;
+        let cpu0 = CpuMark::take()?;
+        let (direct, ids) = reference::direct_burst(
+            template,
+            games,
+            &self.ref_owner,
+            &self.state_root.join("ref"),
+            STATE_MOUNT,
+            ENGINE_USER,
+        )?;
+        stage.direct_cpu.add(&CpuMark::take()?.since(&cpu0));
+        stage.direct_burst += direct;
+        reference::remove_all(&ids);
+        quiet()?;
+        let cpu0 = CpuMark::take()?;
+        let lobby = self.lobby_burst(games)?;
+        stage.lobby_cpu.add(&CpuMark::take()?.since(&cpu0));
+        stage.lobby_burst += lobby;
+        println!(
+            "round of {}: direct {direct:.1?}, via the Lobby {lobby:.1?} ({:.3} x)",
+            games.len(),
+            lobby.as_secs_f64() / direct.as_secs_f64()
+        );
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::tools::CpuUse;
 use super::{step, Options};
 
 /// One size of the growth curve: what `N` healthy games cost.
@@ -17,6 +18,12 @@ pub(super) struct Stage {
     /// directly through the Docker Engine API by 8 workers.
     pub direct_burst: Duration,
     pub new_games: usize,
+    /// CPU used during each burst (not only by the burst: the games
+    /// already running are probed meanwhile).
+    pub direct_cpu: CpuUse,
+    pub lobby_cpu: CpuUse,
+    /// rtmanager's counted Docker calls during the Lobby burst, per start.
+    pub burst_calls: Vec<(String, f64)>,
     pub cpu: f64,
     pub rss_mib: f64,
     pub reconcile: Vec<Duration>,
@@ -91,6 +98,7 @@ impl Report {
         ));
         self.print_goals(opts);
         self.print_curve();
+        self.print_bursts();
         self.print_latencies();
         println!("exit events by source: {:?}", self.sources);
         if !self.docker_calls.is_empty() {
@@ -252,6 +260,50 @@ impl Report {
                 pct(&s.reconcile, P50).unwrap_or(f64::NAN),
                 ratio
             );
+        }
+    }
+
+    /// Who paid for each burst: CPU milliseconds per start, whole machine
+    /// and by process group (the groups that differ most between the two
+    /// bursts), direct next to via rtmanager; then rtmanager's counted
+    /// Docker calls per start during its burst.
+    fn print_bursts(&self) {
+        for s in self.stages.iter().filter(|s| s.new_games > 0) {
+            let n = s.new_games as f64;
+            let ms =
+                |cpu: &CpuUse, group: &str| cpu.by.get(group).copied().unwrap_or(0.0) * 1000.0 / n;
+            let mut groups: Vec<&String> = s
+                .direct_cpu
+                .by
+                .keys()
+                .chain(s.lobby_cpu.by.keys())
+                .collect();
+            groups.sort();
+            groups.dedup();
+            // Largest first by what the groups cost via rtmanager.
+            groups.sort_by(|a, b| ms(&s.lobby_cpu, b).total_cmp(&ms(&s.lobby_cpu, a)));
+            println!(
+                "\n{} starts, CPU ms per start: machine {:.1} direct, {:.1} via RTM (wall {:.1} s, {:.1} s)",
+                s.new_games,
+                s.direct_cpu.machine * 1000.0 / n,
+                s.lobby_cpu.machine * 1000.0 / n,
+                s.direct_burst.as_secs_f64(),
+                s.lobby_burst.as_secs_f64(),
+            );
+            let shown: Vec<String> = groups
+                .iter()
+                .filter(|g| ms(&s.direct_cpu, g).max(ms(&s.lobby_cpu, g)) >= 1.0)
+                .map(|g| format!("{g} {:.1}/{:.1}", ms(&s.direct_cpu, g), ms(&s.lobby_cpu, g)))
+                .collect();
+            println!("  by process (direct/via RTM): {}", shown.join(", "));
+            if !s.burst_calls.is_empty() {
+                let calls: Vec<String> = s
+                    .burst_calls
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.2}"))
+                    .collect();
+                println!("  counted Docker calls per start: {}", calls.join(", "));
+            }
         }
     }
 

@@ -226,3 +226,184 @@ impl Pg {
         Ok(row.get(0))
     }
 }
+
+/// CPU seconds used so far: by the whole machine (busy time of all cores,
+/// from `/proc/stat`) and by each process (`/proc/<pid>/stat`, its own
+/// time plus its reaped children's). Two marks around a burst tell who
+/// paid for it ([`CpuMark::since`]).
+#[derive(Debug, Default, Clone)]
+pub(super) struct CpuMark {
+    machine: f64,
+    procs: std::collections::HashMap<u32, (String, f64)>,
+}
+
+/// What a burst cost: busy CPU seconds of the machine and of each group of
+/// processes ([`group`]).
+#[derive(Debug, Default, Clone)]
+pub(super) struct CpuUse {
+    pub machine: f64,
+    pub by: std::collections::BTreeMap<String, f64>,
+}
+
+impl CpuUse {
+    pub(super) fn add(&mut self, other: &Self) {
+        self.machine += other.machine;
+        for (group, used) in &other.by {
+            *self.by.entry(group.clone()).or_insert(0.0) += used;
+        }
+    }
+}
+
+impl CpuMark {
+    pub(super) fn take() -> Result<Self> {
+        let mut procs = std::collections::HashMap::new();
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A process may end between the listing and the read.
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                if let Some(used) = parse_stat(&stat) {
+                    procs.insert(pid, used);
+                }
+            }
+        }
+        Ok(Self {
+            machine: machine_busy_seconds()?,
+            procs,
+        })
+    }
+
+    /// What was used between `before` and `self`. A process that ended in
+    /// between is counted in its parent's reaped-children time when the
+    /// parent lived on (runc in its shim, iptables in dockerd).
+    pub(super) fn since(&self, before: &Self) -> CpuUse {
+        let mut by = std::collections::BTreeMap::new();
+        for (pid, (comm, now)) in &self.procs {
+            // Same process when the group matches: a kernel worker's name
+            // changes with the work it runs (`kworker/1:2-events`).
+            let group = group(comm);
+            let was = before
+                .procs
+                .get(pid)
+                .filter(|(c, _)| self::group(c) == group)
+                .map_or(0.0, |(_, t)| *t);
+            *by.entry(group).or_insert(0.0) += now - was;
+        }
+        CpuUse {
+            machine: self.machine - before.machine,
+            by,
+        }
+    }
+}
+
+/// The command name and utime + stime + cutime + cstime, in seconds.
+fn parse_stat(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let (comm, rest) = stat[open + 1..].rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime .. cstime are fields 14-17.
+    let mut ticks = 0.0;
+    for i in 14..=17 {
+        ticks += fields.get(i - 3)?.parse::<f64>().ok()?;
+    }
+    Some((comm.to_owned(), ticks / 100.0))
+}
+
+/// Groups the processes a burst involves: per-CPU kernel threads by kind,
+/// everything else by command name.
+fn group(comm: &str) -> String {
+    match comm.split_once('/') {
+        Some((kind, _)) => kind.to_owned(),
+        None => comm.to_owned(),
+    }
+}
+
+/// Busy CPU seconds of all cores since boot: every `/proc/stat` column
+/// but idle and iowait.
+fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("bad /proc/stat")?;
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Ok(busy / 100.0)
+}
+
+/// Load (cores busy) under which the machine counts as quiet when it
+/// also holds steady ([`settle`]).
+pub(super) const QUIET_CORES: f64 = 0.5;
+
+/// Waits (at most `max`) until the machine is quiet: two seconds in a row
+/// under [`QUIET_CORES`] busy, each within a tenth of a core of the second
+/// before (the games already running are probed, so quiet is not idle).
+/// Removing a burst's containers leaves work behind (dying processes,
+/// containerd's garbage collection, Go's); a burst measured on top of it
+/// would pay for the previous one. Returns how long it waited and the
+/// load of the last second, in cores.
+pub(super) fn settle(max: Duration) -> Result<(Duration, f64)> {
+    let t0 = Instant::now();
+    let mut steady = 0;
+    let mut load = f64::NAN;
+    while t0.elapsed() < max && steady < 2 {
+        let before = machine_busy_seconds()?;
+        let second = Instant::now();
+        sleep(Duration::from_secs(1));
+        let was = load;
+        load = (machine_busy_seconds()? - before) / second.elapsed().as_secs_f64();
+        steady = if load < QUIET_CORES && (load - was).abs() < 0.1 {
+            steady + 1
+        } else {
+            0
+        };
+    }
+    Ok((t0.elapsed(), load))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_gives_the_name_and_all_four_times() {
+        // A name with a space and a parenthesis; utime..cstime 100+50+20+5.
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 10 0 0 0 100 50 20 5 20 0 1 0 7 0 0";
+        let (comm, secs) = parse_stat(stat).unwrap();
+        assert_eq!(comm, "a (b) c");
+        assert!((secs - 1.75).abs() < 1e-9, "{secs}");
+        assert_eq!(parse_stat("42 (short) S 1 2"), None);
+    }
+
+    #[test]
+    fn kernel_workers_are_one_group_whatever_they_run() {
+        let mut before = CpuMark::default();
+        before.procs.insert(7, ("kworker/1:2-events".into(), 1.0));
+        let mut after = CpuMark {
+            machine: 3.0,
+            ..CpuMark::default()
+        };
+        after
+            .procs
+            .insert(7, ("kworker/1:2-mm_percpu_wq".into(), 1.5));
+        after.procs.insert(9, ("dockerd".into(), 2.0));
+        let used = after.since(&before);
+        assert_eq!(used.by.get("kworker"), Some(&0.5));
+        assert_eq!(used.by.get("dockerd"), Some(&2.0));
+        assert_eq!(used.machine, 3.0);
+    }
+}
