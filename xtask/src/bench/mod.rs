@@ -56,7 +56,7 @@ use tokio_postgres::NoTls;
 
 use crate::http::{request, Response};
 use report::{parse_entries, Entry, Report, Stage};
-use tools::{docker, ensure_ok, free_port, rates, settle, sql, CpuMark, Pg, QUIET_CORES};
+use tools::{docker, ensure_ok, free_port, rates, settle, sql, CpuMark, Pg};
 
 const GM_TOKEN: &str = "bench-gm-token-0123456789";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
@@ -360,13 +360,14 @@ impl Drop for Bench {
     }
 }
 
-/// Lets the machine settle before a burst (see [`settle`]) and says so.
-fn quiet() -> Result<()> {
+/// Lets the machine settle before a burst (see [`settle`]); the load
+/// it settled at, in cores.
+fn quiet(what: &str) -> Result<f64> {
     let (waited, load) = settle(Duration::from_secs(30))?;
-    if load >= QUIET_CORES {
-        println!("machine still busy after {waited:.0?} ({load:.2} cores); measuring anyway");
+    if waited >= Duration::from_secs(30) {
+        println!("load still moving after {waited:.0?} before {what} ({load:.2} cores); measuring anyway");
     }
-    Ok(())
+    Ok(load)
 }
 
 /// Starts per round of the start bursts (see [`Bench::burst_round`]).
@@ -387,7 +388,7 @@ impl Bench {
         games: &[String],
         stage: &mut Stage,
     ) -> Result<()> {
-        quiet()?;
+        stage.direct_background += quiet("a direct round")?;
         let cpu0 = CpuMark::take()?;
         let (direct, ids) = reference::direct_burst(
             template,
@@ -400,7 +401,8 @@ impl Bench {
         stage.direct_cpu.add(&CpuMark::take()?.since(&cpu0));
         stage.direct_burst += direct;
         reference::remove_all(&ids);
-        quiet()?;
+        stage.lobby_background += quiet("a Lobby round")?;
+        stage.rounds += 1;
         let cpu0 = CpuMark::take()?;
         let lobby = self.lobby_burst(games)?;
         stage.lobby_cpu.add(&CpuMark::take()?.since(&cpu0));

@@ -22,6 +22,11 @@ pub(super) struct Stage {
     /// already running are probed meanwhile).
     pub direct_cpu: CpuUse,
     pub lobby_cpu: CpuUse,
+    /// Rounds of the bursts, and the sums over them of the machine's load
+    /// (cores) each side started on.
+    pub rounds: usize,
+    pub direct_background: f64,
+    pub lobby_background: f64,
     /// rtmanager's counted Docker calls during the Lobby burst, per start.
     pub burst_calls: Vec<(String, f64)>,
     pub cpu: f64,
@@ -282,13 +287,17 @@ impl Report {
             groups.dedup();
             // Largest first by what the groups cost via rtmanager.
             groups.sort_by(|a, b| ms(&s.lobby_cpu, b).total_cmp(&ms(&s.lobby_cpu, a)));
+            let rounds = s.rounds.max(1) as f64;
             println!(
-                "\n{} starts, CPU ms per start: machine {:.1} direct, {:.1} via RTM (wall {:.1} s, {:.1} s)",
+                "\n{} starts in {} rounds, CPU ms per start: machine {:.1} direct, {:.1} via RTM (wall {:.1} s, {:.1} s; load before a round {:.2} and {:.2} cores)",
                 s.new_games,
+                s.rounds,
                 s.direct_cpu.machine * 1000.0 / n,
                 s.lobby_cpu.machine * 1000.0 / n,
                 s.direct_burst.as_secs_f64(),
                 s.lobby_burst.as_secs_f64(),
+                s.direct_background / rounds,
+                s.lobby_background / rounds,
             );
             let shown: Vec<String> = groups
                 .iter()

@@ -323,8 +323,9 @@ fn group(comm: &str) -> String {
     }
 }
 
-/// Busy CPU seconds of all cores since boot: every `/proc/stat` column
-/// but idle and iowait.
+/// Busy CPU seconds of all cores since boot: user, nice, system, irq and
+/// softirq from `/proc/stat` (not idle, iowait, nor steal: time the
+/// hypervisor gave to another guest is not work done here).
 fn machine_busy_seconds() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
@@ -335,27 +336,21 @@ fn machine_busy_seconds() -> Result<f64> {
         .collect::<Result<_, _>>()
         .context("bad /proc/stat")?;
     // user nice system idle iowait irq softirq steal (guest is in user).
-    let busy: f64 = ticks
+    let busy: f64 = [0, 1, 2, 5, 6]
         .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
+        .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
         .sum();
     Ok(busy / 100.0)
 }
 
-/// Load (cores busy) under which the machine counts as quiet when it
-/// also holds steady ([`settle`]).
-pub(super) const QUIET_CORES: f64 = 0.5;
-
-/// Waits (at most `max`) until the machine is quiet: two seconds in a row
-/// under [`QUIET_CORES`] busy, each within a tenth of a core of the second
-/// before (the games already running are probed, so quiet is not idle).
+/// Waits (at most `max`) until the machine's load holds steady: two
+/// seconds in a row each within a tenth of a core of the second before.
 /// Removing a burst's containers leaves work behind (dying processes,
-/// containerd's garbage collection, Go's); a burst measured on top of it
-/// would pay for the previous one. Returns how long it waited and the
-/// load of the last second, in cores.
+/// containerd's garbage collection, the kernel's network namespace
+/// cleanup); a burst measured on top of it would pay for the previous one.
+/// Quiet is not idle: the games already running are probed, and from a few
+/// hundred containers the kernel alone keeps most of a core busy. Returns
+/// how long it waited and the load of the last second, in cores.
 pub(super) fn settle(max: Duration) -> Result<(Duration, f64)> {
     let t0 = Instant::now();
     let mut steady = 0;
@@ -366,7 +361,7 @@ pub(super) fn settle(max: Duration) -> Result<(Duration, f64)> {
         sleep(Duration::from_secs(1));
         let was = load;
         load = (machine_busy_seconds()? - before) / second.elapsed().as_secs_f64();
-        steady = if load < QUIET_CORES && (load - was).abs() < 0.1 {
+        steady = if (load - was).abs() < 0.1 {
             steady + 1
         } else {
             0
