@@ -389,6 +389,7 @@ impl Bench {
         stage: &mut Stage,
     ) -> Result<()> {
         stage.direct_background += quiet("a direct round")?;
+        let tx0 = self.pg.transactions()?;
         let cpu0 = CpuMark::take()?;
         let (direct, ids) = reference::direct_burst(
             template,
@@ -400,13 +401,17 @@ impl Bench {
         )?;
         stage.direct_cpu.add(&CpuMark::take()?.since(&cpu0));
         stage.direct_burst += direct;
+        stage.direct_transactions += self.pg.transactions()? - tx0;
         reference::remove_all(&ids);
         stage.lobby_background += quiet("a Lobby round")?;
         stage.rounds += 1;
+        let tx0 = self.pg.transactions()?;
         let cpu0 = CpuMark::take()?;
-        let lobby = self.lobby_burst(games)?;
+        let (lobby, reads) = self.lobby_burst(games)?;
         stage.lobby_cpu.add(&CpuMark::take()?.since(&cpu0));
         stage.lobby_burst += lobby;
+        // Less the bench's own reads of the rows.
+        stage.lobby_transactions += self.pg.transactions()? - tx0 - reads;
         println!(
             "round of {}: direct {direct:.1?}, via the Lobby {lobby:.1?} ({:.3} x)",
             games.len(),

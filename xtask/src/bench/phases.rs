@@ -7,8 +7,10 @@ use super::*;
 
 impl Bench {
     /// XADDs one `start` per game at once and waits for their rows: the
-    /// time from the first XADD to the last row's `finished_at`.
-    pub(super) fn lobby_burst(&mut self, games: &[String]) -> Result<Duration> {
+    /// time from the first XADD to the last row's `finished_at`, and how
+    /// many times the rows were read (each read is a transaction of the
+    /// bench's own in PostgreSQL's counts).
+    pub(super) fn lobby_burst(&mut self, games: &[String]) -> Result<(Duration, i64)> {
         let script: String = games
             .iter()
             .map(|g| {
@@ -23,15 +25,17 @@ impl Bench {
         let list: Vec<String> = games.to_vec();
         let wait = Duration::from_secs(60) + games.len() as u32 * Duration::from_secs(2);
         let deadline = Instant::now() + wait;
+        let mut reads = 0;
         loop {
             self.check_time()?;
             let (ok, failed, last_ms) = self.pg.start_rows(&list)?;
+            reads += 1;
             if failed > 0 {
                 bail!("{failed} Lobby starts failed (see {SCHEMA}.operation_log)");
             }
             if ok == games.len() as i64 {
                 let last = u64::try_from(last_ms).unwrap_or_default();
-                return Ok(Duration::from_millis(last.saturating_sub(t0_ms)));
+                return Ok((Duration::from_millis(last.saturating_sub(t0_ms)), reads));
             }
             if Instant::now() > deadline {
                 bail!("{ok} of {} Lobby starts done after {wait:?}", games.len());

@@ -27,6 +27,11 @@ pub(super) struct Stage {
     pub rounds: usize,
     pub direct_background: f64,
     pub lobby_background: f64,
+    /// PostgreSQL transactions during each side's bursts (all sessions but
+    /// the bench's own reads): rtmanager's background in both, its starts
+    /// in the Lobby side's.
+    pub direct_transactions: i64,
+    pub lobby_transactions: i64,
     /// rtmanager's counted Docker calls during the Lobby burst, per start.
     pub burst_calls: Vec<(String, f64)>,
     pub cpu: f64,
@@ -305,6 +310,11 @@ impl Report {
                 .map(|g| format!("{g} {:.1}/{:.1}", ms(&s.direct_cpu, g), ms(&s.lobby_cpu, g)))
                 .collect();
             println!("  by process (direct/via RTM): {}", shown.join(", "));
+            println!(
+                "  PostgreSQL transactions per start (direct/via RTM): {:.1}/{:.1}",
+                s.direct_transactions as f64 / n,
+                s.lobby_transactions as f64 / n
+            );
             if !s.burst_calls.is_empty() {
                 let calls: Vec<String> = s
                     .burst_calls

@@ -169,6 +169,18 @@ impl Pg {
         Ok(Self { rt, client })
     }
 
+    /// Transactions PostgreSQL has ended in this database so far (all
+    /// sessions; PostgreSQL publishes a session's counts seconds late, so
+    /// over a burst of half a minute or more this is close, not exact).
+    pub(super) fn transactions(&self) -> Result<i64> {
+        let row = self.rt.block_on(self.client.query_one(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database \
+             WHERE datname = current_database()",
+            &[],
+        ))?;
+        Ok(row.get(0))
+    }
+
     /// Takes the bench's session-level advisory lock for as long as this
     /// session lives, or fails: two benches on one database would drop
     /// each other's schema (`rtmanager_bench`, dropped and created by each
