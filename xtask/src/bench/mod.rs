@@ -15,7 +15,8 @@
 //!    (its container is the shape the direct reference copies);
 //! 2. for each size of the curve (`N/10`, `3N/10`, `N`; just `N` below
 //!    100): the stage's new games started in rounds of at most 100, each
-//!    round on a quiet machine: the direct reference — the same number of
+//!    side of a round once the machine's load holds steady: the direct
+//!    reference — the same number of
 //!    containers created and started through the Docker API by 8 workers,
 //!    then removed — and then the same number of `start` entries XADDed
 //!    to the Lobby stream at once, timed to the last `start` row (the CPU
@@ -376,12 +377,13 @@ const ROUND: usize = 100;
 impl Bench {
     /// One round of the start bursts: `games.len()` containers created and
     /// started directly through the Docker API (then removed), then the
-    /// same number of games started via the Lobby stream, each on a quiet
-    /// machine; adds both wall times and what each cost in CPU to `stage`.
-    /// A stage's bursts alternate in rounds so a drift in what Docker and
-    /// the kernel pay per container (their heaps, the host's memory
-    /// management) falls on both sides alike: one burst against another
-    /// a minute later differ by up to 10 % on their own.
+    /// same number of games started via the Lobby stream, each once the
+    /// machine's load holds steady ([`quiet`]); adds both wall times, the
+    /// CPU and the PostgreSQL transactions each cost to `stage`. A stage's
+    /// bursts alternate in rounds so a drift in what Docker and the kernel
+    /// pay per container (their heaps, the host's memory management) falls
+    /// on both sides alike: one burst against another a minute later
+    /// differ by 10 % and more on their own.
     fn burst_round(
         &mut self,
         template: &reference::Template,

@@ -67,6 +67,15 @@ pub(super) struct Report {
     pub docker_calls: Vec<(String, f64)>,
 }
 
+/// `name value<unit>, …` of metric series and their counts or rates.
+fn counts(series: &[(String, f64)], unit: &str) -> String {
+    series
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}{unit}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// min, median, p95, p99, max in milliseconds (nearest-rank percentiles).
 pub(super) fn summary(samples: &[Duration]) -> Option<[f64; 5]> {
     if samples.is_empty() {
@@ -112,14 +121,9 @@ impl Report {
         self.print_latencies();
         println!("exit events by source: {:?}", self.sources);
         if !self.docker_calls.is_empty() {
-            let calls: Vec<String> = self
-                .docker_calls
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.2}/s"))
-                .collect();
             println!(
                 "Docker calls by rtmanager in the steady state: {}",
-                calls.join(", ")
+                counts(&self.docker_calls, "/s")
             );
         }
     }
@@ -273,10 +277,11 @@ impl Report {
         }
     }
 
-    /// Who paid for each burst: CPU milliseconds per start, whole machine
-    /// and by process group (the groups that differ most between the two
-    /// bursts), direct next to via rtmanager; then rtmanager's counted
-    /// Docker calls per start during its burst.
+    /// Who paid for each step's bursts: CPU milliseconds per start, whole
+    /// machine and by process group (each group costing at least 1 ms a
+    /// start on either side, largest first), direct next to via
+    /// rtmanager; PostgreSQL transactions per start; rtmanager's counted
+    /// Docker calls per start during its bursts.
     fn print_bursts(&self) {
         for s in self.stages.iter().filter(|s| s.new_games > 0) {
             let n = s.new_games as f64;
@@ -316,12 +321,10 @@ impl Report {
                 s.lobby_transactions as f64 / n
             );
             if !s.burst_calls.is_empty() {
-                let calls: Vec<String> = s
-                    .burst_calls
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v:.2}"))
-                    .collect();
-                println!("  counted Docker calls per start: {}", calls.join(", "));
+                println!(
+                    "  counted Docker calls per start: {}",
+                    counts(&s.burst_calls, "")
+                );
             }
         }
     }
