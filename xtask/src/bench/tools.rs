@@ -85,18 +85,25 @@ pub(super) fn sql(sql: &str) -> Result<()> {
 /// utime + stime of `pid`, in seconds (from `/proc/<pid>/stat`).
 pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces).
-    let rest = stat.rsplit_once(')').context("bad /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime is field 14, stime 15.
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields
-            .get(i - 3)
-            .context("short /proc stat")?
-            .parse::<f64>()?)
-    };
+    let (_, secs) = stat_seconds(&stat, 14..=15).context("bad /proc stat")?;
+    Ok(secs)
+}
+
+/// The command name of a `/proc/<pid>/stat` line and the sum of its time
+/// `fields` (numbered as in proc(5): 14 utime, 15 stime, 16 cutime, 17
+/// cstime), in seconds.
+fn stat_seconds(stat: &str, fields: std::ops::RangeInclusive<usize>) -> Option<(String, f64)> {
+    // The name is in parentheses and may itself hold spaces and `)`.
+    let open = stat.find('(')?;
+    let (comm, rest) = stat[open + 1..].rsplit_once(')')?;
+    let after: Vec<&str> = rest.split_whitespace().collect();
+    let mut ticks = 0.0;
+    for i in fields {
+        // `rest` starts at field 3 (state).
+        ticks += after.get(i - 3)?.parse::<f64>().ok()?;
+    }
     let hz = 100.0; // USER_HZ on Linux
-    Ok((ticks(14)? + ticks(15)?) / hz)
+    Some((comm.to_owned(), ticks / hz))
 }
 
 pub(super) fn unix_ms() -> u64 {
@@ -279,7 +286,7 @@ impl CpuMark {
             };
             // A process may end between the listing and the read.
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                if let Some(used) = parse_stat(&stat) {
+                if let Some(used) = stat_seconds(&stat, 14..=17) {
                     procs.insert(pid, used);
                 }
             }
@@ -311,19 +318,6 @@ impl CpuMark {
             by,
         }
     }
-}
-
-/// The command name and utime + stime + cutime + cstime, in seconds.
-fn parse_stat(stat: &str) -> Option<(String, f64)> {
-    let open = stat.find('(')?;
-    let (comm, rest) = stat[open + 1..].rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); utime .. cstime are fields 14-17.
-    let mut ticks = 0.0;
-    for i in 14..=17 {
-        ticks += fields.get(i - 3)?.parse::<f64>().ok()?;
-    }
-    Some((comm.to_owned(), ticks / 100.0))
 }
 
 /// Groups the processes a burst involves: per-CPU kernel threads by kind,
@@ -390,10 +384,11 @@ mod tests {
     fn a_stat_line_gives_the_name_and_all_four_times() {
         // A name with a space and a parenthesis; utime..cstime 100+50+20+5.
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 10 0 0 0 100 50 20 5 20 0 1 0 7 0 0";
-        let (comm, secs) = parse_stat(stat).unwrap();
+        let (comm, secs) = stat_seconds(stat, 14..=17).unwrap();
         assert_eq!(comm, "a (b) c");
         assert!((secs - 1.75).abs() < 1e-9, "{secs}");
-        assert_eq!(parse_stat("42 (short) S 1 2"), None);
+        assert_eq!(stat_seconds(stat, 14..=15).unwrap().1, 1.5);
+        assert_eq!(stat_seconds("42 (short) S 1 2", 14..=17), None);
     }
 
     #[test]
