@@ -377,21 +377,134 @@ fn sweep_leftovers() {
     }
 }
 
+// ---------------------------------------------------------------- starts
+
+/// The marker label of [`DockerStarts::of`]'s own probe container; no
+/// `rtm.owner`, so no adapter under test ever looks at it.
+const MARKER_LABEL: &str = "rtm-test.marker";
+
+/// Docker's own count of the container starts of one owner, per game: a
+/// `docker events` subscription (opened by [`DockerStarts::watch`], so
+/// nothing is lost to Docker's short in-memory event history) that records
+/// every `start` of a container labelled with the owner.
+///
+/// This counts what the service did to Docker. An engine's own record of
+/// its starts (the stub's `starts.log`) misses a start that a stop follows
+/// at once: Docker's init forwards the `SIGTERM` to an engine that may not
+/// have installed its handler yet, and it dies (143) before it writes
+/// (measured: 8 of 60 start-then-stop pairs on a loaded machine).
+#[derive(Debug)]
+pub struct DockerStarts {
+    owner: String,
+    child: std::process::Child,
+    /// `(action, owner, game_id, marker)` of each event read so far.
+    seen: Arc<Mutex<Vec<[String; 4]>>>,
+}
+
+impl DockerStarts {
+    /// Subscribes from now on; panics (failing the test) when the docker
+    /// CLI cannot be run.
+    pub fn watch(owner: &str) -> Self {
+        let since = unix_now();
+        let format = format!(
+            "{{{{.Action}}}}\t{{{{index .Actor.Attributes \"rtm.owner\"}}}}\t\
+             {{{{index .Actor.Attributes \"rtm.game_id\"}}}}\t\
+             {{{{index .Actor.Attributes \"{MARKER_LABEL}\"}}}}"
+        );
+        let mut child = cli()
+            .args(["events", "--since", &since, "--format", &format])
+            .args(["--filter", "type=container"])
+            .args(["--filter", "event=start", "--filter", "event=create"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("running docker events");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut f = line.splitn(4, '\t').map(str::to_owned);
+                let event = std::array::from_fn(|_| f.next().unwrap_or_default());
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+            }
+        });
+        Self {
+            owner: owner.to_owned(),
+            child,
+            seen,
+        }
+    }
+
+    /// How many times Docker started a container of `game` (of this
+    /// owner) since [`DockerStarts::watch`], up to now.
+    pub fn of(&self, game: &str) -> usize {
+        self.all().get(game).copied().unwrap_or(0)
+    }
+
+    /// How many times Docker started a container of each game (of this
+    /// owner) since [`DockerStarts::watch`], up to now: it first creates a
+    /// marker container and waits (≤ 30 s) until the subscription has
+    /// delivered its event, which Docker sends after every earlier one.
+    pub fn all(&self) -> std::collections::HashMap<String, usize> {
+        let marker = crate::unique("marker");
+        let id = docker(&[
+            "create",
+            "--label",
+            &format!("{MARKER_LABEL}={marker}"),
+            &engine_image("1.0.0"),
+        ])
+        .expect("docker create (marker)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let counts = loop {
+            {
+                let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.iter().any(|[_, _, _, m]| *m == marker) {
+                    let mut counts = std::collections::HashMap::new();
+                    for [action, owner, game, _] in seen.iter() {
+                        if action == "start" && *owner == self.owner {
+                            *counts.entry(game.clone()).or_insert(0) += 1;
+                        }
+                    }
+                    break counts;
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = docker(&["rm", "-f", id.trim()]);
+                panic!("docker events did not deliver the marker within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Err(e) = docker(&["rm", "-f", id.trim()]) {
+            eprintln!("DockerStarts: removing the marker container: {e:#}");
+        }
+        counts
+    }
+}
+
+impl Drop for DockerStarts {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Now, as `docker events --since` takes it (seconds.nanoseconds).
+fn unix_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
 // ---------------------------------------------------------------- CLI
 
 /// Runs `docker <args>`; `Err` with its stderr when it fails.
 pub fn docker(args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("docker");
-    // The CLI talks to the same engine as the adapters under test.
-    if let Ok(host) = std::env::var("RTM_TEST_DOCKER_HOST") {
-        let url = if host.starts_with('/') {
-            format!("unix://{host}")
-        } else {
-            host
-        };
-        cmd.env("DOCKER_HOST", url);
-    }
-    let out = cmd
+    let out = cli()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -405,6 +518,20 @@ pub fn docker(args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The docker CLI, talking to the same engine as the adapters under test.
+fn cli() -> Command {
+    let mut cmd = Command::new("docker");
+    if let Ok(host) = std::env::var("RTM_TEST_DOCKER_HOST") {
+        let url = if host.starts_with('/') {
+            format!("unix://{host}")
+        } else {
+            host
+        };
+        cmd.env("DOCKER_HOST", url);
+    }
+    cmd
 }
 
 fn docker_lines(args: &[&str]) -> Result<Vec<String>> {

@@ -13,6 +13,8 @@ use fred::prelude::{Client, StreamsInterface};
 use fred::types::Value;
 use serde_json::Value as Json;
 
+use rtm_testkit::docker::DockerStarts;
+
 use crate::support::*;
 
 mod bulk;
@@ -348,12 +350,32 @@ pub fn inspect(container: &str, format: &str) -> String {
 }
 
 /// Lines of the engine's `starts.log` (one per engine start).
-pub fn starts(app: &TestApp, game: &str) -> Vec<String> {
+fn starts(app: &TestApp, game: &str) -> Vec<String> {
     std::fs::read_to_string(app.state_dir(game).join("starts.log"))
         .unwrap_or_default()
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// The engine's own record of its starts once it holds `n` lines (waits
+/// ≤ 30 s: an engine writes its line a moment after Docker reports the
+/// start), for a game whose engine is left running; a count of RTM's
+/// starts of a game stopped at once comes from [`DockerStarts`].
+pub async fn engine_starts(app: &TestApp, game: &str, n: usize) -> Vec<String> {
+    let what = format!("{game}: {n} lines in starts.log");
+    let log = wait_for(&what, Duration::from_secs(30), || async {
+        let log = starts(app, game);
+        (log.len() >= n).then_some(log)
+    })
+    .await;
+    assert_eq!(log.len(), n, "{game}: {log:?}");
+    log
+}
+
+/// Docker's count of the starts of each game's containers, from now on.
+pub fn watch_starts(app: &TestApp) -> DockerStarts {
+    DockerStarts::watch(app.owner.owner())
 }
 
 /// The runtime record through REST (`GET /api/v1/runtimes/{game}`), which

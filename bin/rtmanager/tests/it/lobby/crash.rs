@@ -8,7 +8,8 @@
 //!    another consumer name, which does not see the entry). When the app
 //!    starts again under its own name it drains its pending entries, finds
 //!    the row and acknowledges WITHOUT acting again on Docker. The op is a
-//!    restart, so a second action would show (StartedAt, `starts.log`).
+//!    restart, so a second action would show (StartedAt, Docker's `start`
+//!    events).
 //! 2. A graceful stop while entries are in flight loses nothing and
 //!    doubles nothing.
 
@@ -24,6 +25,7 @@ use super::*;
 async fn a_redelivered_entry_whose_row_exists_is_acknowledged_without_acting_again() {
     let mut app = spawn_app().await;
     let lobby = Lobby::new(&app).await;
+    let started = watch_starts(&app);
     let instance = app.vars["RTM_INSTANCE_ID"].clone();
     let game_id = gid(&app, "crash-replay");
     let game = game_id.as_str();
@@ -66,7 +68,7 @@ async fn a_redelivered_entry_whose_row_exists_is_acknowledged_without_acting_aga
     assert!(!outcome.replayed);
     assert_eq!(outcome.operation.outcome.to_string(), "success");
     let started_at = inspect(&container, "{{.State.StartedAt}}");
-    assert_eq!(starts(&app, game).len(), 2, "start + restart");
+    assert_eq!(started.of(game), 2, "start + restart");
     let rows_before = rows(&app, game).await;
     assert_eq!(rows_before.len(), 2);
     assert_eq!(rows_before[1].source_ref, restart);
@@ -96,7 +98,7 @@ async fn a_redelivered_entry_whose_row_exists_is_acknowledged_without_acting_aga
         started_at,
         "restarted twice"
     );
-    assert_eq!(starts(&app, game).len(), 2, "engine started again");
+    assert_eq!(started.of(game), 2, "engine started again");
     assert_eq!(assert_runtime(&app, game, "running", &v1).await, container);
     assert!(lobby.dead_letters().await.is_empty());
 }
@@ -115,6 +117,7 @@ async fn a_graceful_stop_with_entries_in_flight_loses_and_doubles_nothing() {
     .await;
     let lobby = Lobby::new(&app).await;
     lobby.wait_group().await;
+    let started = watch_starts(&app);
     let v1 = image("1.0.0");
     let games: Vec<String> = (0..6)
         .map(|i| gid(&app, &format!("inflight-{i}")))
@@ -165,11 +168,7 @@ async fn a_graceful_stop_with_entries_in_flight_loses_and_doubles_nothing() {
             .collect();
         assert_eq!(got, want, "{g}");
         assert_runtime(&app, g, "stopped", &v1).await;
-        assert_eq!(
-            starts(&app, g).len(),
-            2,
-            "{g}: start and restart, once each"
-        );
+        assert_eq!(started.of(g), 2, "{g}: start and restart, once each");
     }
     assert!(all.iter().all(|r| r.outcome == "success"), "{all:#?}");
     assert!(lobby.pending().await.is_empty());

@@ -116,7 +116,7 @@ async fn each_op_is_recorded_with_the_entry_id_and_acknowledged_after_its_row() 
     assert_eq!(row.image_ref, v1);
     let c1 = assert_runtime(&app, game, "running", &v1).await;
     assert_eq!(row.container_id, c1);
-    assert_eq!(starts(&app, game).len(), 1, "one engine start");
+    engine_starts(&app, game, 1).await;
     let started_1 = inspect(&c1, "{{.State.StartedAt}}");
 
     // restart (running: same container, stopped and started again)
@@ -134,11 +134,8 @@ async fn each_op_is_recorded_with_the_entry_id_and_acknowledged_after_its_row() 
     assert_eq!(assert_runtime(&app, game, "running", &v1).await, c1);
     assert_eq!(row.container_id, c1);
     assert_ne!(inspect(&c1, "{{.State.StartedAt}}"), started_1);
-    assert_eq!(
-        starts(&app, game).len(),
-        2,
-        "restart started the engine again"
-    );
+    // The restart started the engine again.
+    engine_starts(&app, game, 2).await;
 
     // patch to 1.0.1: a new container of the new image replaces the old one
     // (which must be healthy first: the patch gate probes the new one).
@@ -157,8 +154,7 @@ async fn each_op_is_recorded_with_the_entry_id_and_acknowledged_after_its_row() 
     let c2 = assert_runtime(&app, game, "running", &v2).await;
     assert_ne!(c2, c1, "patch runs a new container");
     assert_eq!(row.container_id, c2);
-    let log = starts(&app, game);
-    assert_eq!(log.len(), 3, "{log:?}");
+    let log = engine_starts(&app, game, 3).await;
     assert!(log[2].starts_with("1.0.1 "), "{log:?}");
 
     // stop: the container is kept, not running
