@@ -55,7 +55,7 @@ pub(crate) const LABEL_LAST_END: &str = "rtm.last_end";
 const REMOVE_WAIT: Duration = Duration::from_secs(15);
 
 /// How often a wait looks at the tasks again.
-const TASK_POLL: Duration = Duration::from_millis(100);
+pub(crate) const TASK_POLL: Duration = Duration::from_millis(100);
 /// How many times an update is retried when another update landed first.
 const UPDATE_TRIES: usize = 5;
 /// Observations kept for a slow feed before it falls back on its polling.
@@ -295,11 +295,12 @@ impl SwarmRuntime {
         Ok(found.iter().any(|s| Some(s.id.as_str()) != except))
     }
 
-    /// Polls the service's tasks until `done` says so, for at most `limit`.
+    /// Polls the service's tasks every `poll` until `done` says so, for
+    /// at most `limit`.
     pub(crate) async fn wait_tasks<T>(
         &self,
         service: &str,
-        limit: Duration,
+        (limit, poll): (Duration, Duration),
         what: &str,
         mut done: impl FnMut(&[Task]) -> Option<T>,
     ) -> Result<T, RuntimeError> {
@@ -314,7 +315,7 @@ impl SwarmRuntime {
                     "{what}: not done within {limit:?}"
                 )));
             }
-            tokio::time::sleep(TASK_POLL).await;
+            tokio::time::sleep(poll).await;
         }
     }
 }
@@ -412,7 +413,7 @@ impl ContainerRuntime for SwarmRuntime {
             // the manager yet: taken for running, no task would start.
             let limit = self.inner.config.start_timeout;
             tasks = self
-                .wait_tasks(&svc.id, limit, &what, |now| {
+                .wait_tasks(&svc.id, (limit, TASK_POLL), &what, |now| {
                     now.iter()
                         .any(|t| t.id == ending && t.phase() != Phase::Running)
                         .then(|| now.to_vec())
@@ -454,7 +455,7 @@ impl ContainerRuntime for SwarmRuntime {
         };
         let limit = self.inner.config.start_timeout;
         let started = self
-            .wait_tasks(&svc.id, limit, &what, |tasks| {
+            .wait_tasks(&svc.id, (limit, TASK_POLL), &what, |tasks| {
                 let t = model::newest(tasks.iter().filter(|t| !before.contains(&t.id)))?;
                 match t.phase() {
                     Phase::Running => Some(Ok(t.clone())),

@@ -14,10 +14,16 @@ use time::OffsetDateTime;
 use crate::error::{classify, to_runtime, Failure};
 use crate::feed::Observed;
 use crate::model::{self, Phase, Service, Task};
-use crate::runtime::{SwarmRuntime, LABEL_LAST_END, LABEL_LAST_EXIT, LABEL_LAST_TASK};
+use crate::runtime::{SwarmRuntime, LABEL_LAST_END, LABEL_LAST_EXIT, LABEL_LAST_TASK, TASK_POLL};
 
 /// Beyond a stop's grace: time for the node to report the task's end.
 const STOP_MARGIN: Duration = Duration::from_secs(30);
+/// How often a stop through the orchestrator looks for the task's end.
+/// Swarm's task reaper deletes a task scaled away in its next batch
+/// (swarmkit batches every 250 ms), taking the exit code with it; at the
+/// wait's usual 100 ms, one slow answer from the manager (seen under CI
+/// load) was enough to miss it.
+const END_POLL: Duration = Duration::from_millis(20);
 
 impl SwarmRuntime {
     /// Reports the end of `task` (its exit code, when it ended and, on
@@ -56,7 +62,7 @@ impl SwarmRuntime {
         let limit = self.inner.config.stop_grace + STOP_MARGIN;
         // `Some(code)`: seen ended; `None`: deleted before it was seen.
         let end = self
-            .wait_tasks(&svc.id, limit, &what, |tasks| {
+            .wait_tasks(&svc.id, (limit, END_POLL), &what, |tasks| {
                 match tasks.iter().find(|t| t.id == task.id) {
                     None => Some(None),
                     Some(t) if matches!(t.phase(), Phase::Ended | Phase::Lost) => {
@@ -110,7 +116,7 @@ impl SwarmRuntime {
             Err(e) => return Err(to_runtime(e, &what)),
         }
         let ended = self
-            .wait_tasks(&svc.id, grace + STOP_MARGIN, &what, |tasks| {
+            .wait_tasks(&svc.id, (grace + STOP_MARGIN, TASK_POLL), &what, |tasks| {
                 tasks
                     .iter()
                     .find(|t| t.id == task.id && matches!(t.phase(), Phase::Ended | Phase::Lost))
