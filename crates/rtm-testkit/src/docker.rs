@@ -26,6 +26,9 @@
 //!   (Docker's default address pools hold only ~30 of them, so a network per
 //!   test would exhaust them); it is removed when the last test holding it
 //!   drops it. Leftovers of killed test processes are swept on creation.
+//! - [`DockerStarts`] counts Docker's `start` events of one owner's
+//!   containers, per game, from a subscription opened before the test
+//!   acts; a count includes every start Docker reported before the call.
 //!
 //! Everything goes through the `docker` CLI: drop guards cannot `.await`,
 //! and the CLI is synchronous and always present where Docker is. A missing
@@ -379,7 +382,7 @@ fn sweep_leftovers() {
 
 // ---------------------------------------------------------------- starts
 
-/// The marker label of [`DockerStarts::of`]'s own probe container; no
+/// The marker label of [`DockerStarts::all`]'s own probe container; no
 /// `rtm.owner`, so no adapter under test ever looks at it.
 const MARKER_LABEL: &str = "rtm-test.marker";
 
@@ -521,7 +524,7 @@ pub fn docker(args: &[&str]) -> Result<String> {
 }
 
 /// The docker CLI, talking to the same engine as the adapters under test.
-fn cli() -> Command {
+pub(crate) fn cli() -> Command {
     let mut cmd = Command::new("docker");
     if let Ok(host) = std::env::var("RTM_TEST_DOCKER_HOST") {
         let url = if host.starts_with('/') {

@@ -149,16 +149,8 @@ impl Registry {
     /// Runs the docker CLI with this registry's own client config dir
     /// (where `docker login` keeps its credentials).
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut cmd = Command::new("docker");
+        let mut cmd = crate::docker::cli();
         cmd.env("DOCKER_CONFIG", self.dir.join("client"));
-        if let Ok(host) = std::env::var("RTM_TEST_DOCKER_HOST") {
-            let url = if host.starts_with('/') {
-                format!("unix://{host}")
-            } else {
-                host
-            };
-            cmd.env("DOCKER_HOST", url);
-        }
         let mut child = cmd
             .args(args)
             .stdin(if stdin.is_some() {
