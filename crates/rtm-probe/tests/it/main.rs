@@ -1,7 +1,8 @@
 //! Integration tests of [`rtm_probe::HttpProbe`] against real HTTP servers
 //! on 127.0.0.1, started by each test (tokio `TcpListener`): 2xx, 500, a
-//! server that never answers in time, a refused port, and the choice
-//! between the container IP and the endpoint.
+//! server that never answers in time, a refused port, the choice between
+//! the container IP and the endpoint, the kept connection, and answers of
+//! every framing and of every way to be broken.
 
 // Test helpers outside `#[test]` fns: a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -21,11 +22,30 @@ use tokio::net::{TcpListener, TcpStream};
 type Log = Arc<Mutex<Vec<String>>>;
 
 /// What a test server does with each request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Reply {
     Status(u16),
     /// Answers only after a long while (longer than any probe timeout).
     Slow,
+    /// Writes these bytes as the answer, then closes the connection when
+    /// `close` (without saying so unless the bytes do).
+    Raw {
+        answer: Arc<str>,
+        close: bool,
+    },
+    /// Answers a connection's first request `200`; at its second, closes
+    /// the connection without an answer (as a server does that timed the
+    /// idle connection out just as the request came).
+    FirstOnly,
+}
+
+impl Reply {
+    fn raw(answer: &str, close: bool) -> Reply {
+        Reply::Raw {
+            answer: answer.into(),
+            close,
+        }
+    }
 }
 
 /// A tiny HTTP/1.1 server that records each request line.
@@ -51,7 +71,7 @@ impl Server {
             // Ends when the test's runtime shuts down.
             while let Ok((conn, _)) = listener.accept().await {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(handle(conn, reply, seen.clone()));
+                tokio::spawn(handle(conn, reply.clone(), seen.clone()));
             }
         });
         Server {
@@ -65,13 +85,17 @@ impl Server {
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Serves requests on one (keep-alive) connection until the client closes
 /// it or asks to (`Connection: close`).
 async fn handle(mut conn: TcpStream, reply: Reply, (seen, heads): (Log, Log)) {
     let mut buf = Vec::new();
-    loop {
+    for nth in 1.. {
         // Read one request head (bounded).
         let head_end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -92,12 +116,20 @@ async fn handle(mut conn: TcpStream, reply: Reply, (seen, heads): (Log, Log)) {
             .unwrap()
             .push(head.lines().next().unwrap_or("").to_owned());
         heads.lock().unwrap().push(head.clone());
-        let code = match reply {
-            Reply::Status(code) => code,
+        let code = match &reply {
+            Reply::Status(code) => *code,
             Reply::Slow => {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 200
             }
+            Reply::Raw { answer, close } => {
+                if conn.write_all(answer.as_bytes()).await.is_err() || *close {
+                    return;
+                }
+                continue;
+            }
+            Reply::FirstOnly if nth > 1 => return,
+            Reply::FirstOnly => 200,
         };
         let body = format!("{{\"status\":{code}}}");
         let response = format!(
@@ -213,24 +245,201 @@ async fn the_ip_is_preferred_over_the_endpoint_and_the_endpoint_is_the_fallback(
 }
 
 #[tokio::test]
-async fn probes_reuse_a_kept_connection_after_a_first_one_that_ends_its_own() {
+async fn probes_share_one_kept_connection_and_say_who_they_are() {
     let server = Server::start(Reply::Status(200)).await;
     let p = probe(Duration::from_secs(2));
     for _ in 0..4 {
         p.probe(&by_ip(server.addr)).await.unwrap();
     }
     assert_eq!(server.requests().len(), 4);
+    assert_eq!(server.accepted(), 1, "one connection, kept");
     let heads = server.heads.lock().unwrap().clone();
-    let closing: Vec<bool> = heads
-        .iter()
-        .map(|h| h.to_ascii_lowercase().contains("\r\nconnection: close"))
-        .collect();
-    assert_eq!(closing, [true, false, false, false], "{heads:?}");
-    // The first probe asked for `Connection: close` (a fresh connection
-    // checks the listener); the next three shared one kept connection.
+    let expected = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nUser-Agent: rtmanager-probe\r\nAccept: */*\r\n\r\n",
+        server.addr
+    );
+    assert!(heads.iter().all(|h| *h == expected), "{heads:?}");
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_engine_closed_at_the_request_costs_no_failure() {
+    let server = Server::start(Reply::FirstOnly).await;
+    let p = probe(Duration::from_secs(2));
+    for nth in 1..=3 {
+        assert_eq!(p.probe(&by_ip(server.addr)).await, Ok(()), "probe {nth}");
+    }
+    // 1st on A; 2nd on A (closed unanswered), again on B; 3rd likewise on C.
+    assert_eq!(server.requests().len(), 5);
+    assert_eq!(server.accepted(), 3);
+}
+
+#[tokio::test]
+async fn an_engine_that_closes_each_connection_unannounced_is_healthy() {
+    // Answers without saying it closes, then closes.
+    let server = Server::start(Reply::raw(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        true,
+    ))
+    .await;
+    let p = probe(Duration::from_secs(2));
+    for nth in 1..=3 {
+        assert_eq!(p.probe(&by_ip(server.addr)).await, Ok(()), "probe {nth}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.requests().len(), 3, "each request sent once");
+    assert_eq!(server.accepted(), 3);
+}
+
+#[tokio::test]
+async fn an_answer_that_says_it_closes_is_not_kept() {
+    let server = Server::start(Reply::raw(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    ))
+    .await;
+    let p = probe(Duration::from_secs(2));
+    for _ in 0..2 {
+        assert_eq!(p.probe(&by_ip(server.addr)).await, Ok(()));
+    }
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_chunked_answer_with_extensions_and_trailers_is_read_whole_and_kept() {
+    let server = Server::start(Reply::raw(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+         4;note=x\r\nokok\r\nA\r\n0123456789\r\n0\r\nX-Check: fine\r\n\r\n",
+        false,
+    ))
+    .await;
+    let p = probe(Duration::from_secs(2));
+    for _ in 0..3 {
+        assert_eq!(p.probe(&by_ip(server.addr)).await, Ok(()));
+    }
+    assert_eq!(server.accepted(), 1, "the connection was kept");
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    let server = Server::start(Reply::raw(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+         HTTP/1.1 204 No Content\r\n\r\n",
+        false,
+    ))
+    .await;
+    let p = probe(Duration::from_secs(2));
+    for _ in 0..2 {
+        assert_eq!(p.probe(&by_ip(server.addr)).await, Ok(()));
+    }
+    assert_eq!(server.accepted(), 1, "204 has no body: kept");
+}
+
+#[tokio::test]
+async fn an_http_1_0_answer_without_a_length_is_read_to_its_close() {
+    let server = Server::start(Reply::raw("HTTP/1.0 200 OK\r\n\r\nall good", true)).await;
+    let p = probe(Duration::from_secs(2));
+    for _ in 0..2 {
+        assert_eq!(p.probe(&by_ip(server.addr)).await, Ok(()));
+    }
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_body_longer_than_read_is_judged_by_its_status_and_not_kept() {
+    let body = "x".repeat(usize::try_from(rtm_probe::MAX_BODY).unwrap() + 1000);
+    for (code, healthy) in [(200, true), (500, false)] {
+        let server = Server::start(Reply::raw(
+            &format!(
+                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            false,
+        ))
+        .await;
+        let p = probe(Duration::from_secs(2));
+        for _ in 0..2 {
+            let result = p.probe(&by_ip(server.addr)).await;
+            assert_eq!(result.is_ok(), healthy, "{result:?}");
+        }
+        assert_eq!(server.accepted(), 2, "HTTP {code}: not kept");
+    }
+}
+
+#[tokio::test]
+async fn broken_answers_are_failures_that_say_what_broke() {
+    let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "y".repeat(20_000));
+    let cases: [(&str, &str); 7] = [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+            "its body failed",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+            "Content-Length",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "Content-Length",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "chunk size",
+        ),
+        ("SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP/1.x answer"),
+        ("HTTP/1.1 200 OK\r\nContent-Le", "inside the answer's head"),
+        (&huge, "larger than 16 KiB"),
+    ];
+    for (answer, says) in cases {
+        let server = Server::start(Reply::raw(answer, true)).await;
+        let err = probe(Duration::from_secs(2))
+            .probe(&by_ip(server.addr))
+            .await
+            .unwrap_err();
+        assert!(err.0.contains(says), "{answer:.60?}: {err}");
+        assert!(err.0.contains(&server.addr.to_string()), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_closed_without_an_answer_is_a_failure() {
+    let server = Server::start(Reply::raw("", true)).await;
+    let err = probe(Duration::from_secs(2))
+        .probe(&by_ip(server.addr))
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("request failed for"), "{err}");
+    assert!(err.0.contains("closed before an answer"), "{err}");
     assert_eq!(
-        server.accepted.load(std::sync::atomic::Ordering::SeqCst),
-        2,
-        "one connection for the first probe, one kept for the rest"
+        server.requests().len(),
+        1,
+        "a new connection is not retried"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_by_name_is_resolved_and_named_in_the_host_header() {
+    let server = Server::start(Reply::Status(200)).await;
+    let target = ProbeTarget {
+        endpoint: format!("http://localhost:{}/", server.addr.port()),
+        ip: None,
+        port: 1,
+    };
+    assert_eq!(probe(Duration::from_secs(2)).probe(&target).await, Ok(()));
+    let heads = server.heads.lock().unwrap().clone();
+    let host = format!("\r\nHost: localhost:{}\r\n", server.addr.port());
+    assert!(heads[0].contains(&host), "{heads:?}");
+
+    let nowhere = ProbeTarget {
+        endpoint: "http://rtm-nowhere.invalid:8080".into(),
+        ip: None,
+        port: 8080,
+    };
+    let err = probe(Duration::from_secs(2))
+        .probe(&nowhere)
+        .await
+        .unwrap_err();
+    assert!(
+        err.0.contains("cannot resolve rtm-nowhere.invalid"),
+        "{err}"
     );
 }
